@@ -1,0 +1,29 @@
+"""pip / editable install of the Python side of refseg_ros (development and non-ROS use).
+
+In a ROS 2 workspace, `colcon build` uses CMakeLists.txt (ament_cmake) instead: it generates the
+messages and installs this same Python package and the scripts/ entry points.
+"""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+_ROOT = Path(__file__).resolve().parent
+_VERSION = re.search(r"<version>([^<]+)</version>", (_ROOT / "package.xml").read_text()).group(1)
+
+setup(
+    name="refseg_ros",
+    version=_VERSION,
+    description="VG-LAW referring expression grounding for ROS 2",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["refseg_ros", "refseg_ros.*"]),
+    include_package_data=True,
+    package_data={"refseg_ros": ["checkpoints/*.safetensors", "checkpoints/*.json", "checkpoints/*.md",
+                                 "model/presets/*.yaml"]},
+    entry_points={
+        "console_scripts": [
+            "refseg = refseg_ros.cli.main:main",
+        ],
+    },
+)
