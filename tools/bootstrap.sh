@@ -81,7 +81,7 @@ NPINC=$("$VPY" -c "import numpy; print(numpy.get_include())")
   -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$NPINC#g"
 touch "$VENV/COLCON_IGNORE"   # keep colcon from crawling the venv's share/*/package.xml
 
-mkdir -p "$(dirname "$BUILD")"
+mkdir -p "$BUILD" && touch "$(dirname "$BUILD")/COLCON_IGNORE"  # never a colcon package root
 log "generating messages (cmake, installed into the venv prefix)"
 export CMAKE_PREFIX_PATH="$VENV" AMENT_PREFIX_PATH="$VENV"
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$VPY" \

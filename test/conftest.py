@@ -1,0 +1,49 @@
+"""Shared pytest fixtures: an isolated DDS domain per test run, subprocess helpers."""
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+HELPERS = Path(__file__).resolve().parent / "helpers"
+
+
+def _pick_domain_id() -> int:
+    # Domain ids 1..100 keep DDS ports in the valid range; random per run so parallel runs
+    # (two CI checkouts, a developer's shell) do not see each other's topics.
+    return random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "little")).randint(1, 100)
+
+
+# Set before any test imports rclpy, so in-process nodes and subprocesses share the domain.
+os.environ.setdefault("ROS_DOMAIN_ID", str(_pick_domain_id()))
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def ros_env() -> dict:
+    """Environment for subprocesses that talk DDS with the test process."""
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture
+def rclpy_context():
+    """An initialised rclpy context, shut down after the test."""
+    import rclpy
+
+    ctx = rclpy.context.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.shutdown(context=ctx)
+
+
+def run_python(args: list[str], env: dict | None = None, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], env=env or dict(os.environ), timeout=timeout,
+                          capture_output=True, text=True, **kw)
