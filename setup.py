@@ -20,10 +20,11 @@ setup(
     packages=find_packages(include=["refseg_ros", "refseg_ros.*"]),
     include_package_data=True,
     package_data={"refseg_ros": ["checkpoints/*.safetensors", "checkpoints/*.json", "checkpoints/*.md",
-                                 "model/presets/*.yaml"]},
+                                 "model/presets/*.yaml", "training/presets/*.yaml"]},
     entry_points={
         "console_scripts": [
             "refseg = refseg_ros.cli.main:main",
+            "refseg_node = refseg_ros.ros.node:main",
         ],
     },
 )

@@ -14,6 +14,10 @@ from refseg_ros import __version__
 #: subcommand name -> module implementing it
 SUBCOMMANDS: dict[str, str] = {
     "info": "refseg_ros.cli.info",
+    "data": "refseg_ros.cli.data",
+    "train": "refseg_ros.cli.train",
+    "eval": "refseg_ros.cli.evaluate",
+    "predict": "refseg_ros.cli.predict",
 }
 
 

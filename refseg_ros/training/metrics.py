@@ -14,27 +14,25 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
+
+from refseg_ros.model import box_ops
 
 MASK_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 
-def mask_intersection_union(pred: np.ndarray, gt: np.ndarray) -> tuple[int, int]:
-    pred = np.asarray(pred).astype(bool)
-    gt = np.asarray(gt).astype(bool)
-    if pred.shape != gt.shape:
-        raise ValueError(f"mask shapes differ: prediction {pred.shape}, ground truth {gt.shape}")
-    return int(np.logical_and(pred, gt).sum()), int(np.logical_or(pred, gt).sum())
-
-
 def box_iou_xyxy(a, b) -> float:
-    """IoU of two boxes (x_min, y_min, x_max, y_max); degenerate boxes have area 0."""
-    ax0, ay0, ax1, ay1 = (float(v) for v in a)
-    bx0, by0, bx1, by1 = (float(v) for v in b)
-    iw = max(0.0, min(ax1, bx1) - max(ax0, bx0))
-    ih = max(0.0, min(ay1, by1) - max(ay0, by0))
-    inter = iw * ih
-    union = max(0.0, ax1 - ax0) * max(0.0, ay1 - ay0) + max(0.0, bx1 - bx0) * max(0.0, by1 - by0) - inter
-    return inter / union if union > 0 else 0.0
+    """IoU of one pair of (x_min, y_min, x_max, y_max) boxes (via ``model.box_ops``)."""
+    return float(box_ops.box_iou(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)))
+
+
+def mask_intersection_union(pred, gt) -> tuple[int, int]:
+    pred = torch.as_tensor(np.asarray(pred)).bool()
+    gt = torch.as_tensor(np.asarray(gt)).bool()
+    if pred.shape != gt.shape:
+        raise ValueError(f"mask shapes differ: prediction {tuple(pred.shape)}, ground truth {tuple(gt.shape)}")
+    inter, union = box_ops.mask_intersection_union(pred[None], gt[None])
+    return int(inter), int(union)
 
 
 @dataclass

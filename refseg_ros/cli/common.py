@@ -1,0 +1,54 @@
+"""Argument helpers shared by the `refseg` subcommands (datasets, model overrides, threads)."""
+from __future__ import annotations
+
+import argparse
+import os
+
+import yaml
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser, split_default: str) -> None:
+    parser.add_argument("--data", required=True, help="dataset root: a `refseg data tabletop --out` "
+                        "directory, or a REFER root (with --format refer)")
+    parser.add_argument("--split", default=split_default, help=f"split to use (default {split_default})")
+    parser.add_argument("--format", choices=("tabletop", "refer"), default="tabletop",
+                        help="on-disk format (default tabletop)")
+    parser.add_argument("--refer-dataset", default="refcoco",
+                        help="REFER dataset name: refcoco, refcoco+, refcocog, refclef (with --format refer)")
+    parser.add_argument("--refer-splitby", default=None,
+                        help="REFER split scheme: unc, umd, google, berkeley (default: the dataset's usual one)")
+
+
+def open_dataset(args: argparse.Namespace, split: str | None = None, augment=None):
+    """The Dataset named by the --data/--format arguments, for ``split`` (default ``args.split``)."""
+    split = split or args.split
+    if args.format == "tabletop":
+        from refseg_ros.data.dataset import TabletopRefDataset
+
+        return TabletopRefDataset(args.data, split, augment=augment)
+    from refseg_ros.data.refer import ReferDataset
+
+    return ReferDataset(args.data, args.refer_dataset, split, split_by=args.refer_splitby, augment=augment)
+
+
+def parse_overrides(items: list[str] | None) -> dict:
+    """``["law=false", "depth=6"]`` -> ``{"law": False, "depth": 6}`` (values parsed as YAML)."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: all cores)")
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)

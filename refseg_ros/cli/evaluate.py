@@ -1,0 +1,46 @@
+"""`refseg eval`: REC Prec@0.5 and RES mIoU / oIoU / Prec@X, overall and per expression type."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from refseg_ros.cli.common import add_dataset_arguments, add_runtime_arguments, apply_threads, open_dataset
+
+HELP = "evaluate a checkpoint (default: the shipped one) on a dataset split; metrics in percent"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", default=None, help="*.safetensors (default: the shipped checkpoint)")
+    add_dataset_arguments(parser, split_default="test")
+    parser.add_argument("--json", dest="json_out", type=Path, default=None, help="write the metrics here")
+    parser.add_argument("--max-samples", type=int, default=None, help="evaluate an evenly spread subset")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--no-progress", action="store_true")
+    add_runtime_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from refseg_ros.model.checkpoint import CheckpointError
+    from refseg_ros.model.predictor import GroundingPredictor
+    from refseg_ros.training.evaluate import evaluate
+    from refseg_ros.training.trainer import pick_device
+
+    apply_threads(args)
+    try:
+        predictor = GroundingPredictor.from_checkpoint(args.checkpoint, device=pick_device(args.device))
+        dataset = open_dataset(args)
+    except (FileNotFoundError, CheckpointError, ValueError) as exc:
+        print(f"refseg eval: {exc}", file=sys.stderr)
+        return 1
+    metrics = evaluate(predictor, dataset, batch_size=args.batch_size, max_samples=args.max_samples,
+                       progress=not args.no_progress)
+    metrics["checkpoint"] = str(args.checkpoint or "shipped")
+    metrics["split"] = args.split
+    text = json.dumps(metrics, indent=2)
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(text + "\n")
+    print(text)
+    return 0

@@ -1,0 +1,102 @@
+"""`refseg train`: train VG-LAW on tabletop scenes or a REFER dataset (DDP under torchrun)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from refseg_ros.cli.common import (add_dataset_arguments, add_runtime_arguments, apply_threads, open_dataset,
+                                   parse_overrides)
+
+HELP = "train a model (AdamW, warm-up + step schedule, checkpoints every epoch, --resume, torchrun DDP)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="tabletop", help="model preset and training recipe (default tabletop)")
+    add_dataset_arguments(parser, split_default="train")
+    parser.add_argument("--val-split", default="val", help="split validated after each epoch ('' = none)")
+    parser.add_argument("--val-samples", type=int, default=600, help="expressions validated per epoch")
+    parser.add_argument("--out", required=True, type=Path, help="run directory")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epoch-samples", type=int, default=None,
+                        help="samples per epoch (default: the whole split); shorter epochs checkpoint more often")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.*")
+    parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
+                        help="model option override, repeatable (e.g. --set law=false)")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--cache-features", choices=("auto", "on", "off"), default=None)
+    parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (online path)")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--no-progress", action="store_true")
+    add_runtime_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from refseg_ros.model import build_model
+    from refseg_ros.model.checkpoint import load_checkpoint
+    from refseg_ros.training.config import load_train_config
+    from refseg_ros.training.trainer import Trainer, init_distributed, pick_device
+
+    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
+    apply_threads(args)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(args.device, local_rank)
+    dist = init_distributed(device)
+    cfg = load_train_config(args.preset, batch_size=args.batch_size, lr=args.lr, cache_features=args.cache_features,
+                            num_workers=args.workers, seed=args.seed)
+    torch.manual_seed(cfg.seed)
+    run_dir: Path = args.out
+    last = run_dir / "checkpoints" / "last.safetensors"
+    if args.resume and last.exists():
+        model = load_checkpoint(last)
+        print(f"resuming from {last}", file=sys.stderr)
+    else:
+        if args.resume:
+            print(f"--resume: no checkpoint at {last} yet, starting fresh", file=sys.stderr)
+        model = build_model(args.preset, **parse_overrides(args.overrides))
+    if dist.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "run.json").write_text(json.dumps(
+            {"argv": sys.argv, "preset": args.preset, "model_overrides": model.overrides,
+             "train_config": cfg.to_dict(), "world_size": dist.world}, indent=2, default=str))
+    train_set = open_dataset(args)
+    val_set = None
+    if args.val_split:
+        try:
+            val_set = open_dataset(args, split=args.val_split)
+        except FileNotFoundError as exc:
+            print(f"no validation: {exc}", file=sys.stderr)
+    trainer = Trainer(model, train_set, cfg, run_dir, device, dist=dist, val_set=val_set,
+                      val_samples=args.val_samples, epoch_samples=args.epoch_samples,
+                      progress=not args.no_progress)
+    if not trainer.cached:  # the online path augments samples as they are loaded
+        from refseg_ros.data.augment import Augment
+
+        train_set.augment = Augment(flip_prob=cfg.flip_prob, jitter=cfg.jitter, seed=cfg.seed)
+    if args.resume and last.exists():
+        trainer.load_optimizer_state(run_dir)
+    trainer.fit(args.epochs)
+    if dist.world > 1:
+        _report_rank_agreement(trainer, run_dir, dist)
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+def _report_rank_agreement(trainer, run_dir: Path, dist) -> None:
+    """Gather a checksum of the trained weights from every rank; rank 0 writes ddp_check.json."""
+    import torch
+
+    vec = torch.cat([p.detach().double().flatten().cpu() for p in trainer.model.parameters() if p.requires_grad])
+    local = torch.tensor([vec.sum().item(), (vec * vec).sum().item(), vec.abs().max().item()], dtype=torch.float64)
+    gathered = [torch.zeros_like(local) for _ in range(dist.world)]
+    torch.distributed.all_gather(gathered, local)
+    if dist.main:
+        sums = [g.tolist() for g in gathered]
+        (run_dir / "ddp_check.json").write_text(json.dumps(
+            {"world_size": dist.world, "checksums": sums, "identical": all(s == sums[0] for s in sums)}, indent=2))
