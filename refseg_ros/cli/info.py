@@ -11,6 +11,9 @@ HELP = "print versions, the compute device, and whether ROS messages and weight 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--preset", metavar="P",
+                        help="instead: build model preset P (tabletop, paper) and print its total and "
+                             "trainable parameters and GFLOPs per frame at the preset's input size")
 
 
 def _version(distribution: str) -> str:
@@ -58,7 +61,38 @@ def collect() -> dict:
     return info
 
 
+def model_info(preset: str) -> dict:
+    """Parameters and per-frame GFLOPs of a preset (builds the model: needs torch and the weights)."""
+    import warnings
+
+    from refseg_ros.model.build import build_model
+    from refseg_ros.model.complexity import model_complexity
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="vit backbone: no vit_checkpoint")  # counts only
+        model = build_model(preset)
+    return {"preset": preset, **model_complexity(model)}
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "preset", None):
+        from refseg_ros.utils.weights import MissingWeightsError
+
+        try:
+            info = model_info(args.preset)
+        except (MissingWeightsError, ValueError) as exc:
+            print(f"refseg info: {exc}")
+            return 1
+        if args.json:
+            print(json.dumps(info, indent=2))
+        else:
+            print(f"preset: {info['preset']}")
+            print(f"input_size: {info['input_size'][0]}x{info['input_size'][1]} (W x H)")
+            print(f"params: {info['params']:,} ({info['params'] / 1e6:.2f} M)")
+            print(f"trainable_params: {info['trainable_params']:,} ({info['trainable_params'] / 1e6:.2f} M)")
+            print(f"gflops: {info['gflops']} per frame, command cached "
+                  f"(+{info['gflops_command']} once per command)")
+        return 0
     info = collect()
     if args.json:
         print(json.dumps(info, indent=2))

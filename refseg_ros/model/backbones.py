@@ -1,0 +1,396 @@
+"""Language-aware visual backbones behind a small registry.
+
+Every backbone is split by cost, so training can cache what is frozen:
+
+- ``image_features(images) -> dict[str, Tensor]``: the expression-independent part (the frozen
+  MobileNetV2 for ``mobilenetv2_vit``; patch + position embedding for ``vit``). Images are
+  normalised ``(B, 3, H, W)``.
+- ``forward(features, phi, words, word_mask) -> BackboneOutput``: the language-adaptive transformer
+  blocks. ``features`` may hold one image for many expressions (it is broadcast after the stem).
+
+Backbones:
+
+- ``vit``: timm's ``VisionTransformer`` (ViT-B/16 for the ``paper`` preset) with ViTDet-style
+  windowed attention (Li et al., ECCV 2022) in all blocks but a few global ones; absolute position
+  embeddings resampled to the input grid (ViTDet's relative position biases are not used).
+- ``mobilenetv2_vit``: ImageNet MobileNetV2 (torchvision) to stride 16, x/y coordinate channels,
+  a 1x1 conv to the transformer width, fixed 2-D sine position encodings, and timm blocks. Its
+  stride-4 and stride-8 maps go to the skip mask decoder.
+
+In both, each block's ``attn.qkv`` is an :class:`~refseg_ros.model.law.AdaptiveLinear` when
+``law`` is on, and a plain ``nn.Linear`` (identical architecture, static weights) when off.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from timm.layers import resample_abs_pos_embed
+from timm.models.vision_transformer import Block, VisionTransformer
+from torch import nn
+
+from refseg_ros.model.config import ModelConfig
+from refseg_ros.model.law import AdaptiveLinear, LowRankBasis, adaptation, make_adaptive
+
+
+@dataclass
+class BackboneOutput:
+    """F_v as tokens ``(B, h*w, C)`` on a ``grid_hw`` grid (stride 16) plus finer CNN maps, if any."""
+
+    tokens: torch.Tensor
+    grid_hw: tuple[int, int]
+    skips: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def feature_map(self) -> torch.Tensor:
+        b, _, c = self.tokens.shape
+        return self.tokens.transpose(1, 2).reshape(b, c, *self.grid_hw)
+
+
+def broadcast_batch(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """One image's features for ``batch`` expressions (a view, no copy)."""
+    if x.shape[0] == batch:
+        return x
+    if x.shape[0] != 1:
+        raise ValueError(f"features for {x.shape[0]} images cannot pair with {batch} expressions "
+                         "(give one image, or one image per expression)")
+    return x.expand(batch, *x.shape[1:])
+
+
+def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """``(B, H, W, C) -> (B * windows, window * window, C)``, zero-padding H and W up to multiples."""
+    b, h, w, c = x.shape
+    pad_h, pad_w = (-h) % window, (-w) % window
+    if pad_h or pad_w:
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    hp, wp = h + pad_h, w + pad_w
+    x = x.view(b, hp // window, window, wp // window, window, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, window * window, c), (hp, wp)
+
+
+def window_unpartition(x: torch.Tensor, window: int, padded_hw: tuple[int, int],
+                       hw: tuple[int, int]) -> torch.Tensor:
+    hp, wp = padded_hw
+    b = x.shape[0] // ((hp // window) * (wp // window))
+    x = x.view(b, hp // window, wp // window, window, window, -1).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, hp, wp, -1)[:, :hw[0], :hw[1]]
+
+
+class ViTDetBlock(Block):
+    """timm's pre-norm ``Block`` that can restrict attention to non-overlapping windows.
+
+    ``window_size = 0`` is a global block. Windows are batch-major, which is what
+    :class:`AdaptiveLinear` needs to find each sample's generated weights.
+    """
+
+    window_size: int = 0
+
+    def forward(self, x: torch.Tensor, hw: tuple[int, int] | None = None, **kwargs) -> torch.Tensor:
+        if not self.window_size or hw is None:
+            return super().forward(x, **kwargs)
+        b, n, c = x.shape
+        y, padded = window_partition(self.norm1(x).view(b, hw[0], hw[1], c), self.window_size)
+        y = window_unpartition(self.attn(y), self.window_size, padded, hw).reshape(b, n, c)
+        x = x + self.drop_path1(self.ls1(y))
+        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+
+
+class WordAttention(nn.Module):
+    """Cross-attention from visual tokens to the individual token features (NOT part of VG-LAW).
+
+    A cross-modal fusion the paper avoids; kept as an off-by-default option because the feasibility
+    run used it. The output projection starts at zero, so enabling it changes nothing until trained.
+    """
+
+    def __init__(self, dim: int, text_dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.norm = nn.LayerNorm(dim)
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(text_dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        heads = self.num_heads
+        q = self.q(self.norm(x)).reshape(b, n, heads, -1).transpose(1, 2)
+        k, v = self.kv(words.to(x.dtype)).reshape(b, words.shape[1], 2, heads, -1).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=word_mask[:, None, None, :])
+        return x + self.proj(y.transpose(1, 2).reshape(b, n, c))
+
+
+class LanguageAwareBackbone(nn.Module):
+    """Shared part of the backbones: language-adaptive blocks and their P, Q basis.
+
+    Subclasses set ``self.embed_dim`` and ``self.blocks`` (or a ``blocks`` property) and provide
+    ``image_features``, ``_stem`` and ``_final_norm``.
+    """
+
+    embed_dim: int
+    #: names of submodules whose weights come from a pinned weight package (not stored when frozen)
+    pinned_modules: tuple[str, ...] = ()
+
+    def _setup_language(self, cfg: ModelConfig, text_dim: int) -> None:
+        self.law_basis = None
+        if cfg.law:
+            make_adaptive(self.blocks)
+            qkv = self.adaptive_layers[0]
+            self.law_basis = LowRankBasis(qkv.in_features, qkv.out_features, cfg.law_rank)
+        self.word_attn = nn.ModuleList(
+            WordAttention(self.embed_dim, text_dim, cfg.num_heads) for _ in range(len(self.blocks))
+        ) if cfg.word_attention else None
+
+    blocks: nn.Module  # the transformer blocks, in order
+
+    @property
+    def adaptive_layers(self) -> list[AdaptiveLinear]:
+        return [b.attn.qkv for b in self.blocks if isinstance(b.attn.qkv, AdaptiveLinear)]
+
+    @property
+    def num_adapted_layers(self) -> int:
+        return len(self.adaptive_layers)
+
+    def image_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _stem(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tuple[int, int]]:
+        raise NotImplementedError
+
+    def _final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _skips(self, features: dict[str, torch.Tensor], batch: int) -> dict[str, torch.Tensor]:
+        return {}
+
+    def forward(self, features: dict[str, torch.Tensor], batch: int, phi: torch.Tensor | None = None,
+                words: torch.Tensor | None = None, word_mask: torch.Tensor | None = None) -> BackboneOutput:
+        """Run the blocks for ``batch`` expressions; ``phi`` is ``(batch, layers, d_w, d_w)`` or None."""
+        x, hw = self._stem(features)
+        x = broadcast_batch(x, batch)
+        if phi is not None and not self.adaptive_layers:
+            raise ValueError("this backbone was built with law=False; it takes no generated weights")
+        if self.word_attn is not None and words is None:
+            raise ValueError("word_attention is on: the token features are needed")
+        with adaptation(self.adaptive_layers, phi, self.law_basis):
+            for i, block in enumerate(self.blocks):
+                x = block(x, hw=hw)
+                if self.word_attn is not None:
+                    x = self.word_attn[i](x, words, word_mask)
+        return BackboneOutput(self._final_norm(x), hw, self._skips(features, batch))
+
+
+def _init_linear(m: nn.Module) -> None:
+    """timm's ViT init for new transformer layers."""
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+def sine_position_encoding(h: int, w: int, dim: int, device, dtype, temperature: float = 10000.0) -> torch.Tensor:
+    """Fixed 2-D sine/cosine encoding of normalised positions (DETR-style): ``(h * w, dim)``."""
+    if dim % 4:
+        raise ValueError("sine position encoding needs a width divisible by 4")
+    quarter = dim // 4
+    y = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h * 2 * math.pi
+    x = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) / w * 2 * math.pi
+    freq = temperature ** (-torch.arange(quarter, device=device, dtype=torch.float32) / quarter)
+    y, x = torch.meshgrid(y, x, indexing="ij")
+    py = y.reshape(-1, 1) * freq
+    px = x.reshape(-1, 1) * freq
+    return torch.cat((py.sin(), py.cos(), px.sin(), px.cos()), dim=1).to(dtype)
+
+
+def coordinate_channels(b: int, h: int, w: int, device, dtype) -> torch.Tensor:
+    """Normalised x and y of each cell centre in [-1, 1]: ``(b, 2, h, w)``."""
+    y = (torch.arange(h, device=device, dtype=dtype) + 0.5) / h * 2 - 1
+    x = (torch.arange(w, device=device, dtype=dtype) + 0.5) / w * 2 - 1
+    yy, xx = torch.meshgrid(y, x, indexing="ij")
+    return torch.stack((xx, yy)).unsqueeze(0).expand(b, 2, h, w)
+
+
+class MobileNetV2ViT(LanguageAwareBackbone):
+    """Frozen ImageNet MobileNetV2 to stride 16 + a few language-adaptive transformer blocks.
+
+    Args:
+        cfg: ``embed_dim``, ``depth``, ``num_heads``, ``mlp_ratio``, ``drop_path``, ``cnn_trainable``,
+            ``coord_channels``, ``sine_pos``, ``law``, ``law_rank``, ``word_attention``.
+        text_dim: d_l (for word attention).
+        pretrained: load the torchvision ImageNet weights from the pinned package.
+    """
+
+    #: torchvision ``features`` indices: [0:4] -> stride 4 (24 ch), [4:7] -> 8 (32), [7:14] -> 16 (96)
+    STAGES = ((0, 4, "s4", 24), (4, 7, "s8", 32), (7, 14, "s16", 96))
+    pinned_modules = ("cnn",)
+
+    def __init__(self, cfg: ModelConfig, text_dim: int, pretrained: bool = True) -> None:
+        super().__init__()
+        from torchvision.models import mobilenet_v2
+
+        net = mobilenet_v2(weights=None)
+        if pretrained:
+            from refseg_ros.utils.weights import mobilenet_v2_path
+
+            net.load_state_dict(torch.load(mobilenet_v2_path(), map_location="cpu", weights_only=True))
+        self.cnn = net.features[:14]
+        self.cnn_trainable = cfg.cnn_trainable
+        self.cnn.requires_grad_(cfg.cnn_trainable)
+        if not cfg.cnn_trainable:
+            self.cnn.eval()
+        self.embed_dim = cfg.embed_dim
+        self.use_coords, self.use_sine = cfg.coord_channels, cfg.sine_pos
+        self.input_proj = nn.Conv2d(96 + (2 if cfg.coord_channels else 0), cfg.embed_dim, 1)
+        dpr = torch.linspace(0, cfg.drop_path, cfg.depth).tolist()
+        self.blocks = nn.ModuleList(
+            ViTDetBlock(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, qkv_bias=True, drop_path=dpr[i])
+            for i in range(cfg.depth))
+        self.norm = nn.LayerNorm(cfg.embed_dim)
+        self.blocks.apply(_init_linear)
+        self._setup_language(cfg, text_dim)
+
+    def train(self, mode: bool = True) -> "MobileNetV2ViT":
+        super().train(mode)
+        if not self.cnn_trainable:
+            self.cnn.eval()  # frozen BatchNorm statistics: cached features stay valid
+        return self
+
+    def image_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The frozen part: ``{"s4": (B, 24, H/4, W/4), "s8": (B, 32, ..), "s16": (B, 96, ..)}``."""
+        out = {}
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.cnn_trainable):
+            x = images
+            for start, stop, name, _ in self.STAGES:
+                for layer in self.cnn[start:stop]:
+                    x = layer(x)
+                out[name] = x
+        return out
+
+    def _stem(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tuple[int, int]]:
+        dtype = self.input_proj.weight.dtype
+        x = features["s16"].to(dtype) if not torch.is_autocast_enabled() else features["s16"]
+        b, _, h, w = x.shape
+        if self.use_coords:
+            x = torch.cat((x, coordinate_channels(b, h, w, x.device, x.dtype)), dim=1)
+        x = self.input_proj(x).flatten(2).transpose(1, 2)
+        if self.use_sine:
+            x = x + sine_position_encoding(h, w, self.embed_dim, x.device, x.dtype)
+        return x, (h, w)
+
+    def _final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x)
+
+    def _skips(self, features: dict[str, torch.Tensor], batch: int) -> dict[str, torch.Tensor]:
+        return {k: broadcast_batch(features[k], batch) for k in ("s4", "s8")}
+
+
+class ViTBackbone(LanguageAwareBackbone):
+    """timm ViT with ViTDet windowed attention and language-adaptive qkv.
+
+    Args:
+        cfg: ``input_size``, ``patch_size``, ``embed_dim``, ``depth``, ``num_heads``, ``mlp_ratio``,
+            ``drop_path``, ``window_size``, ``global_blocks``, ``vit_checkpoint``, ``law``, ...
+        text_dim: d_l (for word attention).
+        pretrained: load ``cfg.vit_checkpoint`` if set (else random init, with a warning).
+    """
+
+    def __init__(self, cfg: ModelConfig, text_dim: int, pretrained: bool = True) -> None:
+        super().__init__()
+        width, height = cfg.input_size
+        self.vit = VisionTransformer(
+            img_size=(height, width), patch_size=cfg.patch_size, embed_dim=cfg.embed_dim,
+            depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=True,
+            class_token=False, global_pool="", num_classes=0, dynamic_img_size=True,
+            drop_path_rate=cfg.drop_path, block_fn=ViTDetBlock)
+        for i, block in enumerate(self.vit.blocks):
+            block.window_size = 0 if (not cfg.window_size or i in cfg.global_blocks) else cfg.window_size
+        self.embed_dim = cfg.embed_dim
+        if pretrained:
+            if cfg.vit_checkpoint:
+                load_vit_weights(self.vit, cfg.vit_checkpoint)
+            else:
+                warnings.warn("vit backbone: no vit_checkpoint given, starting from random weights "
+                              "(no registry package ships ViT weights)", stacklevel=5)
+        self._setup_language(cfg, text_dim)
+
+    @property
+    def blocks(self) -> nn.Sequential:
+        return self.vit.blocks
+
+    def image_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Patch embedding + resampled absolute positions, as a ``(B, C, h, w)`` map."""
+        x = self.vit.patch_embed(images)  # (B, h, w, C) with dynamic_img_size
+        b, h, w, c = x.shape
+        pos = resample_abs_pos_embed(self.vit.pos_embed, new_size=(h, w),
+                                     old_size=self.vit.patch_embed.grid_size, num_prefix_tokens=0)
+        x = self.vit.norm_pre(x.reshape(b, h * w, c) + pos)
+        return {"patches": x.transpose(1, 2).reshape(b, c, h, w)}
+
+    def _stem(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tuple[int, int]]:
+        x = features["patches"]
+        return x.flatten(2).transpose(1, 2), (x.shape[2], x.shape[3])
+
+    def _final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vit.norm(x)
+
+
+def load_vit_weights(vit: VisionTransformer, path: str | Path) -> None:
+    """Load a user-supplied timm ViT state dict (safetensors or weights-only torch file).
+
+    Classifier, class/register tokens and their position slots are dropped; the position grid is
+    resampled to this model's; anything else that does not fit is reported, not silently ignored.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"vit_checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        for key in ("model", "state_dict", "model_ema"):
+            if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+                state = state[key]
+                break
+    drop = ("cls_token", "reg_token", "dist_token", "head.", "head_dist.", "fc_norm.", "attn_pool.")
+    state = {k: v for k, v in state.items() if not k.startswith(drop)}
+    if "pos_embed" in state:
+        pos = state["pos_embed"]
+        n = pos.shape[1]
+        side = math.isqrt(n)
+        while side * side != n and n > 0:  # strip prefix-token slots (class, register, distill)
+            n -= 1
+            side = math.isqrt(n)
+        pos = pos[:, pos.shape[1] - n:]
+        state["pos_embed"] = resample_abs_pos_embed(pos, new_size=list(vit.patch_embed.grid_size),
+                                                    old_size=[side, side], num_prefix_tokens=0)
+    own = vit.state_dict()
+    bad = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+           if k in own and own[k].shape != v.shape]
+    if bad:
+        raise ValueError(f"vit_checkpoint {path} does not fit this ViT (patch size or width?): {bad[:5]}")
+    missing, unexpected = vit.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        warnings.warn(f"vit_checkpoint {path.name}: {len(missing)} missing keys {missing[:5]}, "
+                      f"{len(unexpected)} unexpected {unexpected[:5]}", stacklevel=4)
+
+
+#: backbone name -> builder(cfg, text_dim, pretrained)
+BACKBONES: dict[str, Callable[..., LanguageAwareBackbone]] = {
+    "mobilenetv2_vit": MobileNetV2ViT,
+    "vit": ViTBackbone,
+}
+
+
+def build_backbone(cfg: ModelConfig, text_dim: int, pretrained: bool = True) -> LanguageAwareBackbone:
+    try:
+        builder = BACKBONES[cfg.backbone]
+    except KeyError:
+        raise ValueError(f"unknown backbone {cfg.backbone!r}; available: {', '.join(BACKBONES)}") from None
+    return builder(cfg, text_dim, pretrained=pretrained)

@@ -1,0 +1,185 @@
+"""Checkpoints: ``<name>.safetensors`` (weights) + ``<name>.json`` (how to rebuild and verify them).
+
+Only weights that differ from the pinned weight packages are stored: the frozen MobileNetV2 and the
+frozen MiniLM come from their packages at load time, so a frozen-backbone tabletop checkpoint holds
+about 2.2M parameters (~9 MB). No pickle anywhere: safetensors for tensors, JSON for the rest.
+
+Sidecar fields: ``format``, ``format_version``, ``preset``, ``overrides``, ``text_encoder``
+(name, package, version), ``image_weights`` (package, version, or null), ``weights`` (file name,
+sha256, bytes, tensor count), ``refseg_ros_version``, ``created``, ``extra`` (free-form, e.g.
+training metrics). Loading verifies format and version, the sha256 (truncation, corruption,
+replacement), then keys and shapes against a freshly built model; any mismatch is a
+:class:`CheckpointError` that says what is wrong.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import importlib.metadata
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from refseg_ros.model.build import build_model
+from refseg_ros.model.vglaw import VGLAW
+
+FORMAT = "refseg_ros.vglaw"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used: wrong format or version, damaged file, or keys/shapes that do
+    not match the model it describes."""
+
+
+def sidecar_path(path: str | Path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _image_weights(model: VGLAW) -> dict[str, str] | None:
+    if not model.backbone.pinned_modules:
+        return None
+    from refseg_ros.utils import weights
+
+    return {"package": weights.MOBILENET_PACKAGE, "version": weights.MOBILENET_VERSION,
+            "file": weights.MOBILENET_FILE}
+
+
+def save_checkpoint(model: VGLAW, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``path`` (must end in ``.safetensors``) and its JSON sidecar, atomically. Returns ``path``."""
+    from safetensors.torch import save_file
+
+    from refseg_ros import __version__
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"checkpoint path must end in .safetensors; got {path}")
+    overrides = dict(model.overrides)
+    meta: dict[str, Any] = {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "preset": model.preset, "overrides": overrides,
+        "text_encoder": model.text_encoder.provenance,
+        "image_weights": _image_weights(model),
+    }
+    try:
+        json.dumps(meta)
+        json.dumps(extra or {})
+    except TypeError as exc:
+        raise ValueError(f"overrides and extra must be JSON-serialisable: {exc}") from None
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.trainable_state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+    meta["weights"] = {"file": path.name, "sha256": file_sha256(tmp), "bytes": tmp.stat().st_size,
+                       "tensors": len(state)}
+    meta.update(refseg_ros_version=__version__,
+                created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                extra=extra or {})
+    side_tmp = sidecar_path(path).with_name(sidecar_path(path).name + ".tmp")
+    side_tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, path)
+    os.replace(side_tmp, sidecar_path(path))
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The sidecar of checkpoint ``path``, checked for format and version (not yet the hash)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    side = sidecar_path(path)
+    if not side.is_file():
+        raise CheckpointError(f"checkpoint {path} has no sidecar {side.name}; it records the preset and "
+                              "the sha256 and is written next to the .safetensors by save_checkpoint")
+    try:
+        meta = json.loads(side.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"sidecar {side} is not valid JSON ({exc}); it is damaged") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{side} is not a {FORMAT} checkpoint sidecar (format={meta.get('format')!r})"
+                              if isinstance(meta, dict) else f"{side} is not a {FORMAT} sidecar")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        newer = isinstance(version, int) and version > FORMAT_VERSION
+        raise CheckpointError(f"{path.name}: checkpoint format version {version!r}, this refseg_ros reads "
+                              f"version {FORMAT_VERSION}" + ("; upgrade refseg_ros" if newer else ""))
+    for key in ("preset", "overrides", "weights"):
+        if key not in meta:
+            raise CheckpointError(f"sidecar {side} lacks {key!r}; it is damaged or hand-edited")
+    return meta
+
+
+def _check_packages(meta: dict[str, Any]) -> None:
+    for entry in (meta.get("text_encoder"), meta.get("image_weights")):
+        if not entry or not entry.get("package"):
+            continue
+        try:
+            installed = importlib.metadata.version(entry["package"])
+        except importlib.metadata.PackageNotFoundError:
+            continue  # building the model reports the missing package with its install command
+        if installed != entry.get("version"):
+            warnings.warn(f"checkpoint was trained with {entry['package']}=={entry.get('version')}, "
+                          f"{installed} is installed: the frozen weights may differ", stacklevel=3)
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> VGLAW:
+    """Rebuild and load a model saved by :func:`save_checkpoint`; raises :class:`CheckpointError`."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    meta = read_metadata(path)
+    expected, actual = meta["weights"].get("sha256"), file_sha256(path)
+    if actual != expected:
+        size, recorded = path.stat().st_size, meta["weights"].get("bytes")
+        raise CheckpointError(
+            f"{path.name}: sha256 {actual[:12]}... does not match the sidecar's {str(expected)[:12]}... "
+            f"(file {size} bytes, recorded {recorded}): the file is "
+            + ("truncated" if isinstance(recorded, int) and size < recorded else "corrupted or replaced"))
+    try:
+        state = load_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a bad header
+        raise CheckpointError(f"{path.name}: not a readable safetensors file ({exc})") from None
+    _check_packages(meta)
+
+    overrides = dict(meta["overrides"])
+    overrides["vit_checkpoint"] = None  # ViT weights are in the checkpoint; the init file is not needed
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="vit backbone: no vit_checkpoint")
+            model = build_model(meta["preset"], **overrides)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path.name}: cannot rebuild its model (preset {meta['preset']!r}, "
+                              f"overrides {meta['overrides']}): {exc}") from None
+    model.overrides = dict(meta["overrides"])
+
+    own = model.state_dict()
+    unexpected = sorted(set(state) - set(own))
+    missing = sorted(set(own) - set(state) - model.pinned_state_keys())
+    shapes = [f"{k}: {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+              for k, v in state.items() if k in own and v.shape != own[k].shape]
+    if unexpected or missing or shapes:
+        problems = []
+        if missing:
+            problems.append(f"{len(missing)} missing keys {missing[:4]}")
+        if unexpected:
+            problems.append(f"{len(unexpected)} unexpected keys {unexpected[:4]}")
+        if shapes:
+            problems.append(f"{len(shapes)} shape mismatches {shapes[:4]}")
+        raise CheckpointError(f"{path.name} does not match preset {meta['preset']!r} with overrides "
+                              f"{meta['overrides']}: " + "; ".join(problems))
+    state = {k: v.to(own[k].dtype) for k, v in state.items()}
+    model.load_state_dict(state, strict=False)
+    model.checkpoint_meta = meta
+    return model.to(device)

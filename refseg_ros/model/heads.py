@@ -1,0 +1,182 @@
+"""VG-LAW multi-task head: one box (REC) and one mask (RES) per expression, no post-processing.
+
+- Box: language adaptive pooling (LAP) projects F_v per position and the sentence feature F_l^1 to
+  k dims; the softmax of their dot products over positions is the attention A; A pools F_v.
+  ``lap_mlp`` (published): a 3-layer MLP + sigmoid on the pooled feature gives (cx, cy, w, h).
+  ``attn_centre``: the centre is the A-weighted mean of the grid cell centres, only (w, h) come from
+  the MLP. It learned faster on the tabletop data (feasibility note: 96 vs 90 Prec@0.5 at 45 min).
+- Mask: F_v goes to stride 4 (``deconv``: the published transposed convolutions; ``skip``: an FPN-like
+  decoder fusing the CNN's stride-8 and stride-4 maps), a dot product per position with the projected
+  sentence feature gives the stride-4 logits; upsampling to the input size happens outside.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from timm.layers import LayerNorm2d
+from torch import nn
+
+from refseg_ros.model.backbones import BackboneOutput
+
+
+@dataclass
+class GroundingOutput:
+    """Raw model output for B expressions.
+
+    ``box``: ``(B, 4)`` normalised ``cxcywh`` in [0, 1] of the model input (letterboxed canvas);
+    ``mask_logits``: ``(B, 1, H/4, W/4)``; ``attention``: ``(B, h*w)`` LAP attention at stride 16;
+    ``grid_hw``: the stride-16 grid.
+    """
+
+    box: torch.Tensor
+    mask_logits: torch.Tensor
+    attention: torch.Tensor
+    grid_hw: tuple[int, int]
+
+    def mask_logits_at(self, size: tuple[int, int]) -> torch.Tensor:
+        """Bilinear upsampling to ``size = (H, W)`` (e.g. the input): ``(B, H, W)``."""
+        return F.interpolate(self.mask_logits.float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+def _mlp(in_dim: int, hidden: int, out_dim: int, layers: int = 3) -> nn.Sequential:
+    mods: list[nn.Module] = []
+    dims = [in_dim] + [hidden] * (layers - 1)
+    for a, b in zip(dims[:-1], dims[1:]):
+        mods += [nn.Linear(a, b), nn.ReLU(inplace=True)]
+    mods.append(nn.Linear(dims[-1], out_dim))
+    return nn.Sequential(*mods)
+
+
+def grid_centres(h: int, w: int, device, dtype) -> torch.Tensor:
+    """Normalised (x, y) of the cell centres of an h x w grid, row-major: ``(h*w, 2)``."""
+    y = (torch.arange(h, device=device, dtype=dtype) + 0.5) / h
+    x = (torch.arange(w, device=device, dtype=dtype) + 0.5) / w
+    yy, xx = torch.meshgrid(y, x, indexing="ij")
+    return torch.stack((xx.reshape(-1), yy.reshape(-1)), dim=1)
+
+
+class LanguageAdaptivePooling(nn.Module):
+    """LAP: ``A = softmax_n(<W_v f_n, W_l s> / sqrt(k))``, pooled = ``sum_n A_n f_n``."""
+
+    def __init__(self, dim: int, text_dim: int, k: int) -> None:
+        super().__init__()
+        self.vis = nn.Linear(dim, k)
+        self.txt = nn.Linear(text_dim, k)
+        self.scale = k ** -0.5
+
+    def forward(self, tokens: torch.Tensor, sentence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = torch.einsum("bnk,bk->bn", self.vis(tokens), self.txt(sentence.to(tokens.dtype))) * self.scale
+        attn = logits.float().softmax(dim=-1)
+        pooled = torch.einsum("bn,bnc->bc", attn.to(tokens.dtype), tokens)
+        return attn, pooled
+
+
+class BoxHead(nn.Module):
+    """LAP + 3-layer MLP; ``kind`` is ``"lap_mlp"`` (published) or ``"attn_centre"``."""
+
+    def __init__(self, kind: str, dim: int, text_dim: int, k: int) -> None:
+        super().__init__()
+        self.kind = kind
+        self.lap = LanguageAdaptivePooling(dim, text_dim, k)
+        self.mlp = _mlp(dim, dim, 4 if kind == "lap_mlp" else 2)
+        last = self.mlp[-1]
+        # Start from small centred boxes (objects are small): sigmoid(bias) = (0.5, 0.5, 0.1, 0.1).
+        small = math.log(0.1 / 0.9)
+        with torch.no_grad():
+            if kind == "lap_mlp":
+                last.bias.copy_(torch.tensor([0.0, 0.0, small, small]))
+            else:
+                last.weight.mul_(0.1)
+                last.bias.fill_(small)
+
+    def forward(self, tokens: torch.Tensor, grid_hw: tuple[int, int],
+                sentence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        attn, pooled = self.lap(tokens, sentence)
+        out = self.mlp(pooled).float().sigmoid()
+        if self.kind == "lap_mlp":
+            return out, attn
+        centre = attn @ grid_centres(*grid_hw, device=attn.device, dtype=attn.dtype)
+        return torch.cat((centre, out), dim=1), attn
+
+
+class DeconvDecoder(nn.Module):
+    """Published: two stride-2 transposed convolutions, stride 16 -> 4, ending at ``out_dim``."""
+
+    def __init__(self, dim: int, out_dim: int) -> None:
+        super().__init__()
+        mid = max(out_dim, dim // 2)
+        self.up = nn.Sequential(
+            nn.ConvTranspose2d(dim, mid, 2, stride=2), LayerNorm2d(mid), nn.GELU(),
+            nn.ConvTranspose2d(mid, out_dim, 2, stride=2))
+
+    def forward(self, fmap: torch.Tensor, skips: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.up(fmap)
+
+
+def _conv_block(c: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=False), LayerNorm2d(c), nn.GELU())
+
+
+class SkipDecoder(nn.Module):
+    """Stride 16 -> 8 -> 4 with the CNN's stride-8 (32 ch) and stride-4 (24 ch) maps added in."""
+
+    def __init__(self, dim: int, out_dim: int, width: int = 64,
+                 skip_channels: tuple[tuple[str, int], ...] = (("s8", 32), ("s4", 24))) -> None:
+        super().__init__()
+        self.skip_names = [name for name, _ in skip_channels]
+        self.inp = nn.Conv2d(dim, width, 1)
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for _, c in skip_channels)
+        self.fuse = nn.ModuleList(_conv_block(width) for _ in skip_channels)
+        self.out = nn.Conv2d(width, out_dim, 1)
+
+    def forward(self, fmap: torch.Tensor, skips: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = self.inp(fmap)
+        for name, lateral, fuse in zip(self.skip_names, self.lateral, self.fuse):
+            skip = skips[name]
+            if not torch.is_autocast_enabled():
+                skip = skip.to(x.dtype)
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = fuse(x + lateral(skip))
+        return self.out(x)
+
+
+class MaskHead(nn.Module):
+    """Stride-4 map dotted per position with the projected sentence feature."""
+
+    def __init__(self, decoder: nn.Module, mask_dim: int, text_dim: int, prior: float = 0.05) -> None:
+        super().__init__()
+        self.decoder = decoder
+        self.txt = nn.Linear(text_dim, mask_dim)
+        self.scale = mask_dim ** -0.5
+        # Focal-loss style prior: the object covers a few percent of the image.
+        self.bias = nn.Parameter(torch.tensor(math.log(prior / (1 - prior))))
+
+    def forward(self, backbone_out: BackboneOutput, sentence: torch.Tensor) -> torch.Tensor:
+        fmap = self.decoder(backbone_out.feature_map(), backbone_out.skips)
+        kernel = self.txt(sentence.to(fmap.dtype))
+        logits = torch.einsum("bchw,bc->bhw", fmap, kernel) * self.scale + self.bias
+        return logits.unsqueeze(1)
+
+
+class GroundingHead(nn.Module):
+    def __init__(self, box: BoxHead, mask: MaskHead) -> None:
+        super().__init__()
+        self.box = box
+        self.mask = mask
+
+    def forward(self, backbone_out: BackboneOutput, sentence: torch.Tensor) -> GroundingOutput:
+        box, attn = self.box(backbone_out.tokens, backbone_out.grid_hw, sentence)
+        logits = self.mask(backbone_out, sentence)
+        return GroundingOutput(box, logits, attn, backbone_out.grid_hw)
+
+
+def build_head(cfg, dim: int, text_dim: int) -> GroundingHead:
+    if cfg.mask_decoder == "skip":
+        decoder: nn.Module = SkipDecoder(dim, cfg.mask_dim, width=cfg.decoder_width)
+    else:
+        decoder = DeconvDecoder(dim, cfg.mask_dim)
+    return GroundingHead(BoxHead(cfg.box_head, dim, text_dim, cfg.lap_dim),
+                         MaskHead(decoder, cfg.mask_dim, text_dim))

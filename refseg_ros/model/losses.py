@@ -1,0 +1,63 @@
+"""VG-LAW losses: L = w_l1 * L1 + w_giou * GIoU loss + w_focal * focal + w_dice * Dice (1, 1, 4, 4).
+
+Targets live in the model-input frame (the letterboxed canvas): boxes as normalised ``cxcywh``
+(see :mod:`refseg_ros.model.letterbox` for the conversion), masks as ``(B, h, w)`` {0, 1} at any
+resolution (the logits are resized to it: full input size as published, or stride 4 to save time).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from refseg_ros.model.box_ops import box_cxcywh_to_xyxy, generalized_box_iou
+from refseg_ros.model.heads import GroundingOutput
+
+
+def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25,
+                       gamma: float = 2.0) -> torch.Tensor:
+    """Focal loss (Lin et al. 2017), mean over pixels then samples: ``(B, ...) -> (B,)``."""
+    prob = logits.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = prob * targets + (1 - prob) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return loss.flatten(1).mean(1)
+
+
+def dice_loss(logits: torch.Tensor, targets: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Soft Dice loss per sample: ``(B, ...) -> (B,)``."""
+    prob = logits.sigmoid().flatten(1)
+    targets = targets.flatten(1)
+    inter = (prob * targets).sum(1)
+    return 1 - (2 * inter + smooth) / (prob.sum(1) + targets.sum(1) + smooth)
+
+
+class GroundingLoss(nn.Module):
+    """The weighted sum of the four terms; returns every term (unweighted) plus ``loss``."""
+
+    def __init__(self, l1: float = 1.0, giou: float = 1.0, focal: float = 4.0, dice: float = 4.0,
+                 focal_alpha: float = 0.25, focal_gamma: float = 2.0) -> None:
+        super().__init__()
+        self.weights = {"l1": l1, "giou": giou, "focal": focal, "dice": dice}
+        self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
+
+    @classmethod
+    def from_config(cls, cfg) -> "GroundingLoss":
+        return cls(cfg.loss_l1, cfg.loss_giou, cfg.loss_focal, cfg.loss_dice, cfg.focal_alpha, cfg.focal_gamma)
+
+    def forward(self, out: GroundingOutput, boxes: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``boxes (B, 4)`` normalised cxcywh, ``masks (B, h, w)`` -> dict of scalar losses."""
+        pred = out.box.float()
+        boxes = boxes.to(pred)
+        terms = {
+            "l1": F.l1_loss(pred, boxes, reduction="none").sum(1).mean(),
+            "giou": (1 - generalized_box_iou(box_cxcywh_to_xyxy(pred), box_cxcywh_to_xyxy(boxes))).mean(),
+        }
+        logits = out.mask_logits_at(tuple(masks.shape[-2:]))
+        target = masks.to(logits.dtype)
+        terms["focal"] = sigmoid_focal_loss(logits, target, self.focal_alpha, self.focal_gamma).mean()
+        terms["dice"] = dice_loss(logits, target).mean()
+        terms["loss"] = sum(self.weights[k] * terms[k] for k in self.weights)
+        return terms

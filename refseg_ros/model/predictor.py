@@ -1,0 +1,188 @@
+"""Per-command inference: ``set_command`` once (text + generated weights), ``predict`` every frame.
+
+    predictor = GroundingPredictor.from_checkpoint()            # the shipped tabletop checkpoint
+    predictor.set_command(["the red mug", "the leftmost cube"])
+    for frame in camera:                                         # np.uint8 (H, W, 3) RGB, any size
+        for g in predictor.predict(frame):
+            print(g.expression, g.box, g.score, g.mask.shape)
+
+Each frame is letterboxed to the model input, run once for all active expressions (one batch: the
+image features are computed once and broadcast), and mapped back to the frame's pixels.
+
+**Score.** ``score`` is the mean mask probability over the predicted mask's pixels (or, when no
+pixel passes the threshold, the highest probability anywhere, which is then below the threshold).
+It reads as "how sure is the model of the mask it returns": near 1 for a crisp confident mask, low
+when the evidence is weak or spread. It is not calibrated, and training data always contains the
+referred object, so a low score hints at, but does not prove, that the object is absent.
+"""
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from refseg_ros.model.heads import GroundingOutput
+from refseg_ros.model.letterbox import Letterbox, boxes_to_image, letterbox_images, mask_logits_to_image
+from refseg_ros.model.vglaw import VGLAW, Command
+
+#: where the shipped tabletop checkpoint lives inside the package
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "tabletop.safetensors"
+
+
+@dataclass
+class Grounding:
+    """One expression's result on one image, in that image's pixels.
+
+    ``box``: ``(x_min, y_min, x_max, y_max)`` floats; ``score`` in [0, 1] (see the module docstring);
+    ``mask``: ``bool (H, W)`` at the image's resolution.
+    """
+
+    expression: str
+    box: tuple[float, float, float, float]
+    score: float
+    mask: np.ndarray
+
+
+class GroundingPredictor:
+    """Inference wrapper around a :class:`VGLAW` model.
+
+    Args:
+        model: the model (moved to ``device`` and put in eval mode).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+        half: autocast on CUDA: ``True``/``"fp16"`` for float16, ``"bf16"`` for bfloat16. Ignored
+            (with a warning) on the CPU.
+        mask_threshold: probability threshold for masks (default: the model's, 0.35).
+        cache_size: expressions whose generated weights are kept (least recently used are dropped).
+    """
+
+    def __init__(self, model: VGLAW, device: str | torch.device = "cpu", half: bool | str = False,
+                 mask_threshold: float | None = None, cache_size: int = 128) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.amp_dtype = None
+        if half:
+            if self.device.type == "cuda":
+                self.amp_dtype = torch.bfloat16 if half == "bf16" else torch.float16
+            else:
+                warnings.warn("half precision is only used on CUDA; running float32 on the CPU", stacklevel=2)
+        self.mask_threshold = float(mask_threshold if mask_threshold is not None else model.cfg.mask_threshold)
+        self.cache_size = int(cache_size)
+        self._cache: OrderedDict[str, Command] = OrderedDict()
+        self._expressions: list[str] = []
+        self._active: Command | None = None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
+                        half: bool | str = False, **kwargs) -> "GroundingPredictor":
+        """Load ``path`` (``*.safetensors`` with its ``.json`` sidecar); None = the shipped checkpoint."""
+        from refseg_ros.model.checkpoint import load_checkpoint
+
+        if path is None:
+            path = DEFAULT_CHECKPOINT
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"no shipped checkpoint at {path}: this installation has no trained tabletop model "
+                    "yet. Train one (the training stage writes <name>.safetensors + <name>.json) and "
+                    "pass its path, or copy both files to that location.")
+        return cls(load_checkpoint(path, device="cpu"), device=device, half=half, **kwargs)
+
+    # ---- commands ----------------------------------------------------------------------------------
+    @property
+    def expressions(self) -> list[str]:
+        """The active expressions, in the order ``predict`` reports them."""
+        return list(self._expressions)
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    @torch.inference_mode()
+    def _commands(self, expressions: list[str]) -> Command:
+        """Generated weights for ``expressions``, from the LRU cache or computed in one batch."""
+        new = list(dict.fromkeys(e for e in expressions if e not in self._cache))
+        if new:
+            with self._autocast():
+                fresh = self.model.command(new)
+            for i, expr in enumerate(new):
+                self._cache[expr] = fresh.index(i)
+        rows = []
+        for expr in expressions:
+            self._cache.move_to_end(expr)
+            rows.append(self._cache[expr])
+        while len(self._cache) > max(self.cache_size, len(set(expressions))):
+            self._cache.popitem(last=False)
+        return Command.cat(rows)
+
+    def set_command(self, expressions: list[str] | str) -> None:
+        """Make ``expressions`` the active command (an empty list clears it)."""
+        if isinstance(expressions, str):
+            expressions = [expressions]
+        expressions = [str(e) for e in expressions]
+        self._expressions = expressions
+        self._active = self._commands(expressions) if expressions else None
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    # ---- frames ------------------------------------------------------------------------------------
+    def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an RGB image as np.ndarray (H, W, 3); got "
+                             f"{getattr(image, 'shape', type(image))}")
+        if image.dtype != np.uint8:
+            raise TypeError(f"expected np.uint8 RGB; got {image.dtype}")
+        t = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
+        return t.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+
+    def _letterbox(self, image: np.ndarray) -> tuple[torch.Tensor, Letterbox]:
+        return letterbox_images(self._to_tensor(image), self.model.input_size, fill=self.model.pixel_mean)
+
+    def _run(self, canvas: torch.Tensor, command: Command) -> GroundingOutput:
+        with self._autocast():
+            return self.model.ground(self.model.image_features(canvas), command)
+
+    def _results(self, out: GroundingOutput, rows: slice, box: Letterbox,
+                 expressions: list[str]) -> list[Grounding]:
+        """Map rows of ``out`` (all on the image described by ``box``) back to image pixels."""
+        boxes = boxes_to_image(out.box[rows], box).cpu().numpy()
+        prob = mask_logits_to_image(out.mask_logits[rows], box).sigmoid_()
+        masks = prob > self.mask_threshold
+        area = masks.flatten(1).sum(1)
+        inside = (prob * masks).flatten(1).sum(1) / area.clamp(min=1)
+        scores = torch.where(area > 0, inside, prob.flatten(1).amax(1)).cpu().numpy()
+        masks = masks.cpu().numpy()
+        return [Grounding(expr, tuple(float(v) for v in b), float(s), m)
+                for expr, b, s, m in zip(expressions, boxes, scores, masks)]
+
+    @torch.inference_mode()
+    def predict(self, image_rgb: np.ndarray) -> list[Grounding]:
+        """All active expressions on one ``np.uint8 (H, W, 3)`` RGB image, in one batch."""
+        if self._active is None:
+            return []
+        canvas, box = self._letterbox(image_rgb)
+        out = self._run(canvas, self._active)
+        return self._results(out, slice(None), box, self._expressions)
+
+    @torch.inference_mode()
+    def predict_batch(self, images: list[np.ndarray], expressions: list[str]) -> list[Grounding]:
+        """One expression per image (evaluation): ``images[i]`` with ``expressions[i]``, any sizes.
+
+        Does not change the active command; uses (and fills) the expression cache.
+        """
+        if len(images) != len(expressions):
+            raise ValueError(f"{len(images)} images but {len(expressions)} expressions")
+        if not images:
+            return []
+        boxed = [self._letterbox(img) for img in images]
+        canvas = torch.cat([c for c, _ in boxed])
+        out = self._run(canvas, self._commands(list(expressions)))
+        results = []
+        for i, (_, box) in enumerate(boxed):
+            results += self._results(out, slice(i, i + 1), box, [expressions[i]])
+        return results

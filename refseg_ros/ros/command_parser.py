@@ -1,0 +1,346 @@
+"""Spoken or typed commands -> referring expressions for the grounding model. No ROS imports.
+
+People (and speech recognisers) say "Could you grab the duck and the blue cube?", "pick up the red
+mug on the left please" or "stop"; the model wants bare referring expressions: ``["the duck",
+"the blue cube"]``, ``["the red mug on the left"]``, or nothing. :func:`parse_command` does that
+with a small, predictable word-level grammar (no tagger, no model), so its behaviour can be read
+off this file and its tests:
+
+* text is cleaned first: control and zero-width characters removed, accents folded
+  ("plaît" -> "plait"), other non-ASCII characters dropped (each noted), lower-cased;
+* "stop", "cancel", "never mind", "abort", "halt", "forget it" (after fillers such as "okay robot")
+  clear the active command;
+* conjunctions split objects only where a new noun phrase starts: "and"/"plus"/"as well as" when
+  followed by a determiner or a verb ("the duck and the blue cube", "grab the duck and pick up the
+  cube"), "then" and punctuation always, unless what follows is a relation ("the mug, next to the
+  duck" stays one). The "and" of "between X and Y" never splits, and "the red and blue cube" (no
+  determiner after "and") stays one expression;
+* leading politeness, wake words, questions ("where is") and imperative verbs ("pick up", "grab",
+  "bring me") and trailing politeness ("please", "for me", "thanks") are removed; for placing verbs
+  ("put the duck in the tray") the destination is cut off, leaving the object to ground;
+* a leading "a"/"an"/"this"/"that" becomes "the" (referring expressions are definite); a bare
+  pronoun ("pick it up") names no object and is rejected.
+
+Anything unusable (empty, too long, nothing left after cleaning) gives ``Action.INVALID`` with a
+human-readable ``reason``; the caller keeps its active command and logs the reason.
+"""
+from __future__ import annotations
+
+import enum
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+__all__ = ["Action", "ParsedCommand", "parse_command", "sanitize"]
+
+#: Default cap on the raw command length in characters (node parameter ``max_command_chars``).
+DEFAULT_MAX_CHARS = 300
+#: Default cap on the number of expressions grounded together (node parameter ``max_expressions``).
+DEFAULT_MAX_EXPRESSIONS = 5
+
+
+class Action(enum.Enum):
+    GROUND = "ground"    # replace the active command with ``expressions``
+    STOP = "stop"        # clear the active command
+    INVALID = "invalid"  # unusable; keep the active command, log ``reason``
+
+
+@dataclass(frozen=True)
+class ParsedCommand:
+    action: Action
+    expressions: tuple[str, ...] = ()
+    #: Why the command is INVALID (empty otherwise).
+    reason: str = ""
+    #: Things changed or dropped while cleaning that a user should hear about (non-ASCII removed,
+    #: expressions beyond the cap dropped, ...); the command was still usable.
+    notes: tuple[str, ...] = field(default=())
+
+
+# --- cleaning --------------------------------------------------------------------------------------
+
+_TYPOGRAPHIC = str.maketrans({
+    "\u2018": "'", "\u2019": "'", "\u201b": "'", "\u2032": "'", "`": "'",
+    "\u201c": '"', "\u201d": '"', "\u201e": '"',
+    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2212": "-",
+    "\u2026": "...", "\u00a0": " ",
+})
+_WHITESPACE_CONTROLS = set("\t\n\r\v\f\x1c\x1d\x1e\x1f\x85")
+
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+
+
+def sanitize(text: str) -> tuple[str, list[str]]:
+    """Return ``text`` as plain ASCII with single spaces, and notes about what was removed."""
+    notes: list[str] = []
+    text, escapes = _ANSI_ESCAPE.subn("", text)
+    if escapes:
+        notes.append(f"removed {escapes} terminal escape sequence(s)")
+    text = unicodedata.normalize("NFKC", text).translate(_TYPOGRAPHIC)
+    out: list[str] = []
+    controls = 0
+    for ch in text:
+        cat = unicodedata.category(ch)
+        if ch in _WHITESPACE_CONTROLS:
+            out.append(" ")
+        elif cat in ("Cc", "Cf", "Cs", "Co", "Cn"):
+            controls += 1
+        else:
+            out.append(ch)
+    if controls:
+        notes.append(f"removed {controls} control/invisible character(s)")
+    text = "".join(out)
+    if not text.isascii():
+        folded = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+        dropped = sorted({c for c in folded if not c.isascii()})
+        text = "".join(c if c.isascii() else " " for c in folded)
+        if dropped:
+            shown = "".join(dropped[:10]) + ("..." if len(dropped) > 10 else "")
+            notes.append(f"removed non-ASCII characters {shown!r}")
+        else:
+            notes.append("folded accented characters to ASCII")
+    return " ".join(text.split()), notes
+
+
+# --- word lists ------------------------------------------------------------------------------------
+# Multi-word entries are tuples of tokens. Longest match first is handled by _match_prefix.
+
+def _phrases(*items: str) -> tuple[tuple[str, ...], ...]:
+    return tuple(sorted((tuple(s.split()) for s in items), key=len, reverse=True))
+
+
+_STOP = _phrases("stop", "cancel", "never mind", "nevermind", "abort", "halt", "forget it",
+                 "forget about it", "forget that", "that's enough", "that is enough", "freeze",
+                 "stop it", "cancel that", "reset")
+_STOP_TAIL = {"it", "that", "this", "now", "everything", "all", "please", "right", "immediately",
+              "then", "thanks", "thank", "you", "and"}
+
+# Said before the request; removed repeatedly from the start of every segment.
+_LEAD = _phrases(
+    "hey", "hi", "hello", "ok", "okay", "alright", "all right", "robot", "so", "um", "uh", "er", "hmm",
+    "well", "now", "and", "then", "also", "just", "no", "wait", "yes", "yeah", "oh",
+    "please", "kindly", "and then", "after that", "next", "finally", "first", "second", "lastly",
+    "could you", "can you", "would you", "will you", "could u", "can u", "would you mind", "do you mind",
+    "would you be able to", "are you able to", "i want you to", "i'd like you to", "i would like you to",
+    "i need you to", "go ahead and", "try to", "try and", "be so kind and", "please could you",
+    "i want", "i need", "i'd like", "i would like", "can i have", "could i have", "could i get",
+    "can i get", "give me", "let me see", "let me have", "help me", "we need", "let's", "lets",
+    "where is", "where's", "where are", "do you see", "can you see", "is there", "are there",
+    "which is", "which one is", "what about", "how about", "and now", "and also", "both",
+)
+_VERBS = _phrases(
+    "pick up", "pick", "lift up", "lift", "grab", "grasp", "grip", "take", "take out", "get", "fetch",
+    "bring", "bring over", "hand", "hand over", "give", "pass", "pass over", "show", "find", "locate",
+    "look at", "look for", "search for", "point at", "point to", "point", "segment", "highlight",
+    "select", "track", "detect", "touch", "tap", "push", "poke", "hold", "reach for", "reach",
+    "go to", "move to", "move", "put", "place", "drop", "set", "put down", "identify", "mark",
+    "focus on", "pick out",
+)
+_PLACING_VERBS = {"put", "place", "drop", "set", "move", "bring", "put down"}
+_DESTINATION = _phrases("into", "onto", "inside", "in", "on top of", "over to", "back to", "toward",
+                        "towards")
+_OBJECT_PRONOUNS = {"me", "us"}
+_TRAIL = _phrases("please", "for me", "thanks", "thank you", "now", "right now", "too", "as well",
+                  "again", "quickly", "for us", "if you can", "if you could", "if possible", "ok",
+                  "okay", "robot", "thx", "pls", "then", "also", "and", "instead", "cheers", "thanks a lot")
+_DETERMINERS = {"the", "a", "an", "this", "that", "these", "those", "another", "my", "your", "its",
+                "our", "their", "his", "her", "some", "any", "each", "both"}
+_VERB_STARTS = {v[0] for v in _VERBS}
+# Words that continue the previous noun phrase rather than start a new object.
+_RELATIONAL = {"next", "near", "nearest", "closest", "close", "beside", "besides", "behind", "in",
+               "on", "at", "by", "between", "left", "right", "of", "to", "with", "which", "that",
+               "who", "under", "below", "above", "over", "beneath", "inside", "outside", "front",
+               "farthest", "furthest", "far", "closer", "further", "across", "opposite", "along",
+               "from", "around", "against", "among", "underneath", "atop"}
+_PRONOUNS = {"it", "them", "that", "this", "those", "these", "one", "that one", "this one", "something",
+             "everything", "all", "stuff", "thing", "things"}
+_SPLIT_IF_NEW_PHRASE = {("and",), ("plus",), ("as", "well", "as"), ("along", "with"), ("together", "with")}
+_SPLIT_ALWAYS = {("then",), ("and", "then"), ("after", "that"), ("followed", "by"), ("and", "after", "that")}
+_PUNCT = {",", ".", ";", "!", "?", ":", "-", "--", "---"}  # a free-standing dash is a pause
+
+_TOKEN = re.compile(r"[a-z0-9]+(?:['\-][a-z0-9]+)*|[,.;!?:]|(?<!\S)-+(?!\S)")
+
+
+def _match_prefix(tokens: list[str], start: int, phrases) -> tuple[str, ...] | None:
+    for p in phrases:
+        if tuple(tokens[start:start + len(p)]) == p:
+            return p
+    return None
+
+
+def _starts_new_phrase(tokens: list[str], i: int) -> bool:
+    """True when tokens[i:] begins a new noun phrase or request (not a continuation)."""
+    j = i
+    while j < len(tokens):  # skip fillers such as "and also please"
+        p = _match_prefix(tokens, j, _LEAD)
+        if p is None or p[0] in _DETERMINERS:
+            break
+        j += len(p)
+    if j >= len(tokens):
+        return False
+    return tokens[j] in _DETERMINERS or tokens[j] in _VERB_STARTS
+
+
+def _split(tokens: list[str]) -> list[list[str]]:
+    segments: list[list[str]] = [[]]
+    in_between = False
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok == "between":
+            in_between = True
+        if tok in _PUNCT:
+            nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
+            if nxt in _RELATIONAL and nxt not in _DETERMINERS:
+                i += 1  # "the mug, next to the duck": one object, the comma is only a pause
+                continue
+            if (tokens[i + 1:i + 3] in (["the", "one"], ["that", "one"]) and i + 3 < len(tokens)
+                    and tokens[i + 3] in _RELATIONAL):
+                i += 3  # "the mug, the one next to the duck" -> "the mug next to the duck"
+                continue
+            segments.append([])
+            i += 1
+            continue
+        always = next((p for p in sorted(_SPLIT_ALWAYS, key=len, reverse=True)
+                       if tuple(tokens[i:i + len(p)]) == p), None)
+        if always and segments[-1]:
+            segments.append([])
+            i += len(always)
+            continue
+        conj = next((p for p in sorted(_SPLIT_IF_NEW_PHRASE, key=len, reverse=True)
+                     if tuple(tokens[i:i + len(p)]) == p), None)
+        if conj:
+            if in_between and conj == ("and",):
+                in_between = False  # "between the duck and the mug": part of the relation
+            elif _starts_new_phrase(tokens, i + len(conj)) and segments[-1]:
+                segments.append([])
+                i += len(conj)
+                continue
+        segments[-1].append(tok)
+        i += 1
+    return [s for s in segments if s]
+
+
+def _strip_segment(seg: list[str]) -> list[str]:
+    verb: tuple[str, ...] | None = None
+    changed = True
+    while changed and seg:
+        changed = False
+        p = _match_prefix(seg, 0, _LEAD)
+        # "first"/"next"/"second" are ordinals inside an expression ("the second cube" keeps its
+        # article, so only a bare leading ordinal before a determiner or verb is a filler).
+        if p and p[0] in ("first", "second", "next", "finally", "lastly") and not (
+                len(seg) > 1 and (seg[1] in _DETERMINERS or seg[1] in _VERB_STARTS)):
+            p = None
+        if p and not (p[0] in _DETERMINERS):
+            seg = seg[len(p):]
+            changed = True
+            continue
+        v = _match_prefix(seg, 0, _VERBS)
+        if v and len(seg) > len(v):
+            verb = verb or v
+            seg = seg[len(v):]
+            while seg and seg[0] in _OBJECT_PRONOUNS:
+                seg = seg[1:]
+            changed = True
+            continue
+        if v and len(seg) == len(v):
+            return []  # only a verb ("pick up"): no object named
+    if tuple(seg) in _TRAIL:
+        return []  # a segment that is only politeness: ", thanks"
+    changed = True
+    while changed and seg:
+        changed = False
+        for p in _TRAIL:
+            if len(seg) > len(p) and tuple(seg[-len(p):]) == p:
+                seg = seg[:-len(p)]
+                changed = True
+                break
+        if verb and verb[0] in ("pick", "lift", "take", "hand", "pass") and len(seg) > 1 and seg[-1] in ("up", "out", "over"):
+            seg = seg[:-1]  # "pick the mug up"
+            changed = True
+    if verb and " ".join(verb) in _PLACING_VERBS:
+        for k in range(1, len(seg)):
+            if _match_prefix(seg, k, _DESTINATION):
+                seg = seg[:k]  # "put the duck in the tray": ground the object, not the destination
+                break
+    if seg and seg[0] in ("a", "an", "this", "that") and len(seg) > 1 and seg[1] not in ("is", "are"):
+        seg = ["the"] + seg[1:]
+    return seg
+
+
+def _after_stop(words: list[str]) -> list[str] | None:
+    """None if ``words`` is not a stop; else the new request after it ([] for a plain stop)."""
+    i = 0
+    while i < len(words):
+        p = _match_prefix(words, i, _LEAD)
+        if not p or p[0] in _DETERMINERS:
+            break
+        i += len(p)
+    stop = _match_prefix(words, i, _STOP)
+    if not stop:
+        return None
+    rest = words[i + len(stop):]
+    j = 0
+    while j < len(rest) and (rest[j] in _STOP_TAIL or rest[j] in ("instead", "just")
+                             or _match_prefix(rest, j, _STOP)):
+        j += len(_match_prefix(rest, j, _STOP) or (rest[j],))
+    if j < len(rest) and rest[j] in _VERB_STARTS:
+        return rest[j:]
+    return []
+
+
+def parse_command(text: object, max_chars: int = DEFAULT_MAX_CHARS,
+                  max_expressions: int = DEFAULT_MAX_EXPRESSIONS) -> ParsedCommand:
+    """Parse one command as spoken or typed; never raises for any ``str`` input."""
+    if not isinstance(text, str):
+        return ParsedCommand(Action.INVALID, reason=f"command is not text ({type(text).__name__})")
+    stripped = text.strip()
+    if not stripped:
+        return ParsedCommand(Action.INVALID, reason="empty command")
+    if len(stripped) > max_chars:
+        words = len(stripped.split())
+        return ParsedCommand(
+            Action.INVALID,
+            reason=f"command too long ({len(stripped)} characters, {words} words; "
+                   f"max_command_chars is {max_chars})")
+    clean, notes = sanitize(stripped)
+    tokens = _TOKEN.findall(clean.lower())
+    if not any(t not in _PUNCT for t in tokens):
+        return ParsedCommand(Action.INVALID, reason=f"no words left after cleaning {stripped[:60]!r}",
+                             notes=tuple(notes))
+
+    # Stop: fillers, a stop phrase, then nothing that starts a new request ("stop it now please",
+    # "okay robot, cancel that"). "stop and grab the duck instead" carries a new request.
+    words = [t for t in tokens if t not in _PUNCT]
+    after = _after_stop(words)
+    if after is not None:
+        if not after:
+            return ParsedCommand(Action.STOP, notes=tuple(notes))
+        tokens = after
+    else:
+        segments = _split(tokens)
+        if len(segments) > 1 and _after_stop(segments[-1]) == []:
+            return ParsedCommand(Action.STOP, notes=tuple(notes))  # "grab the duck, no, cancel"
+
+    expressions: list[str] = []
+    dropped_pronouns = []
+    for seg in _split(tokens):
+        seg = _strip_segment(seg)
+        if not seg:
+            continue
+        expr = " ".join(seg)
+        if expr in _PRONOUNS or (len(seg) == 2 and seg[0] == "the" and seg[1] in _PRONOUNS):
+            dropped_pronouns.append(expr)
+            continue
+        if expr not in expressions:
+            expressions.append(expr)
+    if not expressions:
+        reason = (f"{dropped_pronouns[0]!r} does not say which object" if dropped_pronouns
+                  else "no object described")
+        return ParsedCommand(Action.INVALID, reason=f"{reason} in {clean[:80]!r}", notes=tuple(notes))
+    if len(expressions) > max_expressions:
+        notes.append(f"grounding the first {max_expressions} of {len(expressions)} objects "
+                     f"(max_expressions); dropped {expressions[max_expressions:]}")
+        expressions = expressions[:max_expressions]
+    return ParsedCommand(Action.GROUND, tuple(expressions), notes=tuple(notes))

@@ -1,0 +1,121 @@
+"""The grounding node's parameters: one table, read by the node, its tests and config/refseg.yaml.
+
+Kept free of ROS imports (descriptors are built lazily) so the table can be checked without rclpy.
+``dynamic`` parameters take effect while the node runs; the others are read on configure (or
+activate, for subscriptions) and can only be changed while the node is unconfigured, so a
+running node never ends up in a state its parameters do not describe.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ParamSpec", "PARAMS", "SPECS", "DEVICE_CHOICES", "RELIABILITY_CHOICES", "validate", "descriptor"]
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")  # and "cuda:N"
+RELIABILITY_CHOICES = ("best_effort", "reliable")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    range: tuple[float, float] | None = None  # inclusive
+    choices: tuple[str, ...] | None = None
+    dynamic: bool = False
+
+
+PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("autostart", True,
+              "Configure and activate at start-up (unmanaged use). False: wait for a lifecycle manager."),
+    ParamSpec("checkpoint", "",
+              "Model checkpoint (.safetensors with its .json sidecar); empty = the shipped tabletop checkpoint."),
+    ParamSpec("device", "auto",
+              "auto, cpu, cuda or cuda:N. auto picks CUDA when available; cuda without a GPU falls back to cpu.",
+              choices=DEVICE_CHOICES),
+    ParamSpec("half", False, "Run the model in float16 (CUDA only; ignored with a log line on cpu)."),
+    ParamSpec("num_threads", 0,
+              "Torch CPU threads; 0 keeps torch's default (one per core). On a CPU busy with other work, "
+              "1 can be faster than more.", range=(0, 256)),
+    ParamSpec("found_threshold", 0.5,
+              "Score at or above which a result is marked found (and drawn, masked, targeted).",
+              range=(0.0, 1.0), dynamic=True),
+    ParamSpec("mask_threshold", -1.0,
+              "Mask probability above which a pixel belongs to the object; negative = the checkpoint's own "
+              "(model config mask_threshold, 0.35 for tabletop).", range=(-1.0, 1.0), dynamic=True),
+    ParamSpec("continuous", True,
+              "True: ground every new frame for the active command (up to max_rate_hz). "
+              "False: ground one frame per command.", dynamic=True),
+    ParamSpec("max_rate_hz", 10.0, "Most frames grounded per second; 0 = as fast as the model runs.",
+              range=(0.0, 1000.0), dynamic=True),
+    ParamSpec("default_command", "",
+              "Command active from activation on (e.g. 'the red mug'); empty = wait for the command topic."),
+    ParamSpec("max_command_chars", 300, "Longer commands are rejected with a warning.",
+              range=(1, 100000), dynamic=True),
+    ParamSpec("max_expressions", 5, "Most objects grounded from one command; extra ones are dropped with a warning.",
+              range=(1, 64), dynamic=True),
+    ParamSpec("use_compressed", False,
+              "Subscribe to <image>/compressed (sensor_msgs/CompressedImage) instead of <image>."),
+    ParamSpec("image_reliability", "best_effort",
+              "QoS reliability of the image (and depth) subscriptions: best_effort (sensor data) or reliable.",
+              choices=RELIABILITY_CHOICES),
+    ParamSpec("use_depth", False,
+              "Subscribe to depth (16UC1 mm or 32FC1 m, registered to the colour image) and camera_info "
+              "and publish 3D positions, markers and target."),
+    ParamSpec("sync_slop", 0.05, "Largest stamp difference (s) between a colour image and its depth/camera_info.",
+              range=(0.0, 5.0), dynamic=True),
+    ParamSpec("sync_queue_size", 10, "Depth and camera_info messages buffered for synchronisation.",
+              range=(1, 1000), dynamic=True),
+    ParamSpec("depth_min", 0.05, "Depths below this (m) are invalid.", range=(0.0, 1000.0), dynamic=True),
+    ParamSpec("depth_max", 10.0, "Depths above this (m) are invalid.", range=(0.0, 1000.0), dynamic=True),
+    ParamSpec("depth_min_valid_pixels", 10,
+              "Fewest masked pixels with a valid depth for a 3D position.", range=(1, 10_000_000), dynamic=True),
+    ParamSpec("publish_masks", True,
+              "Fill Grounding.mask (mono8 at image size); false leaves it empty to save bandwidth.", dynamic=True),
+    ParamSpec("overlay_alpha", 0.45, "Opacity of the mask tint on the overlay image.", range=(0.0, 1.0), dynamic=True),
+    ParamSpec("marker_scale", 0.05, "Diameter (m) of the rviz sphere marking each object.",
+              range=(0.001, 10.0), dynamic=True),
+    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", range=(0.05, 3600.0)),
+    ParamSpec("warn_throttle_sec", 5.0, "The same warning is logged at most once per this many seconds.",
+              range=(0.0, 3600.0), dynamic=True),
+)
+
+SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
+
+
+def validate(name: str, value: Any) -> str | None:
+    """A reason to reject ``value`` for ``name`` beyond its declared type and range, or None."""
+    spec = SPECS.get(name)
+    if spec is None:
+        return None
+    if name == "device":
+        v = str(value)
+        if v in DEVICE_CHOICES or (v.startswith("cuda:") and v[5:].isdigit()):
+            return None
+        return f"device must be one of auto, cpu, cuda, cuda:N (got {v!r})"
+    if spec.choices and value not in spec.choices:
+        return f"{name} must be one of {', '.join(spec.choices)} (got {value!r})"
+    if spec.range is not None and not (spec.range[0] <= value <= spec.range[1]):
+        return f"{name} must be in [{spec.range[0]}, {spec.range[1]}] (got {value})"
+    return None
+
+
+def descriptor(spec: ParamSpec):
+    """The rcl_interfaces ParameterDescriptor for ``spec`` (description, range, read-only hint)."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    text = spec.description
+    if not spec.dynamic:
+        text += " (applied on configure/activate; change it while the node is unconfigured)"
+    d = ParameterDescriptor(description=text)
+    if spec.choices:
+        d.additional_constraints = "one of: " + ", ".join(spec.choices) + (
+            ", cuda:N" if spec.name == "device" else "")
+    if spec.range is not None:
+        if isinstance(spec.default, float):
+            d.floating_point_range = [FloatingPointRange(from_value=float(spec.range[0]),
+                                                         to_value=float(spec.range[1]), step=0.0)]
+        elif isinstance(spec.default, int) and not isinstance(spec.default, bool):
+            d.integer_range = [IntegerRange(from_value=int(spec.range[0]), to_value=int(spec.range[1]), step=1)]
+    return d

@@ -1,0 +1,74 @@
+"""Small bookkeeping helpers for the node: latency percentiles and per-cause log throttling. No ROS."""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import deque
+
+import numpy as np
+
+__all__ = ["LatencyWindow", "Throttle"]
+
+
+class LatencyWindow:
+    """The last ``size`` durations (seconds); percentiles for diagnostics."""
+
+    def __init__(self, size: int = 200):
+        self._values: deque[float] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self._values.append(float(seconds))
+
+    def percentile(self, q: float) -> float:
+        """The q-th percentile (0-100) in seconds; NaN with no samples."""
+        with self._lock:
+            if not self._values:
+                return float("nan")
+            return float(np.percentile(np.fromiter(self._values, float), q))
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+
+
+class Throttle:
+    """Decide whether to log a warning: once per ``period`` per *cause*, counting the rest.
+
+    rclpy's ``throttle_duration_sec`` throttles per call site, so an empty command would silence
+    the warning about the 2,000-word command that follows it. Here the cause is the message with
+    its numbers masked ("data holds 12 bytes ..." and "... 40 bytes ..." are one cause).
+    """
+
+    _NUMBERS = re.compile(r"\d+(\.\d+)?")
+
+    def __init__(self, period: float = 5.0, clock=time.monotonic):
+        self.period = float(period)
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def key(self, message: str) -> str:
+        return self._NUMBERS.sub("#", message)[:200]
+
+    def check(self, message: str, key: str | None = None) -> str | None:
+        """The message to log now (with a count of suppressed repeats), or None to stay quiet."""
+        key = key or self.key(message)
+        now = self._clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.period:
+                self._suppressed[key] = self._suppressed.get(key, 0) + 1
+                return None
+            if len(self._last) > 1000:  # bounded: forget old causes
+                self._last.clear()
+                self._suppressed.clear()
+            self._last[key] = now
+            n = self._suppressed.pop(key, 0)
+        return f"{message} ({n} similar suppressed)" if n else message

@@ -1,0 +1,81 @@
+"""Approximate time synchronisation of a colour image with depth and camera_info. No ROS.
+
+message_filters is not installable here, and the node needs only one case: for the colour frame
+it is about to ground, find the depth image (and camera_info) whose stamp is nearest, within a
+slop. Messages are kept per stream in bounded buffers, so a stream that stops or runs ahead never
+grows memory; stamps are integer nanoseconds.
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any, Hashable
+
+__all__ = ["ApproximateMatcher", "stamp_to_ns"]
+
+
+def stamp_to_ns(stamp) -> int:
+    """``builtin_interfaces/Time`` (or anything with sec/nanosec) -> integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+class ApproximateMatcher:
+    """Bounded per-stream buffers of (stamp, message); look up the nearest stamp within ``slop``.
+
+    Thread-safe: subscription callbacks push while a worker thread matches.
+    """
+
+    def __init__(self, slop_s: float = 0.05, queue_size: int = 10):
+        self._lock = threading.Lock()
+        self._buffers: dict[Hashable, deque] = {}
+        self.slop_ns = int(slop_s * 1e9)
+        self.queue_size = max(1, int(queue_size))
+
+    def configure(self, slop_s: float | None = None, queue_size: int | None = None) -> None:
+        with self._lock:
+            if slop_s is not None:
+                self.slop_ns = int(slop_s * 1e9)
+            if queue_size is not None and int(queue_size) != self.queue_size:
+                self.queue_size = max(1, int(queue_size))
+                self._buffers = {k: deque(v, maxlen=self.queue_size) for k, v in self._buffers.items()}
+
+    def push(self, stream: Hashable, stamp_ns: int, msg: Any) -> None:
+        with self._lock:
+            buf = self._buffers.get(stream)
+            if buf is None:
+                buf = self._buffers[stream] = deque(maxlen=self.queue_size)
+            buf.append((int(stamp_ns), msg))
+
+    def match(self, stream: Hashable, stamp_ns: int) -> Any | None:
+        """The message of ``stream`` nearest to ``stamp_ns`` if within the slop, else None."""
+        with self._lock:
+            buf = self._buffers.get(stream)
+            if not buf:
+                return None
+            best_stamp, best = min(buf, key=lambda item: abs(item[0] - stamp_ns))
+        return best if abs(best_stamp - stamp_ns) <= self.slop_ns else None
+
+    def latest(self, stream: Hashable) -> Any | None:
+        with self._lock:
+            buf = self._buffers.get(stream)
+            return buf[-1][1] if buf else None
+
+    def may_still_arrive(self, stream: Hashable, stamp_ns: int) -> bool:
+        """True while a message for ``stamp_ns`` is worth waiting for: the stream is live (has
+        delivered before) and nothing stamped at or after ``stamp_ns`` has arrived yet.
+
+        Streams arrive in stamp order, so once a message stamped at or after ``stamp_ns`` is
+        buffered, waiting longer cannot produce a closer match; and a stream that never delivered
+        (depth not connected) is not waited for at all.
+        """
+        with self._lock:
+            buf = self._buffers.get(stream)
+            return bool(buf) and buf[-1][0] < stamp_ns
+
+    def stats(self) -> dict[Hashable, int]:
+        with self._lock:
+            return {k: len(v) for k, v in self._buffers.items()}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._buffers.clear()

@@ -1,0 +1,132 @@
+"""End-to-end latency of refseg_node (image published -> GroundingArray received) next to
+``GroundingPredictor.predict`` alone, on the same 640x480 frames and thread count.
+
+    python test/helpers/latency_benchmark.py --checkpoint model.safetensors --frames 40 --threads 2
+
+Frames are sent one at a time (the next after the previous result, then a 50 ms pause; predict
+gets the same pause), so the figures are latency, not queueing. Run it on an otherwise idle
+machine: with the cores busy elsewhere, torch's OpenMP threads wait on each other and 2 threads
+can be several times slower than 1.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+
+def _frames(n_scenes: int = 3) -> list[np.ndarray]:
+    try:
+        from refseg_ros.data import render_scene
+
+        return [render_scene(seed, 640, 480).image for seed in range(n_scenes)]
+    except Exception:  # noqa: BLE001
+        from test_node import _synthetic_frame
+
+        return [_synthetic_frame(seed=i) for i in range(n_scenes)]
+
+
+def bench_predict(checkpoint: str | None, frames, n: int, threads: int, command: list[str]) -> np.ndarray:
+    import torch
+
+    from refseg_ros.model.predictor import GroundingPredictor
+
+    torch.set_num_threads(threads)
+    predictor = GroundingPredictor.from_checkpoint(checkpoint)
+    predictor.set_command(command)
+    for f in frames:
+        predictor.predict(f)  # warm-up
+    times = []
+
+    def run():
+        for i in range(n):
+            t0 = time.perf_counter()
+            predictor.predict(frames[i % len(frames)])
+            times.append(time.perf_counter() - t0)
+            time.sleep(0.05)  # the same pause between frames as the node benchmark leaves
+
+    # In a worker thread, as the node runs it: on an oversubscribed CPU, 2 torch threads driven
+    # from the main thread measured ~3x slower than from a worker thread here.
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+    return np.array(times)
+
+
+def bench_node(checkpoint: str | None, frames, n: int, threads: int, text: str,
+               visuals: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    from node_process import NodeProcess
+    from test_node import Client, stamp_ns
+
+    os.environ.setdefault("ROS_DOMAIN_ID", str(90 + os.getpid() % 10))
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    # Reliable images: best-effort 640x480 frames (900 KB, UDP fragments on loopback) are sometimes
+    # lost here, and a lost frame is not a latency.
+    args = ["-r", "__ns:=/bench", "-p", f"num_threads:={threads}", "-p", "max_rate_hz:=0.0",
+            "-p", "image_reliability:=reliable"]
+    if checkpoint:
+        args += ["-p", f"checkpoint:={checkpoint}"]
+    node = NodeProcess(args, env=dict(os.environ))
+    client = None
+    try:
+        if not node.wait_for(r"active: listening on", 300):
+            raise SystemExit(f"node did not start:\n{node.log()}")
+        client = Client("/bench", reliable_images=True, visuals=visuals)
+        client.wait_connected()
+        client.command(text, node, expect=r"->")
+        latencies, processing = [], []
+        for i in range(n + 3):
+            header = client.publish_image(frames[i % len(frames)])
+            s = stamp_ns(header.stamp)
+            got = client.spin_until(lambda: any(stamp_ns(m.header.stamp) == s
+                                                for _, m in client.received["groundings"][-3:]), 10)
+            if not got:
+                continue  # best effort: a lost frame; send the next
+            t_recv, msg = next((t, m) for t, m in client.received["groundings"] if stamp_ns(m.header.stamp) == s)
+            if i >= 3:  # warm-up
+                latencies.append(t_recv - client.sent[s])
+                processing.append(msg.processing_time)
+            client.spin(0.05)
+        return np.array(latencies), np.array(processing)
+    finally:
+        if client is not None:
+            client.close()
+        node.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
+    parser.add_argument("--frames", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--command", default="pick up the red mug on the left")
+    parser.add_argument("--visuals", action="store_true", help="also subscribe to overlay and mask (as rviz does)")
+    args = parser.parse_args()
+    from refseg_ros.ros.command_parser import parse_command
+
+    expressions = list(parse_command(args.command).expressions)
+    frames = _frames()
+    lat, proc = bench_node(args.checkpoint, frames, args.frames, args.threads, args.command, args.visuals)
+    pred = bench_predict(args.checkpoint, frames, args.frames, args.threads, expressions)
+
+    def fmt(a):
+        return f"p50 {np.median(a) * 1000:6.1f} ms  p95 {np.percentile(a, 95) * 1000:6.1f} ms  (n={a.size})"
+
+    print(f"640x480, {args.threads} threads, command {expressions}, overlay+mask subscribed: {args.visuals}, "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"  predict alone              {fmt(pred)}")
+    print(f"  node processing_time       {fmt(proc)}")
+    print(f"  image -> GroundingArray    {fmt(lat)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
