@@ -286,7 +286,8 @@ def test_letterbox_round_trip(hw):
     rw, rh = box.resized_size
     assert rw == 320 or rh == 240
     if rw < 320:
-        assert torch.allclose(canvas[0, :, :, rw:], torch.tensor([0.1, 0.2, 0.3]).view(3, 1, 1).expand(3, 240, 320 - rw))
+        fill = torch.tensor([0.1, 0.2, 0.3]).view(3, 1, 1).expand(3, 240, 320 - rw)
+        assert torch.allclose(canvas[0, :, :, rw:], fill)
     xyxy = torch.tensor([[0.1 * w, 0.2 * h, 0.6 * w, 0.9 * h]])
     assert torch.allclose(boxes_to_image(boxes_to_input(xyxy, box), box), xyxy, atol=1e-3)
     logits = torch.randn(2, 1, 60, 80)
@@ -345,3 +346,21 @@ def test_vit_loads_a_user_timm_checkpoint(tmp_path, suffix):
     assert vit.pos_embed.shape == (1, 6 * 8, 64)  # resampled from 4x4 to the 6x8 grid
     with pytest.raises(ValueError, match="does not fit"):
         build_model("paper", **{**SMALL_VIT, "embed_dim": 32, "vit_checkpoint": str(path)})
+
+
+def test_cached_text_features_give_the_same_command(tabletop):
+    """Training caches encode_text per expression; padding them together must not change Phi."""
+    randomize_law(tabletop)
+    try:
+        with torch.no_grad():
+            direct = tabletop.command(EXPRESSIONS)
+            cached = [tabletop.encode_text([e]) for e in EXPRESSIONS]  # different lengths
+            assert len({c.tokens.shape[1] for c in cached}) > 1
+            from refseg_ros.model.text_encoder import TextFeatures
+            joined = tabletop.condition(TextFeatures.cat(cached))
+    finally:
+        with torch.no_grad():
+            tabletop.law.phi_weight.zero_()
+            tabletop.law.phi_bias.zero_()
+    assert torch.allclose(joined.phi, direct.phi, atol=1e-5)
+    assert torch.allclose(joined.sentence, direct.sentence, atol=1e-5)

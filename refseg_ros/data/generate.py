@@ -167,8 +167,7 @@ def generate_split(root: str, split: str, scenes: int, seed: int, workers: int =
     start = time.perf_counter()
     if tasks:
         if workers <= 1:
-            _worker_init()
-            for task in tasks:
+            for task in tasks:  # in this process, leaving its thread settings alone
                 _render_and_write(task)
                 if bar:
                     bar.update(1)

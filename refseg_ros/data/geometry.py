@@ -19,7 +19,7 @@ DEPTH_SCALE_MM = 1000.0
 
 
 def look_at(eye: np.ndarray, target: np.ndarray, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """Pose (4x4) of an optical frame at ``eye`` looking at ``target``, image "up" towards ``up``."""
+    """Pose (4x4) of an optical frame at ``eye`` looking at ``target``; image up towards ``up``."""
     eye = np.asarray(eye, dtype=np.float64)
     z = np.asarray(target, dtype=np.float64) - eye
     z /= np.linalg.norm(z)

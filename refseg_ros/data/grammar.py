@@ -265,8 +265,10 @@ _LR_WORD = re.compile(r"\b(left|right)(most)?\b")
 
 def flip_text(text: str) -> str:
     """Swap left and right words ("leftmost" <-> "rightmost", "left of" <-> "right of", ...)."""
-    return _LR_WORD.sub(lambda m: ("right" if m.group(1) == "left" else "left") + (m.group(2) or ""),
-                        text)
+    def swap(m: re.Match) -> str:
+        return ("right" if m.group(1) == "left" else "left") + (m.group(2) or "")
+
+    return _LR_WORD.sub(swap, text)
 
 
 # --------------------------------------------------------------------------- text

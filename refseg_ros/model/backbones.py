@@ -193,7 +193,8 @@ def _init_linear(m: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def sine_position_encoding(h: int, w: int, dim: int, device, dtype, temperature: float = 10000.0) -> torch.Tensor:
+def sine_position_encoding(h: int, w: int, dim: int, device, dtype,
+                           temperature: float = 10000.0) -> torch.Tensor:
     """Fixed 2-D sine/cosine encoding of normalised positions (DETR-style): ``(h * w, dim)``."""
     if dim % 4:
         raise ValueError("sine position encoding needs a width divisible by 4")

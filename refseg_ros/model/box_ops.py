@@ -73,7 +73,8 @@ def mask_intersection_union(pred: torch.Tensor, target: torch.Tensor) -> tuple[t
 def mask_iou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """IoU of matched mask pairs ``(N, H, W)``; two empty masks count as IoU 1."""
     inter, union = mask_intersection_union(pred, target)
-    return torch.where(union > 0, inter.float() / union.clamp(min=1).float(), torch.ones_like(inter, dtype=torch.float))
+    iou = inter.float() / union.clamp(min=1).float()
+    return torch.where(union > 0, iou, torch.ones_like(iou))
 
 
 def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:

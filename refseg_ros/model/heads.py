@@ -68,7 +68,8 @@ class LanguageAdaptivePooling(nn.Module):
         self.scale = k ** -0.5
 
     def forward(self, tokens: torch.Tensor, sentence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = torch.einsum("bnk,bk->bn", self.vis(tokens), self.txt(sentence.to(tokens.dtype))) * self.scale
+        query = self.txt(sentence.to(tokens.dtype))
+        logits = torch.einsum("bnk,bk->bn", self.vis(tokens), query) * self.scale
         attn = logits.float().softmax(dim=-1)
         pooled = torch.einsum("bn,bnc->bc", attn.to(tokens.dtype), tokens)
         return attn, pooled

@@ -103,7 +103,8 @@ class AdaptiveLinear(nn.Module):
         return out + delta.reshape(out.shape)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")
 
 
 @contextmanager

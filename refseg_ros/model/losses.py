@@ -45,9 +45,11 @@ class GroundingLoss(nn.Module):
 
     @classmethod
     def from_config(cls, cfg) -> "GroundingLoss":
-        return cls(cfg.loss_l1, cfg.loss_giou, cfg.loss_focal, cfg.loss_dice, cfg.focal_alpha, cfg.focal_gamma)
+        return cls(cfg.loss_l1, cfg.loss_giou, cfg.loss_focal, cfg.loss_dice,
+                   cfg.focal_alpha, cfg.focal_gamma)
 
-    def forward(self, out: GroundingOutput, boxes: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, out: GroundingOutput, boxes: torch.Tensor,
+                masks: torch.Tensor) -> dict[str, torch.Tensor]:
         """``boxes (B, 4)`` normalised cxcywh, ``masks (B, h, w)`` -> dict of scalar losses."""
         pred = out.box.float()
         boxes = boxes.to(pred)

@@ -70,7 +70,8 @@ class GroundingPredictor:
                 self.amp_dtype = torch.bfloat16 if half == "bf16" else torch.float16
             else:
                 warnings.warn("half precision is only used on CUDA; running float32 on the CPU", stacklevel=2)
-        self.mask_threshold = float(mask_threshold if mask_threshold is not None else model.cfg.mask_threshold)
+        threshold = mask_threshold if mask_threshold is not None else model.cfg.mask_threshold
+        self.mask_threshold = float(threshold)
         self.cache_size = int(cache_size)
         self._cache: OrderedDict[str, Command] = OrderedDict()
         self._expressions: list[str] = []

@@ -46,15 +46,16 @@ class TextFeatures:
     def index(self, idx) -> "TextFeatures":
         return TextFeatures(self.tokens[idx], self.mask[idx])
 
-    def to(self, *args, **kwargs) -> "TextFeatures":
-        return TextFeatures(self.tokens.to(*args, **kwargs), self.mask.to(kwargs.get("device", self.mask.device)))
+    def to(self, device: torch.device | str) -> "TextFeatures":
+        return TextFeatures(self.tokens.to(device), self.mask.to(device))
 
     @staticmethod
     def cat(items: list["TextFeatures"]) -> "TextFeatures":
         """Concatenate, right-padding to the longest (e.g. features cached per expression)."""
         length = max(t.tokens.shape[1] for t in items)
-        tokens = torch.cat([nn.functional.pad(t.tokens, (0, 0, 0, length - t.tokens.shape[1])) for t in items])
-        mask = torch.cat([nn.functional.pad(t.mask, (0, length - t.mask.shape[1])) for t in items])
+        pad = nn.functional.pad
+        tokens = torch.cat([pad(t.tokens, (0, 0, 0, length - t.tokens.shape[1])) for t in items])
+        mask = torch.cat([pad(t.mask, (0, length - t.mask.shape[1])) for t in items])
         return TextFeatures(tokens, mask)
 
     def trimmed(self) -> "TextFeatures":
@@ -118,7 +119,8 @@ class TextEncoder(nn.Module):
             self.model.eval()  # no dropout in a frozen encoder: its features stay cacheable
         return self
 
-    def tokenize(self, expressions: list[str], device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    def tokenize(self, expressions: list[str],
+                 device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
         if isinstance(expressions, str) or not all(isinstance(e, str) for e in expressions):
             raise TypeError("expressions must be a list of strings")
         batch = self.tokenizer(list(expressions), padding=True, truncation=True,

@@ -103,7 +103,7 @@ def sanitize(text: str) -> tuple[str, list[str]]:
 
 
 # --- word lists ------------------------------------------------------------------------------------
-# Multi-word entries are tuples of tokens. Longest match first is handled by _match_prefix.
+# Multi-word entries are tuples of tokens, sorted longest first so _match_prefix takes the longest.
 
 def _phrases(*items: str) -> tuple[tuple[str, ...], ...]:
     return tuple(sorted((tuple(s.split()) for s in items), key=len, reverse=True))
@@ -256,7 +256,8 @@ def _strip_segment(seg: list[str]) -> list[str]:
                 seg = seg[:-len(p)]
                 changed = True
                 break
-        if verb and verb[0] in ("pick", "lift", "take", "hand", "pass") and len(seg) > 1 and seg[-1] in ("up", "out", "over"):
+        if (verb and verb[0] in ("pick", "lift", "take", "hand", "pass") and len(seg) > 1
+                and seg[-1] in ("up", "out", "over")):
             seg = seg[:-1]  # "pick the mug up"
             changed = True
     if verb and " ".join(verb) in _PLACING_VERBS:

@@ -58,13 +58,15 @@ from refseg_ros.msg import Grounding, GroundingArray
 from refseg_ros.ros import params as P
 from refseg_ros.ros.command_parser import Action, parse_command
 from refseg_ros.ros.geometry import Intrinsics, object_position
-from refseg_ros.ros.images import (ImageConversionError, compressed_to_numpy, depth_to_metres, imgmsg_to_numpy,
-                                   numpy_to_imgmsg, to_rgb8)
+from refseg_ros.ros.images import (SUPPORTED_ENCODINGS, ImageConversionError, compressed_to_numpy, depth_to_metres,
+                                   imgmsg_to_numpy, numpy_to_imgmsg, to_rgb8)
 from refseg_ros.ros.stats import LatencyWindow, Throttle
 from refseg_ros.ros.sync import ApproximateMatcher, stamp_to_ns
 from refseg_ros.srv import Ground
 
 NODE_NAME = "refseg_node"
+#: Encodings ``to_rgb8`` turns into the model's RGB input (depth encodings are not frames to ground).
+_COLOUR_ENCODINGS = ("bgr8", "rgb8", "bgra8", "rgba8", "mono8", "mono16", "8UC1", "8UC3", "8UC4")
 
 
 @dataclass(frozen=True)
@@ -393,6 +395,13 @@ class GroundingNode(LifecycleNode):
 
     # ---- callbacks (io group: quick, never touch the model) ----------------------------------------
     def _on_image(self, msg) -> None:
+        # Cheap checks here (sizes, encoding: views, no pixel copies), so a broken frame neither
+        # replaces a good newest frame nor goes unreported when the worker is busy.
+        problem = self._check_colour(msg)
+        if problem:
+            self._counts["bad_images"] += 1
+            self._warn(f"dropping image: {problem}")
+            return
         with self._cv:
             self._counts["received"] += 1
             old = self._frame
@@ -445,9 +454,10 @@ class GroundingNode(LifecycleNode):
         cmd = self._command
         if cmd is None:
             return False
+        fresh = (frame.seq, cmd.generation) != self._last_done
         if not self._p["continuous"]:
-            return self._last_done_generation != cmd.generation
-        return (frame.seq, cmd.generation) != self._last_done
+            return fresh and self._last_done_generation != cmd.generation
+        return fresh
 
     def _start_worker(self) -> None:
         self._stop_worker.clear()
@@ -483,8 +493,9 @@ class GroundingNode(LifecycleNode):
                     self._cv.wait(timeout=job if isinstance(job, float) else 0.5)
                     continue
             frame, cmd = job
+            grounded = False
             try:
-                self._process(frame, cmd)
+                grounded = self._process(frame, cmd)
             except Exception as exc:  # noqa: BLE001 - keep serving; log the first traceback once
                 if self._stop_worker.is_set() or not self.context.ok():
                     break  # shutting down: publishers are gone, nothing to report
@@ -496,8 +507,24 @@ class GroundingNode(LifecycleNode):
                     self._warn(f"grounding failed: {exc!r}", key=f"err:{type(exc).__name__}")
             finally:
                 with self._cv:
-                    self._last_done = (frame.seq, cmd.generation)
-                    self._last_done_generation = cmd.generation
+                    self._last_done = (frame.seq, cmd.generation)  # never retry the same frame
+                    if grounded:  # single-shot: an undecodable frame does not use up the command
+                        self._last_done_generation = cmd.generation
+
+    @staticmethod
+    def _check_colour(msg) -> str:
+        """Why ``msg`` cannot be a colour frame ("" if it may be; JPEG/PNG data is checked on decode)."""
+        if isinstance(msg, CompressedImage):
+            return "" if len(msg.data) else f"empty CompressedImage (format {msg.format!r})"
+        if msg.encoding not in _COLOUR_ENCODINGS:
+            return (f"image encoding {msg.encoding!r} is not a colour or mono image "
+                    f"(use one of {', '.join(_COLOUR_ENCODINGS)})") if msg.encoding in SUPPORTED_ENCODINGS \
+                else f"unsupported image encoding {msg.encoding!r}; supported: {', '.join(_COLOUR_ENCODINGS)}"
+        try:
+            imgmsg_to_numpy(msg)
+        except ImageConversionError as exc:
+            return str(exc)
+        return ""
 
     def _decode_colour(self, msg) -> np.ndarray:
         if isinstance(msg, CompressedImage):
@@ -530,7 +557,8 @@ class GroundingNode(LifecycleNode):
             return _Depth(problem="camera_info has no intrinsics (K is zero)")
         return _Depth(depth, intrinsics)
 
-    def _process(self, frame: _Frame, cmd: _ActiveCommand) -> None:
+    def _process(self, frame: _Frame, cmd: _ActiveCommand) -> bool:
+        """Ground one frame and publish; False if the frame could not be used (nothing published)."""
         t0 = time.perf_counter()
         msg = frame.msg
         header = msg.header
@@ -539,7 +567,7 @@ class GroundingNode(LifecycleNode):
         except ImageConversionError as exc:
             self._counts["bad_images"] += 1
             self._warn(f"dropping image: {exc}")
-            return
+            return False
         depth = _Depth()
         if self._p["use_depth"]:
             depth = self._match_depth(stamp_to_ns(header.stamp))
@@ -550,7 +578,7 @@ class GroundingNode(LifecycleNode):
         array.processing_time = float(time.perf_counter() - t0)
         pubs = self._pubs
         if not pubs:
-            return  # cleaned up meanwhile
+            return False  # cleaned up meanwhile
         pubs["groundings"].publish(array)
         self._publish_extras(header, rgb, results, array, found_masks, positions)
         elapsed = time.perf_counter() - t0
@@ -560,6 +588,7 @@ class GroundingNode(LifecycleNode):
             self._counts["processed"] += 1
             now = time.monotonic()
             self._processed_times = [t for t in self._processed_times if now - t < 5.0] + [now]
+        return True
 
     def _to_message(self, header, text: str, results, shape, depth: _Depth, for_service: bool = False):
         h, w = shape

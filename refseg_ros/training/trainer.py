@@ -154,7 +154,7 @@ class FeatureCache:
             self._fill(model, dataset, meta, meta_path, progress)
 
     @torch.no_grad()
-    def _fill(self, model, dataset, meta: dict, meta_path: Path, progress: bool, chunk: int = 16) -> None:
+    def _fill(self, model, dataset, meta: dict, meta_path: Path, progress: bool, chunk: int = 1) -> None:
         from tqdm import tqdm
 
         n = len(dataset.image_paths)
@@ -178,7 +178,7 @@ class FeatureCache:
             for k, v in feats.items():
                 self.arrays[k][2 * i0:2 * i0 + len(imgs)] = v.to(torch.float16).numpy()
             meta["done"] = 2 * (i0 + len(ids))
-            if (i0 // chunk) % 20 == 0 or meta["done"] >= meta["rows"]:
+            if (i0 // chunk) % 200 == 0 or meta["done"] >= meta["rows"]:
                 for a in self.arrays.values():
                     a.flush()
                 meta_path.write_text(json.dumps(meta))
@@ -197,34 +197,42 @@ class FeatureCache:
 
 
 class TextCache:
-    """Frozen text-encoder token features of every expression and of its left/right-swapped twin."""
+    """Frozen text-encoder token features, computed on first use and kept (fp16) per expression.
 
-    def __init__(self, model, expressions: list[str], device: torch.device, progress: bool = True,
-                 chunk: int = 256) -> None:
-        from tqdm import tqdm
+    Lazy, because a short CPU run sees only part of a large split: encoding every distinct
+    expression (and its left/right-swapped twin) up front cost ~15 min for 10k scenes here.
+    """
 
+    def __init__(self, model, expressions: list[str], device: torch.device) -> None:
+        self.model = model
+        self.expressions = list(expressions)
+        self.n = len(self.expressions)
+        self.device = device
+        self._rows: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _text(self, row: int) -> str:
         from refseg_ros.data.grammar import flip_text
 
-        texts = list(expressions) + [flip_text(e) for e in expressions]
-        tokens, masks = [], []
-        with torch.no_grad():
-            for i in tqdm(range(0, len(texts), chunk), desc="encoding expressions", disable=not progress):
-                tf = model.encode_text(texts[i:i + chunk])
-                tokens.append(tf.tokens.to(torch.float16).cpu())
-                masks.append(tf.mask.cpu())
-        length = max(t.shape[1] for t in tokens)
-        pad = lambda t, v: torch.nn.functional.pad(t, (0, 0, 0, length - t.shape[1]) if t.dim() == 3  # noqa: E731
-                                                   else (0, length - t.shape[1]), value=v)
-        self.tokens = torch.cat([pad(t, 0.0) for t in tokens])
-        self.mask = torch.cat([pad(m, 0) for m in masks])
-        self.n = len(expressions)
-        self.device = device
+        return self.expressions[row] if row < self.n else flip_text(self.expressions[row - self.n])
 
     def gather(self, expr_idx: np.ndarray, flipped: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = torch.from_numpy(expr_idx + self.n * flipped.astype(np.int64))
-        mask = self.mask[rows]
-        keep = int(mask.sum(1).max())  # trim padding shared by the whole batch
-        return (self.tokens[rows, :keep].to(self.device, torch.float32), mask[:, :keep].to(self.device))
+        rows = [int(r) for r in expr_idx + self.n * flipped.astype(np.int64)]
+        missing = list(dict.fromkeys(r for r in rows if r not in self._rows))
+        if missing:
+            with torch.no_grad():
+                tf = self.model.encode_text([self._text(r) for r in missing])
+            for j, r in enumerate(missing):
+                keep = int(tf.mask[j].sum())
+                self._rows[r] = (tf.tokens[j, :keep].to(torch.float16).cpu(), tf.mask[j, :keep].cpu())
+        length = max(self._rows[r][0].shape[0] for r in rows)
+        dim = self._rows[rows[0]][0].shape[1]
+        tokens = torch.zeros(len(rows), length, dim, dtype=torch.float32)
+        mask = torch.zeros(len(rows), length, dtype=self._rows[rows[0]][1].dtype)
+        for j, r in enumerate(rows):
+            t, m = self._rows[r]
+            tokens[j, :t.shape[0]] = t
+            mask[j, :m.shape[0]] = m
+        return tokens.to(self.device), mask.to(self.device)
 
 
 class TargetCache:
@@ -235,15 +243,14 @@ class TargetCache:
 
         h, w = image_hw
         self.hw = (h, w)
-        keys = [s[4] for s in dataset._samples]
+        keys = list(dataset.target_keys)
         unique = list(dict.fromkeys(keys))
         row_of = {k: i for i, k in enumerate(unique)}
         self.sample_row = np.array([row_of[k] for k in keys], dtype=np.int64)
         self.boxes = np.zeros((len(unique), 4), np.float32)
         self.masks = np.zeros((len(unique), (h * w + 7) // 8), np.uint8)
-        shape_only = np.empty((h, w, 0), np.uint8)
         for i, k in enumerate(tqdm(unique, desc="decoding target masks", disable=not progress)):
-            box, mask = dataset._target(k, shape_only)
+            box, mask = dataset.target(k, h, w)
             self.boxes[i] = box
             self.masks[i] = np.packbits(mask.astype(bool).ravel())
 
@@ -334,7 +341,7 @@ class Trainer:
             self.features = FeatureCache(model, train_set, cache_root, progress=self.progress)
             if self.dist.world > 1 and self.dist.main:
                 torch.distributed.barrier()
-            self.text = TextCache(model, train_set.expressions, device, progress=self.progress)
+            self.text = TextCache(model, train_set.expressions, device)
             self.targets = TargetCache(train_set, self.features.image_hw, progress=self.progress)
         self.epoch = 0
         self.global_step = 0
