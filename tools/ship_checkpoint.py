@@ -1,0 +1,36 @@
+#!/usr/bin/env python3
+"""Copy a trained checkpoint to the package's default location (refseg_ros/checkpoints/tabletop.*).
+
+Re-saves through the checkpoint module so the sidecar names the new file and its sha256, keeping
+the run's metadata (epoch, training recipe, validation) and adding the evaluation JSON files given.
+
+    tools/ship_checkpoint.py runs/law/checkpoints/last.safetensors --eval test=runs/law/eval_test.json
+"""
+import argparse
+import json
+from pathlib import Path
+
+from refseg_ros.model.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from refseg_ros.model.predictor import DEFAULT_CHECKPOINT
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--eval", action="append", default=[], metavar="SPLIT=JSON",
+                        help="evaluation results to record in the sidecar")
+    parser.add_argument("--out", type=Path, default=DEFAULT_CHECKPOINT)
+    args = parser.parse_args()
+    meta = read_metadata(args.checkpoint)
+    extra = dict(meta.get("extra") or {})
+    for item in args.eval:
+        split, path = item.split("=", 1)
+        extra.setdefault("eval", {})[split] = json.loads(Path(path).read_text())
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(load_checkpoint(args.checkpoint), args.out, extra=extra)
+    print(f"shipped {args.checkpoint} -> {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
