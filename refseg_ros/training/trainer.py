@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from refseg_ros.model.letterbox import boxes_to_input, letterbox_images, masks_to_input
+from refseg_ros.model.letterbox import Letterbox, boxes_to_input, letterbox_images, masks_to_input
 from refseg_ros.training.config import TrainConfig, lr_factor
 
 log = logging.getLogger("refseg.train")
@@ -59,14 +59,14 @@ def init_distributed(device: torch.device) -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def pick_device(name: str, dist_info_local_rank: int = 0) -> torch.device:
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise RuntimeError("device cuda requested but no CUDA device is available")
         if name == "cuda":
-            name = f"cuda:{dist_info_local_rank}"
+            name = f"cuda:{local_rank}"
         torch.cuda.set_device(torch.device(name))
     return torch.device(name)
 
@@ -343,6 +343,8 @@ class Trainer:
                 torch.distributed.barrier()
             self.text = TextCache(model, train_set.expressions, device)
             self.targets = TargetCache(train_set, self.features.image_hw, progress=self.progress)
+            h, w = self.features.image_hw
+            self._letterbox = Letterbox.fit((w, h), model.input_size)  # one image size on this path
         self.epoch = 0
         self.global_step = 0
 
@@ -359,11 +361,7 @@ class Trainer:
         feats = self.features.gather(img_rows, self.device)
         tokens, tmask = self.text.gather(self.train_set.expression_index[idx], flipped)
         boxes, masks = self.targets.gather(idx, flipped)
-        h, w = self.features.image_hw
-        from refseg_ros.model.letterbox import Letterbox
-
-        lb = Letterbox.fit((w, h), self.model.input_size)
-        boxes_t = boxes_to_input(torch.from_numpy(boxes), lb)
+        boxes_t = boxes_to_input(torch.from_numpy(boxes), self._letterbox)
         masks_t, _ = masks_to_input(torch.from_numpy(masks), self.model.input_size)
         return {"features": feats, "tokens": tokens, "token_mask": tmask,
                 "boxes": boxes_t.to(self.device), "masks": masks_t.to(self.device)}
