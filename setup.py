@@ -25,6 +25,7 @@ setup(
         "console_scripts": [
             "refseg = refseg_ros.cli.main:main",
             "refseg_node = refseg_ros.ros.node:main",
+            "sim_camera = refseg_ros.ros.sim_camera:main",
         ],
     },
 )

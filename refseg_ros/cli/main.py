@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, str] = {
     "train": "refseg_ros.cli.train",
     "eval": "refseg_ros.cli.evaluate",
     "predict": "refseg_ros.cli.predict",
+    "demo": "refseg_ros.cli.demo",
 }
 
 

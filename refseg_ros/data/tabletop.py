@@ -87,6 +87,7 @@ class TabletopScene:
     objects: list[dict]
     expressions: dict[int, list[dict]] = field(default_factory=dict)
     light: dict = field(default_factory=dict)
+    body_ids: tuple[int, ...] = ()  # the renderer's pybullet bodies of ``objects`` (for render_view)
 
     @property
     def width(self) -> int:
@@ -465,7 +466,49 @@ class TabletopRenderer:
         return TabletopScene(seed=seed, image=image, depth=depth, instances=instances,
                              camera_info=K_info, T_table_camera=T_table_cam,
                              objects=[_plain(r) for r in records], expressions=expressions,
-                             light={k: _plain(v) for k, v in light.items()})
+                             light={k: _plain(v) for k, v in light.items()},
+                             body_ids=tuple(int(b) for b in bodies))
+
+    def render_view(self, scene: TabletopScene, T_table_camera: np.ndarray) -> TabletopScene:
+        """``scene`` (the last one this renderer rendered) seen from another camera pose.
+
+        Same objects, intrinsics and light; nothing is re-simulated. The object records get the
+        new camera-frame positions, pixel centres, distances and boxes (``bbox`` None and
+        ``area`` 0 for an object out of view). Expressions are kept as generated for the original
+        view: for a small camera motion they still hold, but left/right near-ties may not.
+        """
+        if [int(b) for b in self.bodies] != [int(b) for b in scene.body_ids]:
+            raise ValueError(f"scene {scene.seed} is not the one this renderer rendered last")
+        p = self.p
+        width, height = scene.width, scene.height
+        K = scene.K
+        vfov = float(np.degrees(2 * np.arctan((height / 2.0) / K[1, 1])))
+        T_world_cam = np.array(T_table_camera, dtype=np.float64)
+        T_world_cam[2, 3] += TABLE_TOP
+        view, proj = geometry.pybullet_view_projection(T_world_cam, width, height, vfov, NEAR, FAR)
+        rgb, depth_buffer, seg = self._render_soft_shadows(view, proj, width, height, scene.light)
+        T_cam_table = np.linalg.inv(T_table_camera)
+        instances = np.zeros((height, width), dtype=np.uint8)
+        objects = []
+        for k, (body, rec) in enumerate(zip(self.bodies, scene.objects)):
+            m = seg == body
+            instances[m] = k + 1
+            rec = dict(rec)
+            pos_cam = geometry.transform(T_cam_table, np.asarray(rec["position_table"])[None])[0]
+            rec["position_cam"] = pos_cam.tolist()
+            rec["center_px"] = geometry.project(K, pos_cam[None])[0].tolist()
+            rec["distance"] = float(np.linalg.norm(pos_cam))
+            rec["ground_distance"] = float(np.hypot(*(np.asarray(rec["position_table"][:2])
+                                                      - T_table_camera[:2, 3])))
+            rec["area"] = int(m.sum())
+            rec["bbox"] = _plain(mask_to_box(m)) if rec["area"] else None
+            objects.append(rec)
+        image = _photo_finish(rgb, np.random.default_rng(scene.seed))
+        return TabletopScene(seed=scene.seed, image=image,
+                             depth=geometry.depth_buffer_to_metres(depth_buffer, NEAR, FAR),
+                             instances=instances, camera_info=dict(scene.camera_info),
+                             T_table_camera=np.array(T_table_camera, dtype=np.float64), objects=objects,
+                             expressions=scene.expressions, light=scene.light, body_ids=scene.body_ids)
 
     def _render_soft_shadows(self, view, proj, width: int, height: int, light: dict):
         """RGB with soft shadows, the z-buffer and the segmentation (all full resolution).
@@ -572,3 +615,11 @@ def render_scene(seed: int, width: int = 320, height: int = 240, compositional: 
     if _RENDERER is None:
         _RENDERER = TabletopRenderer()
     return _RENDERER.render(seed, width, height, compositional, with_expressions)
+
+
+def render_view(scene: TabletopScene, T_table_camera: np.ndarray) -> TabletopScene:
+    """:meth:`TabletopRenderer.render_view` on the client :func:`render_scene` uses; ``scene``
+    must be the last scene :func:`render_scene` returned in this process."""
+    if _RENDERER is None:
+        raise ValueError("no scene rendered yet in this process (call render_scene first)")
+    return _RENDERER.render_view(scene, T_table_camera)

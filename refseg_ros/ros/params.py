@@ -84,9 +84,12 @@ PARAMS: tuple[ParamSpec, ...] = (
 SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
 
 
-def validate(name: str, value: Any) -> str | None:
-    """A reason to reject ``value`` for ``name`` beyond its declared type and range, or None."""
-    spec = SPECS.get(name)
+def validate(name: str, value: Any, specs: dict[str, ParamSpec] | None = None) -> str | None:
+    """A reason to reject ``value`` for ``name`` beyond its declared type and range, or None.
+
+    ``specs``: another node's table (default: the grounding node's :data:`SPECS`).
+    """
+    spec = (SPECS if specs is None else specs).get(name)
     if spec is None:
         return None
     if name == "device":
