@@ -18,6 +18,8 @@ SUBCOMMANDS: dict[str, str] = {
     "train": "refseg_ros.cli.train",
     "eval": "refseg_ros.cli.evaluate",
     "predict": "refseg_ros.cli.predict",
+    "bench": "refseg_ros.cli.bench",
+    "export": "refseg_ros.cli.export",
     "demo": "refseg_ros.cli.demo",
 }
 

@@ -263,13 +263,18 @@ class MobileNetV2ViT(LanguageAwareBackbone):
 
     def image_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """The frozen part: ``{"s4": (B, 24, H/4, W/4), "s8": (B, 32, ..), "s16": (B, 96, ..)}``."""
-        out = {}
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.cnn_trainable):
-            x = images
-            for start, stop, name, _ in self.STAGES:
-                for layer in self.cnn[start:stop]:
-                    x = layer(x)
-                out[name] = x
+            return self.run_stages(self.cnn, images)
+
+    @classmethod
+    def run_stages(cls, cnn: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``cnn`` (``self.cnn`` or an inference copy of it, e.g. BatchNorm folded) by ``STAGES``."""
+        out = {}
+        x = images
+        for start, stop, name, _ in cls.STAGES:
+            for layer in cnn[start:stop]:
+                x = layer(x)
+            out[name] = x
         return out
 
     def _stem(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -58,12 +58,17 @@ class GroundingPredictor:
             (with a warning) on the CPU.
         mask_threshold: probability threshold for masks (default: the model's, 0.35).
         cache_size: expressions whose generated weights are kept (least recently used are dropped).
+        optimize: run the frozen CNN BatchNorm-folded and channels-last (``model/inference.py``;
+            same results within float rounding, the model itself is not changed).
     """
 
     def __init__(self, model: VGLAW, device: str | torch.device = "cpu", half: bool | str = False,
-                 mask_threshold: float | None = None, cache_size: int = 128) -> None:
+                 mask_threshold: float | None = None, cache_size: int = 128, optimize: bool = True) -> None:
+        from refseg_ros.model.inference import fast_image_features
+
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        self._image_features = fast_image_features(self.model) if optimize else self.model.image_features
         self.amp_dtype = None
         if half:
             if self.device.type == "cuda":
@@ -146,7 +151,7 @@ class GroundingPredictor:
 
     def _run(self, canvas: torch.Tensor, command: Command) -> GroundingOutput:
         with self._autocast():
-            return self.model.ground(self.model.image_features(canvas), command)
+            return self.model.ground(self._image_features(canvas), command)
 
     def _results(self, out: GroundingOutput, rows: slice, box: Letterbox,
                  expressions: list[str]) -> list[Grounding]:

@@ -3,6 +3,8 @@
 
     python test/helpers/latency_benchmark.py --checkpoint model.safetensors --frames 40 --threads 2
 
+(``refseg bench`` runs this script for its ROS figures, with ``--json``.)
+
 Frames are sent one at a time (the next after the previous result, then a 50 ms pause; predict
 gets the same pause), so the figures are latency, not queueing. Run it on an otherwise idle
 machine: with the cores busy elsewhere, torch's OpenMP threads wait on each other and 2 threads
@@ -11,6 +13,7 @@ can be several times slower than 1.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import threading
@@ -61,8 +64,21 @@ def bench_predict(checkpoint: str | None, frames, n: int, threads: int, command:
     return np.array(times)
 
 
+def peak_rss_mb(pid: int) -> float | None:
+    """Peak resident set size (VmHWM) of a running process, in MB; None where /proc is missing."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def bench_node(checkpoint: str | None, frames, n: int, threads: int, text: str,
-               visuals: bool = False) -> tuple[np.ndarray, np.ndarray]:
+               visuals: bool = False, stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Node latencies and processing times; ``stats`` (if given) receives the node's ``rss_mb``."""
     from node_process import NodeProcess
     from test_node import Client, stamp_ns
 
@@ -95,6 +111,8 @@ def bench_node(checkpoint: str | None, frames, n: int, threads: int, text: str,
                 latencies.append(t_recv - client.sent[s])
                 processing.append(msg.processing_time)
             client.spin(0.05)
+        if stats is not None:
+            stats["rss_mb"] = peak_rss_mb(node.proc.pid)
         return np.array(latencies), np.array(processing)
     finally:
         if client is not None:
@@ -109,12 +127,14 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--command", default="pick up the red mug on the left")
     parser.add_argument("--visuals", action="store_true", help="also subscribe to overlay and mask (as rviz does)")
+    parser.add_argument("--json", default=None, help="also write the figures (ms, MB) to this JSON file")
     args = parser.parse_args()
     from refseg_ros.ros.command_parser import parse_command
 
     expressions = list(parse_command(args.command).expressions)
     frames = _frames()
-    lat, proc = bench_node(args.checkpoint, frames, args.frames, args.threads, args.command, args.visuals)
+    stats: dict = {}
+    lat, proc = bench_node(args.checkpoint, frames, args.frames, args.threads, args.command, args.visuals, stats)
     pred = bench_predict(args.checkpoint, frames, args.frames, args.threads, expressions)
 
     def fmt(a):
@@ -125,6 +145,16 @@ def main() -> int:
     print(f"  predict alone              {fmt(pred)}")
     print(f"  node processing_time       {fmt(proc)}")
     print(f"  image -> GroundingArray    {fmt(lat)}")
+    print(f"  node peak RSS              {stats.get('rss_mb') or float('nan'):.0f} MB")
+    if args.json:
+        def ms(a, q):
+            return float(np.percentile(a, q) * 1000) if a.size else None
+
+        figures = {"frame_size": list(frames[0].shape[1::-1]), "threads": args.threads, "frames": int(lat.size),
+                   "expressions": expressions, "predict_ms_p50": ms(pred, 50), "predict_ms_p95": ms(pred, 95),
+                   "node_ms_p50": ms(lat, 50), "node_ms_p95": ms(lat, 95),
+                   "node_processing_ms_p50": ms(proc, 50), "rss_mb": stats.get("rss_mb")}
+        Path(args.json).write_text(json.dumps(figures, indent=2))
     return 0
 
 

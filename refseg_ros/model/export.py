@@ -1,0 +1,147 @@
+"""ONNX export of the per-frame path (the route to TensorRT on a Jetson, or onnxruntime anywhere).
+
+The exported graph is what ``GroundingPredictor.predict`` runs per frame once the command is set:
+image features -> language-aware backbone -> box + mask head. What depends only on the command is
+an input, computed once per command by PyTorch (``VGLAW.command``) or exported with it:
+
+============== ==================================== ===========================================
+input          shape                                present when
+============== ==================================== ===========================================
+``image``      ``(1, 3, H, W)`` float RGB in [0, 1]  always: the letterboxed canvas
+``phi``        ``(B, layers, d_w, d_w)``            ``law: true`` (generated weights per layer)
+``sentence``   ``(B, d_l)``                         always (F_l^1 for the heads)
+``words``      ``(B, T, d_l)``                      ``word_attention: true`` (token features)
+``word_mask``  ``(B, T)`` bool                      ``word_attention: true``
+============== ==================================== ===========================================
+
+Outputs: ``box (B, 4)`` normalised cxcywh on the canvas, ``mask_logits (B, 1, H/4, W/4)``.
+``B`` (expressions) and ``T`` (tokens) are dynamic, and so are ``H`` and ``W`` (multiples of 16;
+coordinate channels and sine positions are computed in the graph). Letterboxing and mapping boxes
+and masks back to the camera image stay on the host (``refseg_ros.model.letterbox``), exactly as
+in the predictor; a fixed-size engine (TensorRT profiles) can use the preset's input size.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from refseg_ros.model.vglaw import VGLAW, Command
+
+#: ONNX opset: 17 has LayerNormalization, supported by onnxruntime and TensorRT 8.6+
+OPSET = 17
+
+
+class FramePath(nn.Module):
+    """``VGLAW.ground(VGLAW.image_features(image), command)`` with the command as plain tensors."""
+
+    def __init__(self, model: VGLAW) -> None:
+        super().__init__()
+        self.model = model.eval()
+        self.law = model.law is not None
+        self.words = model.backbone.word_attn is not None
+
+    def input_names(self) -> list[str]:
+        return ["image"] + (["phi"] if self.law else []) + ["sentence"] + \
+            (["words", "word_mask"] if self.words else [])
+
+    def forward(self, image: torch.Tensor, *command: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        named = dict(zip(self.input_names()[1:], command))
+        cmd = Command(named.get("phi"), named["sentence"], named.get("words"), named.get("word_mask"))
+        # VGLAW.ground, with the batch taken from a shape rather than len(): a traced size keeps
+        # the number of expressions dynamic in the graph (len() would freeze the example's).
+        model = self.model
+        features = model.backbone(model.image_features(image), cmd.sentence.shape[0], phi=cmd.phi,
+                                  words=cmd.words, word_mask=cmd.word_mask)
+        out = model.head(features, cmd.sentence)
+        return out.box, out.mask_logits
+
+
+def example_inputs(model: VGLAW, expressions: list[str], image: torch.Tensor | None = None) -> tuple:
+    """Inputs of :class:`FramePath` for ``expressions`` (and a random canvas unless ``image``)."""
+    w, h = model.input_size
+    if image is None:
+        image = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        cmd = model.command(list(expressions))
+    path = FramePath(model)
+    named = {"phi": cmd.phi, "sentence": cmd.sentence, "words": cmd.words, "word_mask": cmd.word_mask}
+    return (image, *(named[k].clone() for k in path.input_names()[1:]))
+
+
+def export_onnx(model: VGLAW, out: str | Path, expressions: list[str] | None = None,
+                opset: int = OPSET) -> Path:
+    """Write ``out`` (one self-contained .onnx file); see the module docstring for its signature."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = FramePath(model).eval()
+    # At least two expressions: with one, the tracer would record no broadcast of the image features.
+    expressions = list(expressions or [])
+    expressions += ["the red mug on the left", "the duck"][:max(0, 2 - len(expressions))]
+    args = example_inputs(model, expressions)
+    names = path.input_names()
+    dims = {"image": {2: "height", 3: "width"}, "phi": {0: "expressions"}, "sentence": {0: "expressions"},
+            "words": {0: "expressions", 1: "tokens"}, "word_mask": {0: "expressions", 1: "tokens"},
+            "box": {0: "expressions"}, "mask_logits": {0: "expressions", 2: "mask_height", 3: "mask_width"}}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer warnings about Python ints taken from shapes
+        torch.onnx.export(path, args, str(out), input_names=names, output_names=["box", "mask_logits"],
+                          dynamic_axes={k: v for k, v in dims.items() if k in names + ["box", "mask_logits"]},
+                          opset_version=opset, dynamo=False, do_constant_folding=True)
+    return out
+
+
+def ort_session(path: str | Path, threads: int | None = None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def ort_feed(session, inputs: tuple) -> dict[str, np.ndarray]:
+    names = [i.name for i in session.get_inputs()]
+    return {n: t.detach().cpu().numpy() for n, t in zip(names, inputs)}
+
+
+def check_onnx(model: VGLAW, path: str | Path, expressions: list[str], image_hw: tuple[int, int] | None = None,
+               seed: int = 0, threads: int | None = None) -> dict[str, float]:
+    """Max abs difference of box and mask logits, onnxruntime vs PyTorch, on a random canvas."""
+    w, h = model.input_size
+    hh, ww = image_hw or (h, w)
+    image = torch.rand(1, 3, hh, ww, generator=torch.Generator().manual_seed(seed))
+    inputs = example_inputs(model, expressions, image)
+    with torch.inference_mode():
+        box, logits = FramePath(model)(*inputs)
+    session = ort_session(path, threads)
+    got_box, got_logits = session.run(None, ort_feed(session, inputs))
+    if got_logits.shape != tuple(logits.shape):
+        raise AssertionError(f"onnx mask logits {got_logits.shape} vs torch {tuple(logits.shape)}")
+    return {"box_max_abs_diff": float(np.abs(got_box - box.numpy()).max()),
+            "mask_logits_max_abs_diff": float(np.abs(got_logits - logits.numpy()).max())}
+
+
+def time_onnx(model: VGLAW, path: str | Path, expressions: list[str], frames: int = 30,
+              threads: int | None = None) -> dict[str, float]:
+    """onnxruntime CPU latency of the per-frame graph (p50/p95 ms) next to PyTorch's ``ground``."""
+    session = ort_session(path, threads)
+    inputs = example_inputs(model, expressions)
+    feed = ort_feed(session, inputs)
+    frame = FramePath(model)
+    times: dict[str, list[float]] = {"ort": [], "torch": []}
+    with torch.inference_mode():
+        for i in range(frames + 3):
+            for key, fn in (("ort", lambda: session.run(None, feed)), ("torch", lambda: frame(*inputs))):
+                t0 = time.perf_counter()
+                fn()
+                if i >= 3:
+                    times[key].append(time.perf_counter() - t0)
+    return {"onnxruntime_ms_p50": round(float(np.median(times["ort"])) * 1000, 2),
+            "onnxruntime_ms_p95": round(float(np.percentile(times["ort"], 95)) * 1000, 2),
+            "torch_ms_p50": round(float(np.median(times["torch"])) * 1000, 2)}
