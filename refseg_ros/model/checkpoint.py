@@ -10,6 +10,12 @@ sha256, bytes, tensor count), ``refseg_ros_version``, ``created``, ``extra`` (fr
 training metrics). Loading verifies format and version, the sha256 (truncation, corruption,
 replacement), then keys and shapes against a freshly built model; any mismatch is a
 :class:`CheckpointError` that says what is wrong.
+
+Both files are untrusted input (a checkpoint is copied between machines): the sidecar is checked
+field by field before anything is built from it (the preset must be a known name, not a path;
+overrides must be known options of the preset's types, and may not ask for a model far larger
+than the largest preset), and weights must be finite. A fuzz test (``test/test_checkpoint_fuzz.py``)
+feeds random bytes, truncations and mutated sidecars and accepts no other exception.
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import datetime as _dt
 import hashlib
 import importlib.metadata
 import json
+import math
 import os
 import warnings
 from pathlib import Path
@@ -29,6 +36,8 @@ from refseg_ros.model.vglaw import VGLAW
 
 FORMAT = "refseg_ros.vglaw"
 FORMAT_VERSION = 1
+#: Sidecars are about 1 kB (training metrics in ``extra`` included); a bigger one is not read.
+MAX_SIDECAR_BYTES = 1 << 20
 
 
 class CheckpointError(RuntimeError):
@@ -103,10 +112,15 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     if not side.is_file():
         raise CheckpointError(f"checkpoint {path} has no sidecar {side.name}; it records the preset and "
                               "the sha256 and is written next to the .safetensors by save_checkpoint")
+    if side.stat().st_size > MAX_SIDECAR_BYTES:
+        raise CheckpointError(f"sidecar {side} is {side.stat().st_size} bytes (a sidecar is about 1 kB, "
+                              f"at most {MAX_SIDECAR_BYTES}); it is not a checkpoint sidecar")
     try:
         meta = json.loads(side.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"sidecar {side} is not valid JSON ({exc}); it is damaged") from None
+    except RecursionError:
+        raise CheckpointError(f"sidecar {side} nests too deeply to be a checkpoint sidecar") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{side} is not a {FORMAT} checkpoint sidecar (format={meta.get('format')!r})"
                               if isinstance(meta, dict) else f"{side} is not a {FORMAT} sidecar")
@@ -118,7 +132,80 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     for key in ("preset", "overrides", "weights"):
         if key not in meta:
             raise CheckpointError(f"sidecar {side} lacks {key!r}; it is damaged or hand-edited")
+    _check_sidecar_fields(meta, side)
     return meta
+
+
+def _check_sidecar_fields(meta: dict[str, Any], side: Path) -> None:
+    """Types and values of the fields the loader uses, so a hand-edited sidecar is a clear error."""
+    from refseg_ros.model.config import available_presets
+
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"sidecar {side}: {what}; it is damaged or hand-edited")
+
+    preset = meta["preset"]
+    if not isinstance(preset, str) or preset not in available_presets():
+        raise bad(f"preset {preset!r} is not one of {', '.join(available_presets())}")
+    if not isinstance(meta["overrides"], dict):
+        raise bad(f"overrides must be an object, not {type(meta['overrides']).__name__}")
+    weights = meta["weights"]
+    sha = weights.get("sha256") if isinstance(weights, dict) else None
+    if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+        raise bad("weights.sha256 is not a 64-digit hex sha256")
+    for key in ("text_encoder", "image_weights"):
+        entry = meta.get(key)
+        if entry is not None and not (isinstance(entry, dict)
+                                      and all(isinstance(v, (str, type(None))) for v in entry.values())):
+            raise bad(f"{key} must be an object of strings or null")
+
+
+#: A checkpoint may not ask for a model with more visual-transformer weights than this (ViT-B, the
+#: `paper` preset, has 85M): building what an untrusted sidecar describes must not exhaust memory.
+MAX_BLOCK_PARAMS = 400_000_000
+
+
+def _check_overrides(meta: dict[str, Any], name: str):
+    """The ModelConfig a sidecar's overrides describe; CheckpointError for unknown options, values
+    of the wrong type and absurd sizes (checked before any weight is allocated)."""
+    from refseg_ros.model.config import load_config, preset_values
+
+    base = preset_values(meta["preset"])
+    for key, value in meta["overrides"].items():
+        if key == "vit_checkpoint":
+            continue  # replaced by None below: the weights are in the checkpoint
+        if key not in base:
+            raise CheckpointError(f"{name}: unknown model option {key!r} in the sidecar's overrides")
+        ref = base[key]
+        if isinstance(ref, bool) or isinstance(value, bool):
+            ok = isinstance(ref, bool) and isinstance(value, bool)
+        elif isinstance(ref, (int, float)):
+            ok = isinstance(value, (int, float)) and (isinstance(value, int) or not isinstance(ref, int)) \
+                and math.isfinite(value)
+        elif isinstance(ref, list):
+            ok = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                 and math.isfinite(v) for v in value)
+        else:  # str or None
+            ok = isinstance(value, str) or value is None
+        if not ok:
+            raise CheckpointError(f"{name}: override {key}={value!r} has the wrong type for that option "
+                                  f"(preset value {ref!r})")
+    try:
+        cfg = load_config(meta["preset"], **{**meta["overrides"], "vit_checkpoint": None})
+    except (TypeError, ValueError, ArithmeticError) as exc:  # e.g. num_heads 0: a modulo by zero
+        raise CheckpointError(f"{name}: cannot rebuild its model (preset {meta['preset']!r}, "
+                              f"overrides {meta['overrides']}): {exc}") from None
+    sizes = {k: getattr(cfg, k) for k in ("embed_dim", "depth", "num_heads", "lap_dim", "mask_dim",
+                                          "decoder_width", "law_groups", "law_reduction", "law_rank",
+                                          "patch_size", "max_tokens")}
+    if any(v < 1 for v in sizes.values()) or cfg.mlp_ratio <= 0:
+        raise CheckpointError(f"{name}: model sizes must be positive ({sizes}, mlp_ratio {cfg.mlp_ratio})")
+    block_params = cfg.depth * (4 + 2 * cfg.mlp_ratio) * cfg.embed_dim ** 2
+    widths = max(cfg.lap_dim, cfg.mask_dim, cfg.decoder_width, cfg.law_rank, cfg.law_groups)
+    if block_params > MAX_BLOCK_PARAMS or widths > 4 * max(cfg.embed_dim, 1024) \
+            or max(cfg.input_size) > 4096 or cfg.max_tokens > 4096:
+        raise CheckpointError(f"{name}: the sidecar asks for an implausibly large model ({block_params:.3g} "
+                              f"transformer weights, sizes {sizes}, input {cfg.input_size}); refusing to build it")
+    return cfg
 
 
 def _check_packages(meta: dict[str, Any]) -> None:
@@ -152,6 +239,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> VGL
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a bad header
         raise CheckpointError(f"{path.name}: not a readable safetensors file ({exc})") from None
     _check_packages(meta)
+    _check_overrides(meta, path.name)
 
     overrides = dict(meta["overrides"])
     overrides["vit_checkpoint"] = None  # ViT weights are in the checkpoint; the init file is not needed
@@ -159,9 +247,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> VGL
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="vit backbone: no vit_checkpoint")
             model = build_model(meta["preset"], **overrides)
-    except (TypeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever an edited sidecar breaks is the checkpoint's fault
         raise CheckpointError(f"{path.name}: cannot rebuild its model (preset {meta['preset']!r}, "
-                              f"overrides {meta['overrides']}): {exc}") from None
+                              f"overrides {meta['overrides']}): {type(exc).__name__}: {exc}") from None
     model.overrides = dict(meta["overrides"])
 
     own = model.state_dict()
@@ -179,6 +267,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> VGL
             problems.append(f"{len(shapes)} shape mismatches {shapes[:4]}")
         raise CheckpointError(f"{path.name} does not match preset {meta['preset']!r} with overrides "
                               f"{meta['overrides']}: " + "; ".join(problems))
+    not_finite = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if not_finite:
+        raise CheckpointError(f"{path.name}: {len(not_finite)} tensors hold NaN or infinite values "
+                              f"{not_finite[:4]}: the weights are damaged (or training diverged)")
     state = {k: v.to(own[k].dtype) for k, v in state.items()}
     model.load_state_dict(state, strict=False)
     model.checkpoint_meta = meta
