@@ -43,7 +43,7 @@ SPEECH_PARAMS: tuple[ParamSpec, ...] = (
               "Bias the recogniser toward the tabletop vocabulary (object nouns, colours) with a Whisper "
               "initial prompt; measured to cut keyword errors (README, 'Talking to the robot')."),
     ParamSpec("extra_prompt", "", "Words appended to the vocabulary prompt (names of your own objects)."),
-    ParamSpec("min_confidence", 0.5,
+    ParamSpec("min_confidence", 0.35,
               "Transcripts below this confidence (mean token probability x (1 - no-speech probability)) are "
               "dropped with a log line.", range=(0.0, 1.0)),
     ParamSpec("vad_threshold_db", 12.0, "Voiced = this many dB above the adaptive noise floor.",
