@@ -159,6 +159,46 @@ def depth_to_metres(arr: np.ndarray, encoding: str) -> np.ndarray:
 # --- CompressedImage -------------------------------------------------------------------------------
 
 _COMPRESSED_DEPTH_HEADER = 12  # image_transport's ConfigHeader: int32 format + float32[2] quantisation
+#: Most pixels a CompressedImage may decode to: a few kB of PNG can claim 30,000 x 30,000 pixels
+#: (2.7 GB decoded), so the size in the file header is checked before decoding.
+MAX_COMPRESSED_PIXELS = 50_000_000
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def compressed_dimensions(data: bytes) -> tuple[str, int, int]:
+    """(kind, width, height) from a PNG or JPEG header, without decoding the pixels.
+
+    Only these two formats are accepted (what image_transport publishes), so arbitrary codecs of
+    OpenCV (TIFF, EXR, ...) never see data from the network.
+    """
+    if data[:8] == _PNG_MAGIC:
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise ImageConversionError(f"PNG data without an IHDR header ({len(data)} bytes)")
+        return "png", int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 <= len(data):  # walk the marker segments up to the frame header (SOFn)
+            if data[i] != 0xFF:
+                break
+            marker = data[i + 1]
+            if marker == 0xFF:  # fill byte
+                i += 1
+                continue
+            length = int.from_bytes(data[i + 2:i + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                return "jpeg", int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+            if length < 2:
+                break
+            i += 2 + length
+        raise ImageConversionError(f"JPEG data without a readable frame header ({len(data)} bytes)")
+    raise ImageConversionError(f"CompressedImage data is neither JPEG nor PNG (starts {bytes(data[:8])!r})")
+
+
+def _check_compressed_size(data: bytes) -> None:
+    kind, width, height = compressed_dimensions(data)
+    if width <= 0 or height <= 0 or width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_COMPRESSED_PIXELS:
+        raise ImageConversionError(f"compressed {kind} of {width}x{height} pixels refused (at most {MAX_SIDE} "
+                                   f"a side and {MAX_COMPRESSED_PIXELS} pixels)")
 
 
 def compressed_to_numpy(msg) -> tuple[np.ndarray, str]:
@@ -175,10 +215,12 @@ def compressed_to_numpy(msg) -> tuple[np.ndarray, str]:
                                        "publish depth as 16UC1")
         if data.size <= _COMPRESSED_DEPTH_HEADER:
             raise ImageConversionError(f"compressedDepth payload too short ({data.size} bytes)")
+        _check_compressed_size(data[_COMPRESSED_DEPTH_HEADER:].tobytes())
         img = cv2.imdecode(data[_COMPRESSED_DEPTH_HEADER:], cv2.IMREAD_UNCHANGED)
         if img is None or img.dtype != np.uint16 or img.ndim != 2:
             raise ImageConversionError(f"could not decode compressedDepth data ({data.size} bytes)")
         return img, "16UC1"
+    _check_compressed_size(data.tobytes())
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ImageConversionError(f"could not decode CompressedImage ({data.size} bytes, format {msg.format!r})")

@@ -60,7 +60,7 @@ from refseg_ros.ros.command_parser import Action, parse_command
 from refseg_ros.ros.geometry import Intrinsics, object_position
 from refseg_ros.ros.images import (SUPPORTED_ENCODINGS, ImageConversionError, compressed_to_numpy, depth_to_metres,
                                    imgmsg_to_numpy, numpy_to_imgmsg, to_rgb8)
-from refseg_ros.ros.stats import LatencyWindow, Throttle
+from refseg_ros.ros.stats import LatencyWindow, RateLimit, Throttle
 from refseg_ros.ros.sync import ApproximateMatcher, stamp_to_ns
 from refseg_ros.srv import Ground
 
@@ -130,6 +130,7 @@ class GroundingNode(LifecycleNode):
         self._io_group = MutuallyExclusiveCallbackGroup()  # subscriptions + diagnostics: all quick
         self._srv_group = MutuallyExclusiveCallbackGroup()  # the ground service runs the model
         self._throttle = Throttle(self._p["warn_throttle_sec"])
+        self._command_log = RateLimit(rate=5.0, burst=20)
         self._first_traceback_logged = False
 
         # Model and per-activation state.
@@ -427,12 +428,12 @@ class GroundingNode(LifecycleNode):
                                max_expressions=self._p["max_expressions"])
         shown = text if len(text) <= 80 else text[:77] + "..."
         for note in parsed.notes:
-            self._warn(f"{source} {shown!r}: {note}", key=f"note:{note[:40]}")
+            self._warn(f"{source} {shown!r}: {note}", key="note:" + self._throttle.key(note)[:60])
         if parsed.action is Action.INVALID:
             self._counts["bad_commands"] += 1
             keep = f"; keeping the active command {self._command.text!r}" if self._command else ""
             self._warn(f"ignoring {source} {shown!r}: {parsed.reason}{keep}",
-                       key=f"badcmd:{parsed.reason.split('(')[0][:40]}")
+                       key="badcmd:" + self._throttle.key(parsed.reason)[:60])
             return
         self._counts["commands"] += 1
         with self._cv:
@@ -443,11 +444,15 @@ class GroundingNode(LifecycleNode):
             else:
                 self._command = _ActiveCommand(self._command_generation, text, parsed.expressions)
             self._cv.notify_all()
+        if not self._command_log.allow():  # a flood of commands: a few lines, not one per message
+            return
+        skipped = self._command_log.take_suppressed()
+        more = f" ({skipped} earlier commands not logged: more than 5/s)" if skipped else ""
         if parsed.action is Action.STOP:
             self.get_logger().info(f"{source} {shown!r}: cleared the active command"
-                                   + (f" {had.text!r}" if had else ""))
+                                   + (f" {had.text!r}" if had else "") + more)
         else:
-            self.get_logger().info(f"{source} {shown!r} -> {list(parsed.expressions)}")
+            self.get_logger().info(f"{source} {shown!r} -> {list(parsed.expressions)}{more}")
 
     # ---- worker ------------------------------------------------------------------------------------
     def _has_work_locked(self, frame: _Frame) -> bool:
