@@ -9,8 +9,9 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 setup:
 	@bash tools/bootstrap.sh
 
+# The simulated camera + the grounding node + scripted spoken commands; results in demo_out/.
 demo: setup
-	$(VENV)/bin/refseg info
+	$(VENV)/bin/refseg demo --out demo_out
 
 test: setup
 	$(PY) -m pytest -q test

@@ -28,6 +28,7 @@ import numpy as np
 from refseg_ros.data.grammar import TYPES
 from refseg_ros.demo import scoring
 from refseg_ros.demo.script import STOP_COMMAND, ScriptedCommand, plan_scene
+from refseg_ros.ros.params import SPECS
 
 __all__ = ["DemoConfig", "DemoError", "run_demo"]
 
@@ -69,6 +70,7 @@ class _Process:
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
+        self._interrupted = False
 
     def check(self) -> None:
         code = self.proc.poll()
@@ -83,9 +85,15 @@ class _Process:
         except OSError:
             return ""
 
+    def interrupt(self) -> None:
+        """Ctrl-C, once."""
+        if self.proc.poll() is None and not self._interrupted:
+            self._interrupted = True
+            self.proc.send_signal(signal.SIGINT)
+
     def stop(self, timeout: float = 20.0) -> int | None:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.interrupt()
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -261,7 +269,9 @@ def _draw(rgb: np.ndarray, results: list[_Result], truth: dict, cmd: ScriptedCom
         if box:
             x0, y0, x1, y1 = (int(round(v)) for v in box)
             cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), (255, 255, 255), 1, cv2.LINE_AA)
-    canvas = draw_groundings(canvas, results, found_threshold=0.0, channel_order="rgb", copy=False)
+    # the node's own rule: below found_threshold a result is its best guess, drawn grey
+    canvas = draw_groundings(canvas, results, found_threshold=float(SPECS["found_threshold"].default),
+                             channel_order="rgb", copy=False)
     lines = [f"{index}. \"{cmd.text}\"" + (f"  ({latency:.2f} s)" if latency is not None else "")]
     for p, s in zip(cmd.phrases, scored):
         err = "" if s["error_3d_m"] is None else f", 3D error {100 * s['error_3d_m']:.1f} cm"
@@ -322,7 +332,8 @@ class DemoRunner:
         self.procs.append(_Process("refseg_node", _executable("refseg_node", "refseg_ros.ros.node") + [
             "--ros-args", "-p", "use_depth:=true", "-p", f"checkpoint:={cfg.checkpoint}",
             "-p", f"num_threads:={int(cfg.threads)}", "-p", f"device:={cfg.device}",
-            "-p", "max_rate_hz:=5.0"], env, self.out / "logs"))
+            # reliable: best-effort 640x480 frames between processes are mostly lost in fragments
+            "-p", "image_reliability:=reliable", "-p", "max_rate_hz:=5.0"], env, self.out / "logs"))
         self.driver = _Driver()
         d = self.driver
         t0 = time.monotonic()
@@ -452,17 +463,24 @@ class DemoRunner:
                 "node threads": cfg.threads, "wall time (s)": round(time.monotonic() - t_start, 1)}
         summary = scoring.summarize(self.records, stop=stop, meta=meta)
         scoring.write_summary(summary, self.out)
+        t0 = time.monotonic()
         _write_gif(self.frames, self.out / "demo.gif", cfg.gif_frame_ms)
+        self._log(f"wrote {self.out / 'demo.gif'} ({len(self.frames)} frames) in {time.monotonic() - t0:.1f} s")
         return summary
 
     def close(self) -> None:
+        t0 = time.monotonic()
+        for p in reversed(self.procs):  # Ctrl-C to both first: they shut down in parallel
+            p.interrupt()
         if self.driver is not None:
             try:
                 self.driver.close()
             except Exception:  # noqa: BLE001
                 pass
-        for p in reversed(self.procs):
-            p.stop()
+        codes = {p.name: p.stop() for p in reversed(self.procs)}
+        if self.procs:
+            self._log(f"stopped {', '.join(f'{k} (exit {v})' for k, v in codes.items())} "
+                      f"in {time.monotonic() - t0:.1f} s")
 
 
 def run_demo(cfg: DemoConfig) -> dict:
