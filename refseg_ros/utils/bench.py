@@ -78,14 +78,20 @@ def in_worker_thread(fn: Callable[[], object]) -> object:
 
 
 def interleaved(fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 2) -> dict[str, np.ndarray]:
-    """Seconds per call of each function, calling them in turn ``rounds`` times (after ``warmup``)."""
+    """Seconds per call of each function, calling them in turn ``rounds`` times (after ``warmup``).
+
+    Also ``"<key>_cpu"``: CPU seconds of the calling thread. With one torch thread all the work runs
+    there, so on a loaded machine this is close to what the wall time would be on an idle one.
+    """
     times: dict[str, list[float]] = {k: [] for k in fns}
+    times.update({f"{k}_cpu": [] for k in fns})
     for r in range(warmup + rounds):
         for key, fn in fns.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             fn()
             if r >= warmup:
                 times[key].append(time.perf_counter() - t0)
+                times[f"{key}_cpu"].append(time.thread_time() - c0)
     return {k: np.asarray(v) for k, v in times.items()}
 
 
@@ -146,6 +152,8 @@ def bench_model(model, static, frames_n: int, quick: bool) -> dict:
     out["predict_ms_p50"], out["predict_ms_p95"] = ms(t["law"]), ms(t["law"], 95)
     out["static_predict_ms_p50"] = ms(t["static"])
     out["law_over_static"] = _ratio(out["predict_ms_p50"], out["static_predict_ms_p50"])
+    out["predict_cpu_ms_p50"], out["static_predict_cpu_ms_p50"] = ms(t["law_cpu"]), ms(t["static_cpu"])
+    out["law_over_static_cpu"] = _ratio(out["predict_cpu_ms_p50"], out["static_predict_cpu_ms_p50"])
 
     cmd_times = []
     for expr in EXPRESSIONS[1:(4 if quick else 10)]:
@@ -175,10 +183,31 @@ def bench_model(model, static, frames_n: int, quick: bool) -> dict:
         fns[f"batch{k}"], fns[f"sequential{k}"] = batched(k), sequential(k)
     t = interleaved(fns, max(3, frames_n // 4), warmup=1)
     for key, times in t.items():
-        out[f"{key}_ms"] = ms(times)
+        out[f"{key.removesuffix('_cpu')}_{'cpu_' if key.endswith('_cpu') else ''}ms"] = ms(times)
     out["batch4_over_batch1"] = _ratio(out["batch4_ms"], out["batch1_ms"])
+    out["batch4_over_batch1_cpu"] = _ratio(out["batch4_cpu_ms"], out["batch1_cpu_ms"])
+    out.update(batch_flops(model))
     out["batch4_over_sequential4"] = _ratio(out["batch4_ms"], out["sequential4_ms"])
     out["torch_threads"] = torch.get_num_threads()
+    return out
+
+
+def batch_flops(model) -> dict:
+    """Matmul/conv GFLOPs of one frame with 1 and 4 expressions: the floor of ``batch4_over_batch1``
+    for this architecture (the image features are shared, everything after them is per expression)."""
+    import torch
+
+    from refseg_ros.model.complexity import count_flops
+
+    w, h = model.input_size
+    image = torch.rand(1, 3, h, w)
+    out = {}
+    with torch.inference_mode():
+        for k in (1, 4):
+            command = model.command(EXPRESSIONS[:k])
+            out[f"gflops_batch{k}"] = round(count_flops(
+                lambda: model.ground(model.image_features(image), command)) / 1e9, 3)
+    out["flops_batch4_over_batch1"] = _ratio(out["gflops_batch4"], out["gflops_batch1"])
     return out
 
 
@@ -190,8 +219,9 @@ def bench_paper_backbone(n: int) -> dict:
     vit = timm.create_model("vit_base_patch16_224", pretrained=False, img_size=448, num_classes=0).eval()
     x = torch.rand(1, 3, 448, 448)
     with torch.inference_mode():
-        t = interleaved({"vit": lambda: vit.forward_features(x)}, n, warmup=1)["vit"]
-    return {"paper_backbone_ms_p50": ms(t), "paper_backbone": "timm vit_base_patch16_224, img_size 448, random init"}
+        t = interleaved({"vit": lambda: vit.forward_features(x)}, n, warmup=1)
+    return {"paper_backbone_ms_p50": ms(t["vit"]), "paper_backbone_cpu_ms_p50": ms(t["vit_cpu"]),
+            "paper_backbone": "timm vit_base_patch16_224, img_size 448, random init"}
 
 
 def bench_ros(checkpoint: Path, frames_n: int, threads: int, timeout: float = 900) -> dict:
@@ -249,6 +279,7 @@ def run_bench(preset: str = "tabletop", checkpoint: str | None = None, quick: bo
     log("  paper backbone (ViT-B/16 @ 448) ...")
     result.update(in_worker_thread(lambda: bench_paper_backbone(2 if quick else 10)))
     result["paper_over_predict"] = _ratio(result["paper_backbone_ms_p50"], result["predict_ms_p50"])
+    result["paper_over_predict_cpu"] = _ratio(result["paper_backbone_cpu_ms_p50"], result["predict_cpu_ms_p50"])
     result["bench_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     result.update({"ros_over_predict": None, "rss_mb": None})
     if ros:
@@ -278,11 +309,13 @@ def summary(result: dict) -> str:
         f"weights: {result['weights']}; input {result['input_size'][0]}x{result['input_size'][1]}; "
         f"{result['threads']} threads; load {result['load_average_before']} -> {result['load_average_after']} "
         f"on {result['cpu_count']} cores",
-        f"predict (command cached)    p50 {f('predict_ms_p50')}  p95 {f('predict_ms_p95')}",
+        f"predict (command cached)    p50 {f('predict_ms_p50')}  p95 {f('predict_ms_p95')}  "
+        f"(thread CPU {f('predict_cpu_ms_p50')})",
         f"law: false model            p50 {f('static_predict_ms_p50')}  law/static {f('law_over_static', 'x')}",
         f"set_command (new expr)      {f('set_command_ms')}",
         f"k=1/2/4 batched             {f('batch1_ms')} / {f('batch2_ms')} / {f('batch4_ms')}  "
-        f"(4 vs 1: {f('batch4_over_batch1', 'x')})",
+        f"(4 vs 1: {f('batch4_over_batch1', 'x')}; CPU {f('batch4_over_batch1_cpu', 'x')}; "
+        f"GFLOPs {f('flops_batch4_over_batch1', 'x')})",
         f"k=1/2/4 sequential          {f('sequential1_ms')} / {f('sequential2_ms')} / {f('sequential4_ms')}",
         f"paper backbone ViT-B/16@448 p50 {f('paper_backbone_ms_p50')}  ({f('paper_over_predict', 'x')} predict)",
         f"ROS node end to end         p50 {f('ros_node_ms_p50')}  p95 {f('ros_node_ms_p95')}  vs predict "
