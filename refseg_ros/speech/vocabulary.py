@@ -44,10 +44,13 @@ def keywords() -> set[str]:
 
 def initial_prompt(style: str = "nouns", extra: str = "") -> str:
     """A short prompt naming the objects and colours (``style`` "nouns": canonical nouns;
-    "all": every synonym, sizes and spatial words too). No example command: Whisper copies
+    "command": those and a command without an object; "all": every synonym, sizes and spatial
+    words too). No example command: Whisper copies
     prompt phrases into what it hears."""
     nouns = [c.nouns[0] for c in CATEGORIES] if style == "nouns" else object_nouns() + ["object"]
     text = f"Objects: {', '.join(nouns)}. Colours: {', '.join(COLOURS)}."
+    if style == "command":  # the shape of a command, with no object in it to copy
+        text += " Pick up the one on the left."
     if style == "all":
         sizes = [w for names in SIZES.values() for w in names]
         text += f" Sizes: {', '.join(sizes)}. Places: {', '.join(spatial_words())}."

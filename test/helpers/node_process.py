@@ -11,19 +11,21 @@ import time
 from pathlib import Path
 
 
-def node_command() -> list[str]:
+def node_command(executable: str = "refseg_node") -> list[str]:
     """The installed console script next to this interpreter, else ``python -m``."""
-    exe = Path(sys.executable).with_name("refseg_node")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "refseg_ros.ros.node"]
+    exe = Path(sys.executable).with_name(executable)
+    module = {"refseg_node": "refseg_ros.ros.node"}.get(executable, f"refseg_ros.ros.{executable}")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", module]
 
 
 class NodeProcess:
     """``refseg_node --ros-args ...`` with stdout+stderr collected line by line in a thread."""
 
-    def __init__(self, ros_args: list[str], env: dict | None = None, name: str = "refseg_node"):
+    def __init__(self, ros_args: list[str], env: dict | None = None, name: str = "refseg_node",
+                 executable: str = "refseg_node"):
         self.lines: list[str] = []
         self._lock = threading.Lock()
-        self.proc = subprocess.Popen(node_command() + ["--ros-args", *ros_args], env=env or dict(os.environ),
+        self.proc = subprocess.Popen(node_command(executable) + ["--ros-args", *ros_args], env=env or dict(os.environ),
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      errors="replace", start_new_session=True)
         self._reader = threading.Thread(target=self._read, daemon=True, name=f"{name}-log")
