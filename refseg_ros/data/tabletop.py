@@ -463,6 +463,7 @@ class TabletopRenderer:
                 raise SceneRejected("no target has a unique expression")
         for rec in records:
             rec.pop("R")
+        self._last_rendered = (seed, width, height)  # what render_view may re-render
         return TabletopScene(seed=seed, image=image, depth=depth, instances=instances,
                              camera_info=K_info, T_table_camera=T_table_cam,
                              objects=[_plain(r) for r in records], expressions=expressions,
@@ -477,7 +478,8 @@ class TabletopRenderer:
         ``area`` 0 for an object out of view). Expressions are kept as generated for the original
         view: for a small camera motion they still hold, but left/right near-ties may not.
         """
-        if [int(b) for b in self.bodies] != [int(b) for b in scene.body_ids]:
+        if getattr(self, "_last_rendered", None) != (scene.seed, scene.width, scene.height) \
+                or [int(b) for b in self.bodies] != [int(b) for b in scene.body_ids]:
             raise ValueError(f"scene {scene.seed} is not the one this renderer rendered last")
         p = self.p
         width, height = scene.width, scene.height
