@@ -62,6 +62,7 @@ from std_srvs.srv import Trigger
 from refseg_ros.data.sim_scene import RenderProcess, ground_truth, orbit_pose
 from refseg_ros.ros.images import numpy_to_imgmsg
 from refseg_ros.ros.params import ParamSpec, descriptor, validate
+from refseg_ros.ros.stats import Throttle
 
 NODE_NAME = "sim_camera"
 DEFAULT_FRAME_ID = "camera_color_optical_frame"
@@ -144,6 +145,7 @@ class SimCamera(Node):
         self._render_error = ""
         self._stop = threading.Event()
         self._frames = 0
+        self._throttle = Throttle(5.0)
 
         reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)
         latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -228,7 +230,9 @@ class SimCamera(Node):
                 if self._stop.is_set():
                     return
                 self._render_error = str(exc)
-                self.get_logger().error(f"rendering failed: {exc}")
+                text = self._throttle.check(f"rendering failed: {exc}")
+                if text is not None:
+                    self.get_logger().error(text)
                 with self._lock:
                     if due == "scene":
                         self._scenes_rendered += 1  # skip this seed: do not retry it forever
