@@ -453,7 +453,14 @@ class Trainer:
             row["train_loss_mask"] = row.get("train_focal", 0) + row.get("train_dice", 0)
             if self.dist.main:
                 if self.val_set is not None:
-                    row["val"] = self.validate()
+                    try:
+                        row["val"] = self.validate()
+                    except Exception as exc:  # noqa: BLE001 - an epoch of training is worth more
+                        # A failed validation (a broken dataset file, an edited source tree) must not
+                        # throw away the epoch: save the checkpoint, record why, go on.
+                        log.exception("validation after epoch %d failed; checkpoint saved without it", epoch)
+                        row["val_error"] = f"{type(exc).__name__}: {exc}"
+                        self.model.train()
                 self.save(row)
                 runlog.append(row)
                 log.info("epoch %d: %s", epoch, json.dumps({k: v for k, v in row.items() if k != "val"}))
