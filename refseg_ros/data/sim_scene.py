@@ -155,8 +155,12 @@ class RenderProcess:
     def _call(self, kind: str, *args):
         if not self._proc.is_alive():
             raise RuntimeError(f"the render process has exited (code {self._proc.exitcode})")
-        self._conn.send((kind, args))
-        status, value = self._conn.recv()
+        try:
+            self._conn.send((kind, args))
+            status, value = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            self._proc.join(timeout=5)
+            raise RuntimeError(f"the render process died ({exc!r}, exit code {self._proc.exitcode})") from exc
         if status != "ok":
             raise RuntimeError(value)
         return value
