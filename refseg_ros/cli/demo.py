@@ -36,6 +36,14 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint and not Path(args.checkpoint).is_file():
         print(f"refseg demo: checkpoint {args.checkpoint} does not exist", file=sys.stderr)
         return 1
+    if not args.checkpoint:
+        from refseg_ros.model.predictor import DEFAULT_CHECKPOINT
+
+        if not DEFAULT_CHECKPOINT.is_file():
+            print(f"refseg demo: no shipped checkpoint at {DEFAULT_CHECKPOINT} yet; pass --checkpoint "
+                  f"<file>.safetensors (a training run writes runs/<name>/checkpoints/last.safetensors)",
+                  file=sys.stderr)
+            return 1
     cfg = DemoConfig(out=args.out, scenes=args.scenes, commands_per_scene=args.commands_per_scene, seed=args.seed,
                      script_seed=args.script_seed, width=args.width, height=args.height, rate_hz=args.rate,
                      checkpoint=str(Path(args.checkpoint).resolve()) if args.checkpoint else "",

@@ -329,8 +329,10 @@ class DemoRunner:
         self.procs.append(_Process("sim_camera", _executable("sim_camera", "refseg_ros.ros.sim_camera") + [
             "--ros-args", "-p", f"rate_hz:={float(cfg.rate_hz)}", "-p", f"width:={int(cfg.width)}",
             "-p", f"height:={int(cfg.height)}", "-p", f"seed:={int(cfg.seed)}"], env, self.out / "logs"))
+        # no checkpoint parameter = the node's default, the shipped checkpoint (an empty -p value does not parse)
+        checkpoint = ["-p", f"checkpoint:={cfg.checkpoint}"] if cfg.checkpoint else []
         self.procs.append(_Process("refseg_node", _executable("refseg_node", "refseg_ros.ros.node") + [
-            "--ros-args", "-p", "use_depth:=true", "-p", f"checkpoint:={cfg.checkpoint}",
+            "--ros-args", "-p", "use_depth:=true", *checkpoint,
             "-p", f"num_threads:={int(cfg.threads)}", "-p", f"device:={cfg.device}",
             # reliable: best-effort 640x480 frames between processes are mostly lost in fragments
             "-p", "image_reliability:=reliable", "-p", "max_rate_hz:=5.0"], env, self.out / "logs"))
