@@ -226,3 +226,26 @@ def test_reshuffle_service_moves_to_the_next_scene(camera, rclpy_context):
     after = [m for m in probe.got["image"][n:] if _stamp(m) >= since]
     assert after and not np.array_equal(imgmsg_to_numpy(after[-1]), before)
     assert str(since // 1_000_000_000) in result.message  # the answer names the first frame's stamp
+
+
+def test_parameters_are_checked_at_run_time(camera, rclpy_context):
+    from rclpy.parameter import Parameter
+    from rclpy.parameter_client import AsyncParameterClient
+
+    proc, log = camera
+    probe = _Probe(rclpy_context)
+    client = AsyncParameterClient(probe.node, "/simtest/sim_camera")
+    assert client.wait_for_services(timeout_sec=30)
+
+    def set_one(name, value) -> bool:
+        future = client.set_parameters([Parameter(name, value=value)])
+        assert probe.spin_until(future.done, 30, proc)
+        return future.result().results[0].successful
+
+    assert not set_one("rate_hz", 500.0)  # out of range
+    assert not set_one("width", 100)  # read at start-up only
+    assert not set_one("color_encoding", "yuv422")
+    assert set_one("rate_hz", 5.0)
+    n = len(probe.got["image"])
+    assert probe.spin_until(lambda: len(probe.got["image"]) > n + 2, 30, proc)  # still streaming
+    assert proc.poll() is None
