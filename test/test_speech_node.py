@@ -35,10 +35,10 @@ from refseg_ros.speech.vocabulary import keywords  # noqa: E402
 from refseg_ros.speech.wer import WerTotals  # noqa: E402
 
 SHIPPED = DEFAULT_CHECKPOINT.is_file()
-N_COMMANDS = 12
-#: Keyword WER bar (object, colour, size and spatial words); measured 2026-12-01 on these commands:
-#: see the README, "Talking to the robot".
-KEYWORD_WER_BAR = 0.30
+N_COMMANDS = 10
+#: Keyword WER bar (object, colour, size and spatial words): about twice the 11.9 % measured on these
+#: commands (2026-12-01; README, "Talking to the robot"). Greedy decoding of the same audio is repeatable.
+KEYWORD_WER_BAR = 0.25
 SPEECH_TIMEOUT = 400  # start-up + real-time playback + transcription, on a shared 2-core machine
 
 
@@ -70,7 +70,7 @@ def spoken(scene, tmp_path_factory):
             if rank < len(sentences) and len(chosen) < N_COMMANDS:
                 chosen.append((sentences[rank]["sent"], k))
     assert len(chosen) >= 10
-    verbs = ("pick up", "grab", "please pick up", "bring me")
+    verbs = ("pick up", "grab", "please pick up", "take")
     files = {}
     for i, (expr, k) in enumerate(chosen):
         text = f"{verbs[i % len(verbs)]} {expr}"
@@ -94,7 +94,7 @@ def voice_run(request, scene, spoken, ros_env):
         ground_args += ["-p", f"checkpoint:={request.getfixturevalue('checkpoint')}"]
     grounding = NodeProcess(ground_args, env=ros_env)
     # The speech node waits until refseg_node subscribes to command (it does when active).
-    speech = NodeProcess(_speech_args("/voice", wav_dir, "-p", "realtime:=true", "-p", "file_gap_s:=1.5",
+    speech = NodeProcess(_speech_args("/voice", wav_dir, "-p", "realtime:=true", "-p", "file_gap_s:=1.0",
                                       "-p", f"wait_for_subscribers:={STARTUP_TIMEOUT}.0"),
                          env=ros_env, name="speech_node", executable="speech_node")
     client = None
@@ -197,8 +197,8 @@ def test_silence_noise_and_a_60s_recording_neither_crash_nor_flood(tmp_path, ros
     from std_msgs.msg import String
 
     rng = np.random.default_rng(0)
-    write_wav(tmp_path / "a_silence.wav", np.zeros(5 * TARGET_RATE, np.float32))
-    write_wav(tmp_path / "b_noise.wav", (0.1 * rng.standard_normal(10 * TARGET_RATE)).astype(np.float32))
+    write_wav(tmp_path / "a_silence.wav", np.zeros(3 * TARGET_RATE, np.float32))
+    write_wav(tmp_path / "b_noise.wav", (0.1 * rng.standard_normal(8 * TARGET_RATE)).astype(np.float32))
     # 60 s of quiet room noise with three commands in it
     spoken = ["pick up the red mug", "grab the blue cube on the left", "the yellow duck next to the tray"]
     long = (0.003 * rng.standard_normal(60 * TARGET_RATE)).astype(np.float32)
@@ -241,3 +241,49 @@ def test_silence_noise_and_a_60s_recording_neither_crash_nor_flood(tmp_path, ros
         node.destroy_node()
         rclpy.shutdown(context=ctx)
 
+
+
+def test_audio_topic_input_at_another_rate(tmp_path, ros_env):
+    """source:=topic: PCM16 chunks at 22.05 kHz (espeak-ng's rate, resampled by the node) -> one command."""
+    from std_msgs.msg import Int16MultiArray, String
+
+    from refseg_ros.speech.audio import float_to_pcm16
+
+    voice, rate = read_wav(synthesise("pick up the blue cube", tmp_path / "c.wav"), rate=None)
+    assert rate == 22050
+    pcm = float_to_pcm16(np.concatenate([np.zeros(rate // 2, np.float32), voice, np.zeros(rate * 2, np.float32)]))
+    ctx = rclpy.context.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("speech_topic_client", context=ctx)
+    commands = []
+    node.create_subscription(String, "/mic/command", lambda m: commands.append(m.data), 10)
+    pub = node.create_publisher(Int16MultiArray, "/mic/audio", 100)
+    from rclpy.executors import SingleThreadedExecutor
+
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    speech = NodeProcess(["-r", "__ns:=/mic", "-p", "source:=topic", "-p", f"topic_rate:={rate}",
+                          "-p", "num_threads:=1"], env=ros_env, name="speech_node", executable="speech_node")
+    try:
+        assert speech.wait_for(r"listening on /mic/audio", STARTUP_TIMEOUT), speech.log()[-3000:]
+        end = time.monotonic() + 30
+        while pub.get_subscription_count() == 0 and time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+        chunk = rate // 10
+        for i in range(0, len(pcm), chunk):  # 2x real time, like a sound card that is a little ahead
+            pub.publish(Int16MultiArray(data=pcm[i:i + chunk].tolist()))
+            executor.spin_once(timeout_sec=0.05)
+        pub.publish(Int16MultiArray(data=[]))  # bad input: warned about, not fatal
+        end = time.monotonic() + 60
+        while not commands and time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+        executor.spin_once(timeout_sec=0.5)
+        log = speech.log()
+        assert len(commands) == 1, f"{commands}\n{log[-3000:]}"
+        assert {"blue", "cube"} <= set(commands[0].lower().strip(".").split()), commands
+        assert speech.proc.poll() is None and "empty audio message ignored" in log
+        assert speech.stop() == 0 and "Traceback" not in speech.log()
+    finally:
+        speech.stop()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
