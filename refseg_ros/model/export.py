@@ -22,7 +22,6 @@ in the predictor; a fixed-size engine (TensorRT profiles) can use the preset's i
 """
 from __future__ import annotations
 
-import time
 import warnings
 from pathlib import Path
 
@@ -129,19 +128,19 @@ def check_onnx(model: VGLAW, path: str | Path, expressions: list[str], image_hw:
 
 def time_onnx(model: VGLAW, path: str | Path, expressions: list[str], frames: int = 30,
               threads: int | None = None) -> dict[str, float]:
-    """onnxruntime CPU latency of the per-frame graph (p50/p95 ms) next to PyTorch's ``ground``."""
+    """onnxruntime CPU latency of the per-frame graph (p50/p95 ms) next to PyTorch's, interleaved.
+
+    ``*_cpu_ms_p50`` is CPU time of the calling thread: with ``threads=1`` both runtimes compute
+    there, so it reads as the idle-machine latency even when the machine is loaded.
+    """
+    from refseg_ros.utils.bench import interleaved, ms
+
     session = ort_session(path, threads)
     inputs = example_inputs(model, expressions)
     feed = ort_feed(session, inputs)
     frame = FramePath(model)
-    times: dict[str, list[float]] = {"ort": [], "torch": []}
     with torch.inference_mode():
-        for i in range(frames + 3):
-            for key, fn in (("ort", lambda: session.run(None, feed)), ("torch", lambda: frame(*inputs))):
-                t0 = time.perf_counter()
-                fn()
-                if i >= 3:
-                    times[key].append(time.perf_counter() - t0)
-    return {"onnxruntime_ms_p50": round(float(np.median(times["ort"])) * 1000, 2),
-            "onnxruntime_ms_p95": round(float(np.percentile(times["ort"], 95)) * 1000, 2),
-            "torch_ms_p50": round(float(np.median(times["torch"])) * 1000, 2)}
+        t = interleaved({"ort": lambda: session.run(None, feed), "torch": lambda: frame(*inputs)}, frames, warmup=3)
+    return {"onnxruntime_ms_p50": ms(t["ort"]), "onnxruntime_ms_p95": ms(t["ort"], 95),
+            "torch_ms_p50": ms(t["torch"]), "onnxruntime_cpu_ms_p50": ms(t["ort_cpu"]),
+            "torch_cpu_ms_p50": ms(t["torch_cpu"])}
