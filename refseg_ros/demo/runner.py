@@ -91,7 +91,7 @@ class _Process:
             self._interrupted = True
             self.proc.send_signal(signal.SIGINT)
 
-    def stop(self, timeout: float = 20.0) -> int | None:
+    def stop(self, timeout: float = 30.0) -> int | None:
         if self.proc.poll() is None:
             self.interrupt()
             try:
@@ -286,7 +286,8 @@ def _write_gif(frames: list[np.ndarray], path: Path, frame_ms: int) -> None:
         return
     h = max(f.shape[0] for f in frames)
     padded = [np.pad(f, ((0, h - f.shape[0]), (0, 0), (0, 0))) for f in frames]
-    images = [PILImage.fromarray(f).quantize(colors=192, method=PILImage.Quantize.MEDIANCUT) for f in padded]
+    # FASTOCTREE: median cut takes seconds per 640x480 frame on a busy CPU
+    images = [PILImage.fromarray(f).quantize(colors=255, method=PILImage.Quantize.FASTOCTREE) for f in padded]
     images[0].save(path, save_all=True, append_images=images[1:], duration=frame_ms, loop=0, optimize=True)
 
 
@@ -426,7 +427,9 @@ class DemoRunner:
     def _stop(self, scene: int, truth: dict) -> dict:
         d = self.driver
         sent = d.say(STOP_COMMAND)
-        time.sleep(0.7)  # a frame already being grounded when "stop" arrived may still be published
+        # a frame already being grounded when "stop" arrived is still published: let it through
+        slowest = max([r["processing_time_s"] for r in self.records] or [0.5])
+        time.sleep(0.5 + 2.0 * slowest)
         n = len(d.results)
         time.sleep(self.cfg.stop_quiet_s)
         self._check()
