@@ -4,6 +4,7 @@ Real pinned weights (MiniLM-L6, MobileNetV2) are used wherever the model is buil
 """
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 
@@ -276,6 +277,29 @@ def test_losses_prefer_the_right_answer():
     assert lg["l1"] == 0 and abs(float(lg["giou"])) < 1e-6 and lg["dice"] < 0.01
     assert all(lb[k] > lg[k] for k in ("l1", "giou", "focal", "dice", "loss"))
     assert torch.isclose(lb["loss"], lb["l1"] + lb["giou"] + 4 * lb["focal"] + 4 * lb["dice"])
+
+
+def test_attention_loss_rewards_attention_on_the_target():
+    from refseg_ros.model.heads import GroundingOutput
+    from refseg_ros.model.losses import attention_loss
+
+    mask = torch.zeros(2, 32, 48)  # a 2 x 3 grid of 16 px cells
+    mask[0, :16, 32:] = 1          # cell (0, 2) only
+    on = torch.zeros(2, 6)
+    on[:, 2] = 1
+    uniform = torch.full((2, 6), 1 / 6)
+    loss_on, loss_uniform = attention_loss(on, (2, 3), mask), attention_loss(uniform, (2, 3), mask)
+    assert abs(float(loss_on[0])) < 1e-6 and torch.isclose(loss_uniform[0], torch.tensor(math.log(6)))
+    assert loss_on[1] == 0 and loss_uniform[1] == 0  # an empty mask (target out of view) does not count
+    mask[1, :16, :] = 1            # half of cells (0, 0..2): the target spans three cells
+    assert torch.isclose(attention_loss(uniform, (2, 3), mask)[1], torch.tensor(math.log(6)))
+    assert attention_loss(on, (2, 3), mask)[1] > 10  # one of three cells: the rest gets ~0 probability
+    crit = GroundingLoss(attn=0.5)
+    out = GroundingOutput(torch.tensor([[0.5, 0.5, 0.2, 0.2]] * 2), torch.zeros(2, 1, 8, 12), uniform, (2, 3))
+    terms = crit(out, torch.tensor([[0.5, 0.5, 0.2, 0.2]] * 2), mask)
+    assert torch.isclose(terms["loss"], terms["l1"] + terms["giou"] + 4 * terms["focal"] + 4 * terms["dice"]
+                         + 0.5 * terms["attn"])
+    assert "attn" not in GroundingLoss()(out, torch.tensor([[0.5, 0.5, 0.2, 0.2]] * 2), mask)
 
 
 @pytest.mark.parametrize("hw", [(240, 320), (480, 640), (100, 300), (500, 200), (37, 53)])

@@ -69,6 +69,10 @@ class ModelConfig:
     loss_dice: float
     focal_alpha: float
     focal_gamma: float
+    # Auxiliary: cross-entropy of the LAP attention against the target mask pooled to the stride-16
+    # grid (not in the paper; 0 = off). It tells the box branch *where* the object is at every
+    # position instead of only through the attention-weighted box centre.
+    loss_attn: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes carried into checkpoints
 
     def __post_init__(self) -> None:

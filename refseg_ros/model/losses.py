@@ -1,4 +1,5 @@
-"""VG-LAW losses: L = w_l1 * L1 + w_giou * GIoU loss + w_focal * focal + w_dice * Dice (1, 1, 4, 4).
+"""VG-LAW losses: L = w_l1 * L1 + w_giou * GIoU loss + w_focal * focal + w_dice * Dice (1, 1, 4, 4),
+plus an optional auxiliary w_attn * attention loss (:func:`attention_loss`, not in the paper).
 
 Targets live in the model-input frame (the letterboxed canvas): boxes as normalised ``cxcywh``
 (see :mod:`refseg_ros.model.letterbox` for the conversion), masks as ``(B, h, w)`` {0, 1} at any
@@ -34,19 +35,35 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor, smooth: float = 1.0) 
     return 1 - (2 * inter + smooth) / (prob.sum(1) + targets.sum(1) + smooth)
 
 
+def attention_loss(attention: torch.Tensor, grid_hw: tuple[int, int], masks: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the LAP attention ``(B, h*w)`` against the target mask's share of each grid cell.
+
+    ``masks (B, H, W)`` in the model-input frame are area-pooled to ``grid_hw`` and normalised to sum
+    to 1; samples whose mask is empty (nothing visible) do not count. Returns ``(B,)``.
+    """
+    target = F.adaptive_avg_pool2d(masks[:, None].float(), grid_hw).flatten(1)
+    total = target.sum(1, keepdim=True)
+    valid = (total[:, 0] > 0).to(attention.dtype)
+    target = target / total.clamp(min=1e-12)
+    ce = -(target * attention.float().clamp(min=1e-8).log()).sum(1)
+    return ce * valid
+
+
 class GroundingLoss(nn.Module):
     """The weighted sum of the four terms; returns every term (unweighted) plus ``loss``."""
 
     def __init__(self, l1: float = 1.0, giou: float = 1.0, focal: float = 4.0, dice: float = 4.0,
-                 focal_alpha: float = 0.25, focal_gamma: float = 2.0) -> None:
+                 focal_alpha: float = 0.25, focal_gamma: float = 2.0, attn: float = 0.0) -> None:
         super().__init__()
         self.weights = {"l1": l1, "giou": giou, "focal": focal, "dice": dice}
+        if attn > 0:
+            self.weights["attn"] = attn
         self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
 
     @classmethod
     def from_config(cls, cfg) -> "GroundingLoss":
         return cls(cfg.loss_l1, cfg.loss_giou, cfg.loss_focal, cfg.loss_dice,
-                   cfg.focal_alpha, cfg.focal_gamma)
+                   cfg.focal_alpha, cfg.focal_gamma, cfg.loss_attn)
 
     def forward(self, out: GroundingOutput, boxes: torch.Tensor,
                 masks: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -61,5 +78,7 @@ class GroundingLoss(nn.Module):
         target = masks.to(logits.dtype)
         terms["focal"] = sigmoid_focal_loss(logits, target, self.focal_alpha, self.focal_gamma).mean()
         terms["dice"] = dice_loss(logits, target).mean()
+        if "attn" in self.weights:
+            terms["attn"] = attention_loss(out.attention, out.grid_hw, masks.to(logits.dtype)).mean()
         terms["loss"] = sum(self.weights[k] * terms[k] for k in self.weights)
         return terms
