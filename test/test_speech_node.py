@@ -287,3 +287,13 @@ def test_audio_topic_input_at_another_rate(tmp_path, ros_env):
         speech.stop()
         node.destroy_node()
         rclpy.shutdown(context=ctx)
+
+
+def test_missing_audio_file_is_one_clear_error(ros_env, tmp_path):
+    speech = NodeProcess(["-p", f"audio_file:={tmp_path / 'nothing.wav'}"], env=ros_env, name="speech_node",
+                         executable="speech_node")
+    assert speech.proc.wait(timeout=120) == 1
+    speech.stop()
+    log = speech.log()
+    assert f"speech_node: AudioError: {tmp_path / 'nothing.wav'}: no such file or directory" in log, log
+    assert "Traceback" not in log and "recogniser loaded" not in log  # failed before loading the model

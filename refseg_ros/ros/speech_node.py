@@ -78,6 +78,10 @@ class SpeechNode(Node):
         self._cmd_pub = self.create_publisher(String, "command", 10)
         self._details_pub = self.create_publisher(String, "transcript", 10)
 
+        # Bad input (a missing file) fails before the recogniser takes seconds to load.
+        self._source = self._resolve_source()
+        self._files = self._list_files() if self._source == "file" else []
+
         prompt = initial_prompt("command", p["extra_prompt"]) if p["vocabulary_prompt"] else (p["extra_prompt"] or None)
         t0 = time.perf_counter()
         self._transcriber = Transcriber(p["model_path"] or None, threads=p["num_threads"],
@@ -123,14 +127,18 @@ class SpeechNode(Node):
                                    "(pip install sounddevice==0.5.6 and apt-get install libportaudio2 for a microphone)")
             return "topic"
 
+    def _list_files(self) -> list[Path]:
+        if not self._p["audio_file"]:
+            raise ValueError("source is 'file' but the parameter audio_file is empty")
+        files = list_wavs(Path(self._p["audio_file"]).expanduser())
+        if not files:
+            raise AudioError(f"{self._p['audio_file']}: no *.wav files")
+        return files
+
     def _start_source(self) -> None:
-        source = self._resolve_source()
+        source = self._source
         if source == "file":
-            if not self._p["audio_file"]:
-                raise ValueError("source is 'file' but the parameter audio_file is empty")
-            files = list_wavs(Path(self._p["audio_file"]).expanduser())
-            if not files:
-                raise AudioError(f"{self._p['audio_file']}: no *.wav files")
+            files = self._files
             self._player = threading.Thread(target=self._play, args=(files,), daemon=True, name="speech-player")
             self._player.start()
             self.get_logger().info(f"playing {len(files)} file(s) from {self._p['audio_file']}"
