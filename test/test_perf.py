@@ -116,3 +116,21 @@ def test_refseg_bench_quick_writes_every_figure(tmp_path, ros_env):
     assert result["gflops_batch4"] > result["gflops_batch1"] > 0
     assert set(result["meets_targets"]) == set(result["targets"])
     assert "predict (command cached)" in proc.stdout and os.path.getsize(out) > 100
+
+
+def test_predictor_onnxruntime_backend_gives_the_reference_results(model):
+    pytest.importorskip("onnxruntime")
+    from refseg_ros.model.predictor import GroundingPredictor
+
+    frame = np.random.default_rng(4).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    ref, ort = GroundingPredictor(model, optimize=False), GroundingPredictor(model, backend="onnxruntime")
+    for exprs in (["the red mug on the left"], ["the duck", "the small blue cube", "the tray"]):
+        ref.set_command(exprs)
+        ort.set_command(exprs)
+        for a, b in zip(ref.predict(frame), ort.predict(frame), strict=True):
+            assert a.expression == b.expression
+            assert np.allclose(a.box, b.box, atol=1e-2)
+            assert abs(a.score - b.score) < 1e-4
+            assert (a.mask != b.mask).mean() < 1e-4
+    with pytest.raises(ValueError, match="backend"):
+        GroundingPredictor(model, backend="tensorrt")

@@ -94,6 +94,35 @@ def export_onnx(model: VGLAW, out: str | Path, expressions: list[str] | None = N
     return out
 
 
+class OnnxFramePath:
+    """The exported per-frame graph under onnxruntime (CPU), called like ``VGLAW.ground`` on a canvas.
+
+    ``GroundingPredictor(model, backend="onnxruntime")`` uses it. Exports ``model`` to a temporary
+    file unless ``path`` is given (an export of the same model). The LAP attention is not an output.
+    """
+
+    def __init__(self, model: VGLAW, path: str | Path | None = None, threads: int | None = None) -> None:
+        import tempfile
+
+        self.input_names = FramePath(model).input_names()
+        if path is None:
+            with tempfile.TemporaryDirectory(prefix="refseg_onnx_") as tmp:
+                self.session = ort_session(export_onnx(model, Path(tmp) / "frame.onnx"), threads)
+        else:
+            self.session = ort_session(path, threads)
+
+    def __call__(self, canvas: torch.Tensor, command: Command):
+        from refseg_ros.model.heads import GroundingOutput
+
+        named = {"image": canvas, "phi": command.phi, "sentence": command.sentence, "words": command.words,
+                 "word_mask": command.word_mask}
+        feed = {n: np.ascontiguousarray(named[n].detach().float().cpu().numpy()) if n != "word_mask"
+                else named[n].detach().cpu().numpy() for n in self.input_names}
+        box, logits = self.session.run(None, feed)
+        h, w = canvas.shape[-2:]
+        return GroundingOutput(torch.from_numpy(box), torch.from_numpy(logits), torch.empty(0), (h // 16, w // 16))
+
+
 def ort_session(path: str | Path, threads: int | None = None):
     import onnxruntime as ort
 

@@ -60,15 +60,28 @@ class GroundingPredictor:
         cache_size: expressions whose generated weights are kept (least recently used are dropped).
         optimize: run the frozen CNN BatchNorm-folded and channels-last (``model/inference.py``;
             same results within float rounding, the model itself is not changed).
+        backend: ``"torch"``, or ``"onnxruntime"`` (CPU only): the per-frame path is exported to ONNX
+            at construction (a few seconds) and run by onnxruntime; commands stay in PyTorch.
     """
 
     def __init__(self, model: VGLAW, device: str | torch.device = "cpu", half: bool | str = False,
-                 mask_threshold: float | None = None, cache_size: int = 128, optimize: bool = True) -> None:
+                 mask_threshold: float | None = None, cache_size: int = 128, optimize: bool = True,
+                 backend: str = "torch") -> None:
         from refseg_ros.model.inference import fast_image_features
 
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self._image_features = fast_image_features(self.model) if optimize else self.model.image_features
+        self._onnx = None
+        if backend == "onnxruntime":
+            if self.device.type != "cpu":
+                raise ValueError(f"backend onnxruntime runs on the CPU; got device {self.device}")
+            from refseg_ros.model.export import OnnxFramePath
+
+            self._onnx = OnnxFramePath(self.model, threads=torch.get_num_threads())
+        elif backend != "torch":
+            raise ValueError(f"backend must be 'torch' or 'onnxruntime'; got {backend!r}")
+        self.backend = backend
         self.amp_dtype = None
         if half:
             if self.device.type == "cuda":
@@ -150,6 +163,8 @@ class GroundingPredictor:
         return letterbox_images(self._to_tensor(image), self.model.input_size, fill=self.model.pixel_mean)
 
     def _run(self, canvas: torch.Tensor, command: Command) -> GroundingOutput:
+        if self._onnx is not None and canvas.shape[0] == 1:  # the graph takes one image
+            return self._onnx(canvas, command)
         with self._autocast():
             return self.model.ground(self._image_features(canvas), command)
 

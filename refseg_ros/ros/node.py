@@ -304,7 +304,12 @@ class GroundingNode(LifecycleNode):
             raise FileNotFoundError(f"checkpoint '{where}' does not exist (parameter checkpoint)")
         self.get_logger().info(f"loading checkpoint {where} on {device}...")
         t0 = time.perf_counter()
-        predictor = GroundingPredictor.from_checkpoint(str(where) if path else None, device=device, half=half)
+        backend = self._p["backend"]
+        if backend == "onnxruntime" and not device.startswith("cpu"):
+            self.get_logger().info(f"backend onnxruntime runs on the CPU; using torch on {device}")
+            backend = "torch"
+        predictor = GroundingPredictor.from_checkpoint(str(where) if path else None, device=device, half=half,
+                                                       backend=backend)
         meta = getattr(predictor.model, "checkpoint_meta", {}) or {}
         self._predictor = predictor
         self._model_expressions = None

@@ -4,6 +4,7 @@ What is measured (CPU, float32, one process unless said otherwise):
 
 - ``predict`` with a cached command on frames of the preset's input size: p50/p95 over ``frames``
   frames after warm-up;
+- the same ``predict`` with the per-frame graph run by onnxruntime (``backend="onnxruntime"``);
 - ``set_command`` for an expression not in the cache (text encoder + generated weights);
 - k = 1, 2, 4 expressions on one frame, one batch vs k single-expression calls;
 - the ``law: false`` model of the same preset (static weights), interleaved frame by frame with the
@@ -144,11 +145,18 @@ def bench_model(model, static, frames_n: int, quick: bool) -> dict:
     frames = _frames(model.input_size)
     out: dict = {"input_size": list(model.input_size), "word_attention": bool(model.cfg.word_attention),
                  "law": bool(model.cfg.law)}
-    for p in (law, plain):
+    fns = {"law": law, "static": plain}
+    try:
+        fns["onnx"] = GroundingPredictor(model, backend="onnxruntime")
+    except ImportError as exc:
+        out["notes_onnx"] = f"onnxruntime backend skipped: {exc}"
+    for p in fns.values():
         p.set_command(EXPRESSIONS[:1])
     i = iter(range(10**9))
-    t = interleaved({"law": lambda: law.predict(frames[next(i) % 3]),
-                     "static": lambda: plain.predict(frames[next(i) % 3])}, frames_n, warmup=3)
+    t = interleaved({k: (lambda p=p: p.predict(frames[next(i) % 3])) for k, p in fns.items()}, frames_n, warmup=3)
+    if "onnx" in t:
+        out["predict_onnxruntime_ms_p50"], out["predict_onnxruntime_ms_p95"] = ms(t["onnx"]), ms(t["onnx"], 95)
+        out["predict_onnxruntime_cpu_ms_p50"] = ms(t["onnx_cpu"])
     out["predict_ms_p50"], out["predict_ms_p95"] = ms(t["law"]), ms(t["law"], 95)
     out["static_predict_ms_p50"] = ms(t["static"])
     out["law_over_static"] = _ratio(out["predict_ms_p50"], out["static_predict_ms_p50"])
@@ -311,6 +319,8 @@ def summary(result: dict) -> str:
         f"on {result['cpu_count']} cores",
         f"predict (command cached)    p50 {f('predict_ms_p50')}  p95 {f('predict_ms_p95')}  "
         f"(thread CPU {f('predict_cpu_ms_p50')})",
+        f"predict, onnxruntime        p50 {f('predict_onnxruntime_ms_p50')}  "
+        f"(thread CPU {f('predict_onnxruntime_cpu_ms_p50')})",
         f"law: false model            p50 {f('static_predict_ms_p50')}  law/static {f('law_over_static', 'x')}",
         f"set_command (new expr)      {f('set_command_ms')}",
         f"k=1/2/4 batched             {f('batch1_ms')} / {f('batch2_ms')} / {f('batch4_ms')}  "
