@@ -65,6 +65,8 @@ from refseg_ros.ros.sync import ApproximateMatcher, stamp_to_ns
 from refseg_ros.srv import Ground
 
 NODE_NAME = "refseg_node"
+#: Commands closer together than this are a burst: only the newest is parsed (by the worker).
+_COMMAND_BURST_S = 0.05
 #: Encodings ``to_rgb8`` turns into the model's RGB input (depth encodings are not frames to ground).
 _COLOUR_ENCODINGS = ("bgr8", "rgb8", "bgra8", "rgba8", "mono8", "mono16", "8UC1", "8UC3", "8UC4")
 
@@ -152,6 +154,10 @@ class GroundingNode(LifecycleNode):
         self._taken_seq = 0
         self._command: _ActiveCommand | None = None
         self._command_generation = 0
+        self._command_seq = 0  # arrival order of commands; an older one never replaces a newer one
+        self._applied_command_seq = 0
+        self._pending_command: tuple[int, str] | None = None  # newest command of a burst, not yet parsed
+        self._last_command_time = -1.0
         self._last_done: tuple[int, int] = (0, 0)  # (frame seq, command generation)
         self._last_done_generation = 0
         self._next_start = 0.0
@@ -160,7 +166,7 @@ class GroundingNode(LifecycleNode):
 
         # Counters for diagnostics.
         self._counts = dict(received=0, processed=0, dropped=0, bad_images=0, errors=0, commands=0,
-                            bad_commands=0, service_calls=0)
+                            bad_commands=0, superseded_commands=0, service_calls=0)
         self._latency = LatencyWindow(200)  # decode + model + publish
         self._age = LatencyWindow(200)  # frame received -> results published
         self._processed_times: list[float] = []
@@ -398,6 +404,7 @@ class GroundingNode(LifecycleNode):
         self._matcher.clear()
         with self._cv:
             self._frame = None
+            self._pending_command = None
 
     # ---- callbacks (io group: quick, never touch the model) ----------------------------------------
     def _on_image(self, msg) -> None:
@@ -426,9 +433,35 @@ class GroundingNode(LifecycleNode):
         self._matcher.push("camera_info", stamp_to_ns(msg.header.stamp), msg)
 
     def _on_command(self, msg: String) -> None:
-        self._set_command_text(msg.data, source="command")
+        # Latest wins. A human sends a command every few seconds: parse it now, so its log line and
+        # any warning follow at once. A burst (another driver's loop, a flood) costs ~1 ms of parsing
+        # per message on this path; then only the newest is kept and the worker parses it when it
+        # looks for work, and the ones it replaced are counted (superseded_commands).
+        now = time.monotonic()
+        with self._cv:
+            self._command_seq += 1
+            seq = self._command_seq
+            burst = now - self._last_command_time < _COMMAND_BURST_S
+            self._last_command_time = now
+            if burst or self._pending_command is not None:
+                if self._pending_command is not None:
+                    self._counts["superseded_commands"] += 1
+                self._pending_command = (seq, msg.data)
+                self._cv.notify_all()
+                return
+        self._set_command_text(msg.data, source="command", seq=seq)
 
-    def _set_command_text(self, text: str, source: str) -> None:
+    def _take_pending_command(self) -> None:
+        with self._cv:
+            pending, self._pending_command = self._pending_command, None
+        if pending is not None:
+            self._set_command_text(pending[1], source="command", seq=pending[0])
+
+    def _set_command_text(self, text: str, source: str, seq: int | None = None) -> None:
+        if seq is None:
+            with self._cv:
+                self._command_seq += 1
+                seq = self._command_seq
         parsed = parse_command(text, max_chars=self._p["max_command_chars"],
                                max_expressions=self._p["max_expressions"])
         shown = text if len(text) <= 80 else text[:77] + "..."
@@ -442,6 +475,10 @@ class GroundingNode(LifecycleNode):
             return
         self._counts["commands"] += 1
         with self._cv:
+            if seq < self._applied_command_seq:  # a newer command was applied meanwhile
+                self._counts["superseded_commands"] += 1
+                return
+            self._applied_command_seq = seq
             self._command_generation += 1
             if parsed.action is Action.STOP:
                 had = self._command
@@ -497,7 +534,10 @@ class GroundingNode(LifecycleNode):
 
     def _worker_loop(self) -> None:
         while not self._stop_worker.is_set():
+            self._take_pending_command()
             with self._cv:
+                if self._pending_command is not None:
+                    continue  # arrived just now: parse it before choosing work
                 job = self._next_job_locked()
                 if not isinstance(job, tuple):
                     self._cv.wait(timeout=job if isinstance(job, float) else 0.5)
@@ -788,6 +828,7 @@ class GroundingNode(LifecycleNode):
             "errors": counts["errors"],
             "commands": counts["commands"],
             "bad_commands": counts["bad_commands"],
+            "superseded_commands": counts["superseded_commands"],
             "service_calls": counts["service_calls"],
             "rate_hz": f"{rate:.2f}",
             "latency_p50_ms": ms(self._latency.percentile(50)),
