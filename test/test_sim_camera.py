@@ -249,3 +249,18 @@ def test_parameters_are_checked_at_run_time(camera, rclpy_context):
     n = len(probe.got["image"])
     assert probe.spin_until(lambda: len(probe.got["image"]) > n + 2, 30, proc)  # still streaming
     assert proc.poll() is None
+
+
+def test_renderers_in_one_process_keep_their_own_simulation():
+    # pybullet calls without a client id go to client 0: a renderer closed by one test must not
+    # break the one render_scene keeps (the simulated camera and these tests render in-process)
+    from refseg_ros.data.tabletop import TabletopRenderer
+
+    first = TabletopRenderer()
+    a = first.render(SEED + 7, W, H)
+    b = render_scene(SEED + 8, W, H)
+    first.close()
+    again = render_scene(SEED + 8, W, H)
+    assert np.array_equal(b.image, again.image) and np.array_equal(b.instances, again.instances)
+    with TabletopRenderer() as other:
+        assert np.array_equal(other.render(SEED + 7, W, H).image, a.image)

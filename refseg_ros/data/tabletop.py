@@ -13,6 +13,7 @@ camera's optical frame (x right, y down, z forward; see :mod:`refseg_ros.data.ge
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -58,6 +59,22 @@ def import_pybullet():
     with _quiet_stderr():
         import pybullet
     return pybullet
+
+
+class _BoundClient:
+    """The pybullet module with every call sent to one physics client.
+
+    pybullet calls without ``physicsClientId`` go to client 0, whichever renderer connected it, so
+    two renderers in one process would share one simulation, and closing the first would break
+    the second.
+    """
+
+    def __init__(self, module, client: int) -> None:
+        self._module, self._client = module, client
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._module, name)
+        return functools.partial(attr, physicsClientId=self._client) if callable(attr) else attr
 
 
 @dataclass
@@ -171,11 +188,12 @@ class TabletopRenderer:
     """
 
     def __init__(self):
-        self.p = import_pybullet()
+        pybullet = import_pybullet()
         import pybullet_data
 
         self.data_path = pybullet_data.getDataPath()
-        self.client = self.p.connect(self.p.DIRECT)
+        self.client = pybullet.connect(pybullet.DIRECT)
+        self.p = _BoundClient(pybullet, self.client)
         self._meshes: dict[str, _Mesh] = {}
         self.bodies: list[int] = []
         self._tmp = tempfile.TemporaryDirectory(prefix="refseg_textures_")
@@ -189,7 +207,7 @@ class TabletopRenderer:
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            self.p.disconnect(self.client)
+            self.p.disconnect()
         self._tmp.cleanup()
 
     def __enter__(self):
