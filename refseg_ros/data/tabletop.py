@@ -499,7 +499,6 @@ class TabletopRenderer:
         if getattr(self, "_last_rendered", None) != (scene.seed, scene.width, scene.height) \
                 or [int(b) for b in self.bodies] != [int(b) for b in scene.body_ids]:
             raise ValueError(f"scene {scene.seed} is not the one this renderer rendered last")
-        p = self.p
         width, height = scene.width, scene.height
         K = scene.K
         vfov = float(np.degrees(2 * np.arctan((height / 2.0) / K[1, 1])))
