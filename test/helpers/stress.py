@@ -272,6 +272,11 @@ def flood(client, node, frames, seconds: float, image_hz: float = 100.0, command
     n_images = len(sent)
     during = results_between(client, t_start, t_end)
     client.command_pub.publish(String(data=final))
+    # Reliable delivery: after a flood the final command may queue on this side; latest-wins is
+    # judged from the moment the node's reader has it.
+    from rclpy.duration import Duration
+
+    client.command_pub.wait_for_all_acked(Duration(seconds=60))
     t_final = time.monotonic()
 
     def settle_results():  # results for frames sent (0.5 s) after the final command
@@ -279,7 +284,7 @@ def flood(client, node, frames, seconds: float, image_hz: float = 100.0, command
                 if client.sent.get(stamp_ns(a.header.stamp), 0) > t_final + 0.5]
 
     i = 0
-    while time.monotonic() - t_final < 60 and (time.monotonic() - t_final < 4.0 or len(settle_results()) < 2):
+    while time.monotonic() - t_final < 120 and (time.monotonic() - t_final < 4.0 or len(settle_results()) < 2):
         publish_frame(client, frames, i, sent)  # quiet: 10 Hz, no commands
         client.spin(0.1)
         i += 1
@@ -337,8 +342,14 @@ def soak(client, node, frames, seconds: float, fps: float = 30.0, command_period
 
     _paced(client, seconds, 1.0 / fps, step)
     t_end = time.monotonic()
-    client.spin(2.0)
-    results = results_between(client, t_start, t_end + 2.0)
+    # The last command may be only just out: frames at 10 Hz until it is grounded (or lost).
+    i = 0
+    while not client.results_for(issued[-1][1], issued[-1][0]) and time.monotonic() - issued[-1][0] < lost_after:
+        publish_frame(client, frames, i, sent)
+        client.spin(0.1)
+        i += 1
+    client.spin(1.0)
+    results = results_between(client, t_start, time.monotonic())
     # Latencies of results after warm-up; first vs last third of the remaining time.
     lat = [(t - t_start, t - client.sent[stamp_ns(a.header.stamp)], a.processing_time) for t, a in results
            if stamp_ns(a.header.stamp) in client.sent and t - t_start >= warmup]
