@@ -18,7 +18,9 @@ EXPRESSIONS = ["the red mug", "the leftmost cube", "the duck left of the blue cu
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    m = build_model("tabletop").eval()
+    # Boxes from the box head and whole masks: random weights give near-uniform masks, whose
+    # bounding box would be the same frame-sized box for every expression.
+    m = build_model("tabletop", box_source="head", mask_components="all").eval()
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():  # untrained but expression-dependent: Phi starts at zero otherwise
         m.law.phi_weight.copy_(torch.randn(m.law.phi_weight.shape, generator=g) * 0.05)
@@ -96,6 +98,53 @@ def test_predict_batch_matches_predict(predictor):
         (one,) = predictor.predict(img)
         assert res.expression == expr and res.mask.shape == img.shape[:2]
         assert np.allclose(res.box, one.box, atol=1e-3) and abs(res.score - one.score) < 1e-4
+
+
+def test_predict_batch_runs_a_shared_image_once(predictor, monkeypatch):
+    img, other = frame(240, 320, 4), frame(200, 300, 5)
+    exprs = EXPRESSIONS + ["the red mug"]
+    separate = predictor.predict_batch([img, img.copy(), img.copy(), other], exprs)
+    seen = []
+    original = predictor._image_features
+    monkeypatch.setattr(predictor, "_image_features", lambda canvas: seen.append(canvas.shape[0]) or original(canvas))
+    shared = predictor.predict_batch([img, img, img, other], exprs)
+    assert seen == [2]  # two distinct arrays, one CNN pass each
+    for a, b in zip(separate, shared):
+        assert a.expression == b.expression and a.mask.shape == b.mask.shape
+        assert np.allclose(a.box, b.box, atol=1e-3) and (a.mask != b.mask).mean() < 1e-4
+
+
+def test_postprocess_largest_component_and_mask_box():
+    from refseg_ros.model.postprocess import largest_component, mask_box
+
+    mask = np.zeros((40, 60), bool)
+    mask[5:15, 10:30] = True    # 200 px
+    mask[30:34, 50:55] = True   # 20 px, a stray blob
+    kept = largest_component(mask)
+    assert kept.sum() == 200 and not kept[30:34, 50:55].any()
+    assert mask_box(kept) == (10.0, 5.0, 30.0, 15.0)  # pixel edges: last column + 1
+    assert mask_box(mask) == (10.0, 5.0, 55.0, 34.0)
+    assert mask_box(np.zeros((4, 4), bool)) is None
+    assert largest_component(np.zeros((4, 4), bool)).sum() == 0
+
+
+def test_box_source_and_mask_components(model):
+    from refseg_ros.model.postprocess import largest_component, mask_box
+
+    img = frame(240, 320, 6)
+    head = GroundingPredictor(model, box_source="head", mask_components="all")
+    from_mask = GroundingPredictor(model, box_source="mask", mask_components="largest")
+    assert GroundingPredictor(model).box_source == model.cfg.box_source == "head"  # the model's setting
+    assert build_model("tabletop").cfg.box_source == "mask"  # the tabletop preset's
+    for p in (head, from_mask):
+        p.set_command(EXPRESSIONS)
+    for h, m in zip(head.predict(img), from_mask.predict(img)):
+        assert (m.mask == largest_component(h.mask)).all()
+        expected = mask_box(m.mask)
+        assert m.box == (expected if expected is not None else h.box)
+        assert m.box != h.box or expected is None
+    with pytest.raises(ValueError, match="box_source"):
+        GroundingPredictor(model, box_source="centre")
 
 
 def test_mask_threshold_and_input_checks(model):

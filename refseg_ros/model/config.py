@@ -19,6 +19,8 @@ _CHOICES = {
     "sentence_feature": ("cls", "mean"),
     "box_head": ("lap_mlp", "attn_centre"),
     "mask_decoder": ("deconv", "skip"),
+    "box_source": ("head", "mask"),
+    "mask_components": ("all", "largest"),
 }
 
 
@@ -73,6 +75,11 @@ class ModelConfig:
     # grid (not in the paper; 0 = off). It tells the box branch *where* the object is at every
     # position instead of only through the attention-weighted box centre.
     loss_attn: float = 0.0
+    # inference post-processing (refseg_ros/model/postprocess.py): where the reported box comes from
+    # (the box head as published, or the predicted mask) and whether only the mask's largest
+    # connected component is kept
+    box_source: str = "head"
+    mask_components: str = "all"
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes carried into checkpoints
 
     def __post_init__(self) -> None:

@@ -62,11 +62,15 @@ class GroundingPredictor:
             same results within float rounding, the model itself is not changed).
         backend: ``"torch"``, or ``"onnxruntime"`` (CPU only): the per-frame path is exported to ONNX
             at construction (a few seconds) and run by onnxruntime; commands stay in PyTorch.
+        box_source, mask_components: post-processing (``model/postprocess.py``); default: the
+            model's ``box_source`` / ``mask_components``.
     """
 
     def __init__(self, model: VGLAW, device: str | torch.device = "cpu", half: bool | str = False,
                  mask_threshold: float | None = None, cache_size: int = 128, optimize: bool = True,
-                 backend: str = "torch") -> None:
+                 backend: str = "torch", box_source: str | None = None,
+                 mask_components: str | None = None) -> None:
+        from refseg_ros.model.postprocess import BOX_SOURCES, MASK_COMPONENTS
         from refseg_ros.model.inference import fast_image_features
 
         self.device = torch.device(device)
@@ -90,6 +94,11 @@ class GroundingPredictor:
                 warnings.warn("half precision is only used on CUDA; running float32 on the CPU", stacklevel=2)
         threshold = mask_threshold if mask_threshold is not None else model.cfg.mask_threshold
         self.mask_threshold = float(threshold)
+        self.box_source = box_source or model.cfg.box_source
+        self.mask_components = mask_components or model.cfg.mask_components
+        if self.box_source not in BOX_SOURCES or self.mask_components not in MASK_COMPONENTS:
+            raise ValueError(f"box_source must be one of {BOX_SOURCES} and mask_components one of "
+                             f"{MASK_COMPONENTS}; got {self.box_source!r}, {self.mask_components!r}")
         self.cache_size = int(cache_size)
         self._cache: OrderedDict[str, Command] = OrderedDict()
         self._expressions: list[str] = []
@@ -162,24 +171,36 @@ class GroundingPredictor:
     def _letterbox(self, image: np.ndarray) -> tuple[torch.Tensor, Letterbox]:
         return letterbox_images(self._to_tensor(image), self.model.input_size, fill=self.model.pixel_mean)
 
-    def _run(self, canvas: torch.Tensor, command: Command) -> GroundingOutput:
+    def _run(self, canvas: torch.Tensor, command: Command,
+             image_rows: torch.Tensor | None = None) -> GroundingOutput:
+        """``image_rows[j]``: the canvas row of expression ``j`` (None: one row each, or one for all)."""
         if self._onnx is not None and canvas.shape[0] == 1:  # the graph takes one image
             return self._onnx(canvas, command)
         with self._autocast():
-            return self.model.ground(self._image_features(canvas), command)
+            features = self._image_features(canvas)
+            if image_rows is not None:
+                features = {k: v.index_select(0, image_rows) for k, v in features.items()}
+            return self.model.ground(features, command)
 
     def _results(self, out: GroundingOutput, rows: slice, box: Letterbox,
                  expressions: list[str]) -> list[Grounding]:
         """Map rows of ``out`` (all on the image described by ``box``) back to image pixels."""
+        from refseg_ros.model.postprocess import largest_component, mask_box
+
         boxes = boxes_to_image(out.box[rows], box).cpu().numpy()
         prob = mask_logits_to_image(out.mask_logits[rows], box).sigmoid_()
         masks = prob > self.mask_threshold
+        if self.mask_components == "largest":
+            masks = torch.from_numpy(np.stack([largest_component(m) for m in masks.cpu().numpy()])).to(prob.device)
         area = masks.flatten(1).sum(1)
         inside = (prob * masks).flatten(1).sum(1) / area.clamp(min=1)
         scores = torch.where(area > 0, inside, prob.flatten(1).amax(1)).cpu().numpy()
         masks = masks.cpu().numpy()
-        return [Grounding(expr, tuple(float(v) for v in b), float(s), m)
-                for expr, b, s, m in zip(expressions, boxes, scores, masks)]
+        results = []
+        for expr, b, s, m in zip(expressions, boxes, scores, masks):
+            from_mask = mask_box(m) if self.box_source == "mask" else None
+            results.append(Grounding(expr, from_mask or tuple(float(v) for v in b), float(s), m))
+        return results
 
     @torch.inference_mode()
     def predict(self, image_rgb: np.ndarray) -> list[Grounding]:
@@ -194,16 +215,26 @@ class GroundingPredictor:
     def predict_batch(self, images: list[np.ndarray], expressions: list[str]) -> list[Grounding]:
         """One expression per image (evaluation): ``images[i]`` with ``expressions[i]``, any sizes.
 
-        Does not change the active command; uses (and fills) the expression cache.
+        The same array object given several times (several expressions about one image) runs
+        through the CNN once. Does not change the active command; uses (and fills) the expression
+        cache.
         """
         if len(images) != len(expressions):
             raise ValueError(f"{len(images)} images but {len(expressions)} expressions")
         if not images:
             return []
-        boxed = [self._letterbox(img) for img in images]
+        row_of: dict[int, int] = {}
+        distinct: list[np.ndarray] = []
+        for img in images:
+            if id(img) not in row_of:
+                row_of[id(img)] = len(distinct)
+                distinct.append(img)
+        rows = [row_of[id(img)] for img in images]
+        boxed = [self._letterbox(img) for img in distinct]
         canvas = torch.cat([c for c, _ in boxed])
-        out = self._run(canvas, self._commands(list(expressions)))
+        image_rows = None if len(distinct) == len(images) else torch.tensor(rows, device=self.device)
+        out = self._run(canvas, self._commands(list(expressions)), image_rows)
         results = []
-        for i, (_, box) in enumerate(boxed):
-            results += self._results(out, slice(i, i + 1), box, [expressions[i]])
+        for i, r in enumerate(rows):
+            results += self._results(out, slice(i, i + 1), boxed[r][1], [expressions[i]])
         return results

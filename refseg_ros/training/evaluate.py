@@ -30,6 +30,11 @@ def evaluate(predictor, dataset, batch_size: int = 16, max_samples: int | None =
     bar = tqdm(total=len(indices), desc=desc, unit="expr", disable=not progress, leave=False)
     for start in range(0, len(indices), batch_size):
         samples = [dataset[int(i)] for i in indices[start:start + batch_size]]
+        # Expressions about one image share its array, so predict_batch runs the CNN once for them.
+        shared: dict = {}
+        for s in samples:
+            if s.get("image_id") is not None:
+                s["image"] = shared.setdefault(s["image_id"], s["image"])
         t0 = time.perf_counter()
         preds = predictor.predict_batch([s["image"] for s in samples], [s["expression"] for s in samples])
         model_time += time.perf_counter() - t0
