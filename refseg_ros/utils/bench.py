@@ -285,7 +285,7 @@ def run_bench(preset: str = "tabletop", checkpoint: str | None = None, quick: bo
     log("  predict, set_command, batching, law vs static ...")
     result.update(in_worker_thread(lambda: bench_model(model, static, n, quick)))
     log("  paper backbone (ViT-B/16 @ 448) ...")
-    result.update(in_worker_thread(lambda: bench_paper_backbone(2 if quick else 10)))
+    result.update(in_worker_thread(lambda: bench_paper_backbone(1 if quick else 10)))
     result["paper_over_predict"] = _ratio(result["paper_backbone_ms_p50"], result["predict_ms_p50"])
     result["paper_over_predict_cpu"] = _ratio(result["paper_backbone_cpu_ms_p50"], result["predict_cpu_ms_p50"])
     result["bench_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
