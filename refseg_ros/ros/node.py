@@ -864,6 +864,7 @@ class GroundingNode(LifecycleNode):
 def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
     node = None
+    executor = None
     code = 0
     try:
         node = GroundingNode()
@@ -883,6 +884,8 @@ def main(args: list[str] | None = None) -> int:
         print(f"refseg_node: {type(exc).__name__}: {exc}", file=sys.stderr)
         code = 1
     finally:
+        if executor is not None:
+            executor.shutdown(timeout_sec=5.0)  # its threads stop taking callbacks before teardown
         if node is not None:
             node.get_logger().info("shutting down")
             node.close()
