@@ -76,3 +76,29 @@ def test_ddp_two_processes_gloo_identical_weights(tiny_data, tmp_path):
     assert check["world_size"] == 2 and check["identical"], check
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["step"] == 1  # 8 samples / (batch 4 x 2 ranks)
+
+
+def test_init_fine_tunes_from_a_checkpoint(tiny_data, tmp_path):
+    """--init: the run starts from the checkpoint's weights and options, with its own schedule."""
+    from safetensors.torch import load_file
+
+    base = tmp_path / "base"
+    _refseg("train", "--data", tiny_data, "--out", base, "--epochs", 1, "--set", "word_attention=true",
+            "--val-split", "", *TRAIN_ARGS)
+    start = base / "checkpoints" / "last.safetensors"
+    ft = tmp_path / "ft"
+    _refseg("train", "--data", tiny_data, "--out", ft, "--epochs", 1, "--init", start, "--lr", 1e-9,
+            "--val-split", "", *TRAIN_ARGS)
+    meta = json.loads((ft / "checkpoints" / "last.json").read_text())
+    assert meta["overrides"] == {"word_attention": True}  # the options came with the weights
+    assert meta["extra"]["global_step"] == 2  # a fresh schedule, not the base run's
+    before, after = load_file(str(start)), load_file(str(ft / "checkpoints" / "last.safetensors"))
+    assert before.keys() == after.keys()
+    # lr 1e-9 for two steps: the weights are the base run's (a fresh model would differ by far more)
+    assert max(float((before[k].float() - after[k].float()).abs().max()) for k in before) < 1e-4
+    run = json.loads((ft / "run.json").read_text())
+    assert run["init"] == str(start)
+
+    bad = subprocess.run([str(VENV_BIN / "refseg"), "train", "--data", str(tiny_data), "--out", str(tmp_path / "x"),
+                          "--init", str(start), "--set", "law=false"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "drop --set" in bad.stderr

@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epoch-samples", type=int, default=None,
                         help="samples per epoch (default: the whole split); shorter epochs checkpoint more often")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.*")
+    parser.add_argument("--init", type=Path, default=None, metavar="CKPT",
+                        help="fine-tune: start from this checkpoint's weights and options (a fresh optimizer "
+                             "and schedule; --set is not allowed with it)")
     parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                         help="model option override, repeatable (e.g. --set law=false)")
     parser.add_argument("--batch-size", type=int, default=None)
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from refseg_ros.model import build_model
-    from refseg_ros.model.checkpoint import load_checkpoint
+    from refseg_ros.model.checkpoint import CheckpointError, load_checkpoint
     from refseg_ros.training.config import load_train_config
     from refseg_ros.training.trainer import Trainer, init_distributed, pick_device
 
@@ -53,17 +56,28 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(cfg.seed)
     run_dir: Path = args.out
     last = run_dir / "checkpoints" / "last.safetensors"
+    if args.init is not None and args.overrides:
+        raise SystemExit("--init takes the model options from the checkpoint; drop --set")
     if args.resume and last.exists():
         model = load_checkpoint(last)
         print(f"resuming from {last}", file=sys.stderr)
     else:
         if args.resume:
             print(f"--resume: no checkpoint at {last} yet, starting fresh", file=sys.stderr)
-        model = build_model(args.preset, **parse_overrides(args.overrides))
+        if args.init is not None:
+            try:
+                model = load_checkpoint(args.init)
+            except (FileNotFoundError, CheckpointError) as exc:
+                raise SystemExit(f"--init: {exc}") from None
+            if model.preset != args.preset:
+                raise SystemExit(f"--init {args.init} is a {model.preset!r} checkpoint, not {args.preset!r}")
+            print(f"fine-tuning from {args.init}", file=sys.stderr)
+        else:
+            model = build_model(args.preset, **parse_overrides(args.overrides))
     if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "run.json").write_text(json.dumps(
-            {"argv": sys.argv, "preset": args.preset, "model_overrides": model.overrides,
+            {"argv": sys.argv, "preset": args.preset, "init": str(args.init) if args.init else None, "model_overrides": model.overrides,
              "train_config": cfg.to_dict(), "world_size": dist.world}, indent=2, default=str))
     train_set = open_dataset(args)
     val_set = None

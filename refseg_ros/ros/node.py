@@ -42,7 +42,6 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleState, Node as LifecycleNode, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -60,6 +59,7 @@ from refseg_ros.ros.command_parser import Action, parse_command
 from refseg_ros.ros.geometry import Intrinsics, object_position
 from refseg_ros.ros.images import (SUPPORTED_ENCODINGS, ImageConversionError, compressed_to_numpy, depth_to_metres,
                                    imgmsg_to_numpy, numpy_to_imgmsg, to_rgb8)
+from refseg_ros.ros.runtime import run_node
 from refseg_ros.ros.stats import LatencyWindow, RateLimit, Throttle
 from refseg_ros.ros.sync import ApproximateMatcher, stamp_to_ns
 from refseg_ros.srv import Ground
@@ -861,37 +861,19 @@ class GroundingNode(LifecycleNode):
         self._stop_worker_thread()
 
 
+def _autostart(node: GroundingNode) -> int | None:
+    """Configure and activate at start (parameter ``autostart``); exit code 1 if either fails."""
+    if not node._p["autostart"]:
+        return None
+    for name, trigger in (("configure", node.trigger_configure), ("activate", node.trigger_activate)):
+        if trigger() != TransitionCallbackReturn.SUCCESS:
+            node.get_logger().fatal(f"could not {name} (see the error above); exiting")
+            return 1
+    return None
+
+
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    executor = None
-    code = 0
-    try:
-        node = GroundingNode()
-        executor = MultiThreadedExecutor(num_threads=4)
-        executor.add_node(node)
-        if node._p["autostart"]:
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().fatal("could not configure (see the error above); exiting")
-                return 1
-            if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().fatal("could not activate (see the error above); exiting")
-                return 1
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback, for setup errors
-        print(f"refseg_node: {type(exc).__name__}: {exc}", file=sys.stderr)
-        code = 1
-    finally:
-        if executor is not None:
-            executor.shutdown(timeout_sec=5.0)  # its threads stop taking callbacks before teardown
-        if node is not None:
-            node.get_logger().info("shutting down")
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    return run_node("refseg_node", GroundingNode, threads=4, args=args, start=_autostart)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,6 @@ import time
 import numpy as np
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -62,6 +61,7 @@ from std_srvs.srv import Trigger
 from refseg_ros.data.sim_scene import RenderProcess, ground_truth, orbit_pose
 from refseg_ros.ros.images import numpy_to_imgmsg
 from refseg_ros.ros.params import ParamSpec, descriptor, validate
+from refseg_ros.ros.runtime import run_node
 from refseg_ros.ros.stats import Throttle
 
 NODE_NAME = "sim_camera"
@@ -307,27 +307,7 @@ class SimCamera(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    code = 0
-    try:
-        node = SimCamera()
-        executor = MultiThreadedExecutor(num_threads=2)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception as exc:  # noqa: BLE001 - one clear line for setup errors
-        print(f"sim_camera: {type(exc).__name__}: {exc}", file=sys.stderr)
-        code = 1
-    finally:
-        if node is not None:
-            if rclpy.ok():  # after Ctrl-C the context is gone and rosout with it
-                node.get_logger().info("shutting down")
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    return run_node("sim_camera", SimCamera, threads=2, args=args)
 
 
 if __name__ == "__main__":

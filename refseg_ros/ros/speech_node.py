@@ -33,12 +33,12 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import Int16MultiArray, String
 
 from refseg_ros.ros.params import descriptor, validate
 from refseg_ros.ros.speech_params import SPEECH_PARAMS, SPEECH_SPECS
+from refseg_ros.ros.runtime import run_node
 from refseg_ros.ros.stats import LatencyWindow, Throttle
 from refseg_ros.speech.audio import TARGET_RATE, AudioError, list_wavs, pcm16_to_float, read_wav, resample
 from refseg_ros.speech.transcriber import SpeechDependencyError, Transcriber, accept, command_text
@@ -319,36 +319,20 @@ class SpeechNode(Node):
                 thread.join(timeout=10)
 
 
+def _spin_until_finished(executor, node: SpeechNode) -> None:
+    """Spin until Ctrl-C, or until an ``audio_file`` run has published everything it heard."""
+    while rclpy.ok() and not node.finished.is_set():
+        executor.spin_once(timeout_sec=0.1)
+    if node.finished.is_set():
+        end = time.monotonic() + 1.0  # let reliable deliveries of the last messages complete
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+        node.get_logger().info(f"audio_file done: {node.summary()}")
+
+
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    code = 0
-    try:
-        node = SpeechNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        while rclpy.ok() and not node.finished.is_set():
-            executor.spin_once(timeout_sec=0.1)
-        if node.finished.is_set():
-            end = time.monotonic() + 1.0  # let reliable deliveries of the last messages complete
-            while time.monotonic() < end:
-                executor.spin_once(timeout_sec=0.05)
-            node.get_logger().info(f"audio_file done: {node.summary()}")
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except SpeechDependencyError as exc:
-        print(f"speech_node: {exc}", file=sys.stderr)
-        code = 2
-    except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback, for setup errors
-        print(f"speech_node: {type(exc).__name__}: {exc}", file=sys.stderr)
-        code = 1
-    finally:
-        if node is not None:
-            node.get_logger().info("shutting down")
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    return run_node("speech_node", SpeechNode, args=args, spin=_spin_until_finished,
+                    exit_codes=((SpeechDependencyError, 2),))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,69 @@
+"""One process lifecycle for every node of the package: init, spin, and an orderly teardown.
+
+The nodes differ in what they build and how they spin; what happens around that is the same and
+lives here: setup errors become one line on stderr and exit code 1 (not a traceback), Ctrl-C and an
+external shutdown end the spin quietly, and teardown runs in the order that lets a node exit at
+once (the executor stops taking callbacks, then the node releases its threads and handles).
+"""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+
+
+def run_node(name: str, make_node: Callable[[], object], *, threads: int = 1, args: list[str] | None = None,
+             start: Callable[[object], int | None] | None = None,
+             spin: Callable[[object, object], None] | None = None,
+             exit_codes: tuple[tuple[type[BaseException], int], ...] = ()) -> int:
+    """Run one node until Ctrl-C or shutdown; returns the process exit code.
+
+    Args:
+        name: the executable's name, prefixed to setup-error lines.
+        make_node: builds the node (after ``rclpy.init``); it may define ``close()``.
+        threads: executor threads (1 = single-threaded executor).
+        args: ROS arguments (default: ``sys.argv``).
+        start: called once before spinning; a non-None return ends the process with that code.
+        spin: ``spin(executor, node)`` replaces ``executor.spin()`` (e.g. a node that finishes).
+        exit_codes: ``(exception type, code)`` pairs reported as ``name: message`` with that code.
+    """
+    rclpy.init(args=args)
+    node = None
+    executor = None
+    code = 0
+    try:
+        node = make_node()
+        executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
+        executor.add_node(node)
+        early = start(node) if start is not None else None
+        if early is not None:
+            return early
+        if spin is not None:
+            spin(executor, node)
+        else:
+            executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback, for setup errors
+        for kind, special in exit_codes:
+            if isinstance(exc, kind):
+                print(f"{name}: {exc}", file=sys.stderr)
+                code = special
+                break
+        else:
+            print(f"{name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            code = 1
+    finally:
+        if executor is not None:
+            executor.shutdown(timeout_sec=5.0)  # its threads stop taking callbacks before teardown
+        if node is not None:
+            if rclpy.ok():  # after Ctrl-C the context is gone, and rosout with it
+                node.get_logger().info("shutting down")
+            close = getattr(node, "close", None)
+            if close is not None:
+                close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
