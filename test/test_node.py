@@ -8,6 +8,7 @@ and robustness; accuracy tests run only when the shipped checkpoint exists.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -50,6 +51,15 @@ def checkpoint(tmp_path_factory, ros_env) -> Path:
     return path
 
 
+def _broken_onnxruntime(tmp_path_factory) -> Path:
+    """A directory whose ``onnxruntime`` package fails to import, as a half-installed wheel would."""
+    root = tmp_path_factory.mktemp("broken_ort")
+    (root / "onnxruntime").mkdir()
+    (root / "onnxruntime" / "__init__.py").write_text(
+        'raise ImportError("onnxruntime_pybind11_state: cannot open shared object file")\n')
+    return root
+
+
 @pytest.fixture(scope="module")
 def nodes(checkpoint, ros_env, tmp_path_factory):
     """Start every node process at once (their start-up dominates), stop them all at the end."""
@@ -69,6 +79,12 @@ def nodes(checkpoint, ros_env, tmp_path_factory):
                                env=ros_env),
         "missing": NodeProcess(["-r", "__ns:=/missing", "-p", "checkpoint:=/nonexistent/model.safetensors",
                                 "-p", "device:=cuda"], env=ros_env),
+        # backend auto with an onnxruntime that is installed but broken: the node must still come up
+        "broken_ort": NodeProcess(["--params-file", str(PARAMS_FILE), "-r", "__ns:=/broken_ort",
+                                   "-p", f"checkpoint:={checkpoint}", *common],
+                                  env={**ros_env, "PYTHONPATH": os.pathsep.join(
+                                      filter(None, [str(_broken_onnxruntime(tmp_path_factory)),
+                                                    ros_env.get("PYTHONPATH", "")]))}),
     }
     procs["corrupt_path"] = corrupt
     procs["good_path"] = checkpoint
@@ -692,6 +708,16 @@ def test_lifecycle_managed_node(nodes, client, frames):
         managed.close()
     assert node.proc.poll() is None
     assert node.stop() == 0  # Ctrl-C: a clean exit
+
+
+def test_backend_auto_uses_onnxruntime_and_falls_back_to_torch_when_it_is_broken(nodes):
+    main, broken = nodes["main"], nodes["broken_ort"]
+    assert main.wait_for(r"model loaded in .* \(backend onnxruntime", STARTUP_TIMEOUT), main.log()
+    assert broken.wait_for(r"active: listening on", STARTUP_TIMEOUT), broken.log()
+    log = broken.log()
+    assert re.search(r"WARN.*onnxruntime backend unavailable \(ImportError: .*cannot open shared object", log), log
+    assert re.search(r"model loaded in .* \(backend torch", log), log
+    assert "Traceback" not in log
 
 
 def test_missing_checkpoint_exits_nonzero_with_a_clear_message_and_cuda_falls_back(nodes):

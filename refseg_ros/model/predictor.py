@@ -48,6 +48,20 @@ class Grounding:
     mask: np.ndarray
 
 
+def load_model(path: str | Path | None = None) -> VGLAW:
+    """The model of checkpoint ``path`` on the CPU; None = the shipped checkpoint (a clear error if absent)."""
+    from refseg_ros.model.checkpoint import load_checkpoint
+
+    if path is None:
+        path = DEFAULT_CHECKPOINT
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no shipped checkpoint at {path}: this installation has no trained tabletop model "
+                "yet. Train one (the training stage writes <name>.safetensors + <name>.json) and "
+                "pass its path, or copy both files to that location.")
+    return load_checkpoint(path, device="cpu")
+
+
 class GroundingPredictor:
     """Inference wrapper around a :class:`VGLAW` model.
 
@@ -108,16 +122,7 @@ class GroundingPredictor:
     def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
                         half: bool | str = False, **kwargs) -> "GroundingPredictor":
         """Load ``path`` (``*.safetensors`` with its ``.json`` sidecar); None = the shipped checkpoint."""
-        from refseg_ros.model.checkpoint import load_checkpoint
-
-        if path is None:
-            path = DEFAULT_CHECKPOINT
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"no shipped checkpoint at {path}: this installation has no trained tabletop model "
-                    "yet. Train one (the training stage writes <name>.safetensors + <name>.json) and "
-                    "pass its path, or copy both files to that location.")
-        return cls(load_checkpoint(path, device="cpu"), device=device, half=half, **kwargs)
+        return cls(load_model(path), device=device, half=half, **kwargs)
 
     # ---- commands ----------------------------------------------------------------------------------
     @property

@@ -31,6 +31,7 @@ computed once (``GroundingPredictor.set_command``); per frame only the visual pa
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 import sys
 import threading
@@ -293,7 +294,7 @@ class GroundingNode(LifecycleNode):
     def _load_model(self) -> None:
         import torch
 
-        from refseg_ros.model.predictor import DEFAULT_CHECKPOINT, GroundingPredictor
+        from refseg_ros.model.predictor import DEFAULT_CHECKPOINT, GroundingPredictor, load_model
 
         if self._p["num_threads"] > 0:
             torch.set_num_threads(int(self._p["num_threads"]))
@@ -311,11 +312,24 @@ class GroundingNode(LifecycleNode):
         self.get_logger().info(f"loading checkpoint {where} on {device}...")
         t0 = time.perf_counter()
         backend = self._p["backend"]
-        if backend == "onnxruntime" and not device.startswith("cpu"):
+        on_cpu = device.startswith("cpu")
+        if backend == "onnxruntime" and not on_cpu:
             self.get_logger().info(f"backend onnxruntime runs on the CPU; using torch on {device}")
+        if backend == "auto":
+            backend = "onnxruntime" if on_cpu and importlib.util.find_spec("onnxruntime") is not None else "torch"
+        elif not on_cpu:
             backend = "torch"
-        predictor = GroundingPredictor.from_checkpoint(str(where) if path else None, device=device, half=half,
-                                                       backend=backend)
+        model = load_model(str(where) if path else None)
+        try:
+            predictor = GroundingPredictor(model, device=device, half=half, backend=backend)
+        except Exception as exc:  # noqa: BLE001 - any export/runtime failure of the optional backend
+            if backend != "onnxruntime" or self._p["backend"] != "auto":
+                raise
+            # auto: an export problem (an operator, an onnx/onnxruntime version) costs speed, not the node
+            self.get_logger().warning(f"onnxruntime backend unavailable ({type(exc).__name__}: {exc}); "
+                                      "using torch (backend:=torch skips the attempt)")
+            backend = "torch"
+            predictor = GroundingPredictor(model, device=device, half=half, backend=backend)
         meta = getattr(predictor.model, "checkpoint_meta", {}) or {}
         self._predictor = predictor
         self._model_expressions = None
@@ -328,7 +342,7 @@ class GroundingNode(LifecycleNode):
             predictor.predict(np.zeros((48, 64, 3), np.uint8))
             self._model_expressions = ("the object",)
         self.get_logger().info(f"model loaded in {time.perf_counter() - t0:.1f} s "
-                               f"(torch threads {torch.get_num_threads()})")
+                               f"(backend {backend}, torch threads {torch.get_num_threads()})")
 
     def _unload_model(self) -> None:
         with self._model_lock:

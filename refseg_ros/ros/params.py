@@ -38,10 +38,11 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("num_threads", 0,
               "Torch CPU threads; 0 keeps torch's default (one per core). On a CPU busy with other work, "
               "1 can be faster than more.", range=(0, 256)),
-    ParamSpec("backend", "torch",
+    ParamSpec("backend", "auto",
               "Per-frame inference: torch, or onnxruntime (CPU only; the frame path is exported to ONNX on "
-              "configure, a few seconds; about 2x less CPU per frame measured here).",
-              choices=("torch", "onnxruntime")),
+              "configure, a few seconds; about 2x less CPU per frame measured here). auto = onnxruntime on "
+              "the CPU when it is installed (torch if the export fails), torch on CUDA.",
+              choices=("auto", "torch", "onnxruntime")),
     ParamSpec("found_threshold", 0.5,
               "Score at or above which a result is marked found (and drawn, masked, targeted).",
               range=(0.0, 1.0), dynamic=True),

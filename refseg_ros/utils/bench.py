@@ -173,10 +173,10 @@ def bench_model(model, static, frames_n: int, quick: bool) -> dict:
 
     law.set_command(EXPRESSIONS[:4])  # fill the cache: the rounds below time frames, not commands
 
-    def batched(k):
+    def batched(k, predictor=law):
         def run():
-            law.set_command(EXPRESSIONS[:k])
-            return law.predict(frames[0])
+            predictor.set_command(EXPRESSIONS[:k])
+            return predictor.predict(frames[0])
         return run
 
     def sequential(k):
@@ -189,11 +189,17 @@ def bench_model(model, static, frames_n: int, quick: bool) -> dict:
     fns = {}
     for k in (1, 2, 4):
         fns[f"batch{k}"], fns[f"sequential{k}"] = batched(k), sequential(k)
+    ort = GroundingPredictor(model, backend="onnxruntime") if "notes_onnx" not in out else None
+    if ort is not None:  # the node's default backend on a CPU
+        ort.set_command(EXPRESSIONS[:4])
+        fns["onnxruntime_batch1"], fns["onnxruntime_batch4"] = batched(1, ort), batched(4, ort)
     t = interleaved(fns, max(3, frames_n // 4), warmup=1)
     for key, times in t.items():
         out[f"{key.removesuffix('_cpu')}_{'cpu_' if key.endswith('_cpu') else ''}ms"] = ms(times)
     out["batch4_over_batch1"] = _ratio(out["batch4_ms"], out["batch1_ms"])
     out["batch4_over_batch1_cpu"] = _ratio(out["batch4_cpu_ms"], out["batch1_cpu_ms"])
+    if ort is not None:
+        out["batch4_over_batch1_onnxruntime"] = _ratio(out["onnxruntime_batch4_ms"], out["onnxruntime_batch1_ms"])
     out.update(batch_flops(model))
     out["batch4_over_sequential4"] = _ratio(out["batch4_ms"], out["sequential4_ms"])
     out["torch_threads"] = torch.get_num_threads()
@@ -249,7 +255,7 @@ def bench_ros(checkpoint: Path, frames_n: int, threads: int, timeout: float = 90
             tail = (proc.stdout + proc.stderr)[-1500:]
             return {"notes_ros": f"latency helper failed (exit {proc.returncode}): {tail}"}
         ros = json.loads(out_json.read_text())
-    return {"ros_frame_size": ros["frame_size"], "ros_frames": ros["frames"],
+    return {"ros_frame_size": ros["frame_size"], "ros_backend": ros.get("backend"), "ros_frames": ros["frames"],
             "ros_predict_ms_p50": ros["predict_ms_p50"], "ros_node_ms_p50": ros["node_ms_p50"],
             "ros_node_ms_p95": ros["node_ms_p95"], "ros_node_processing_ms_p50": ros["node_processing_ms_p50"],
             "ros_over_predict": _ratio(ros["node_ms_p50"], ros["predict_ms_p50"]), "rss_mb": ros["rss_mb"]}
@@ -327,8 +333,10 @@ def summary(result: dict) -> str:
         f"(4 vs 1: {f('batch4_over_batch1', 'x')}; CPU {f('batch4_over_batch1_cpu', 'x')}; "
         f"GFLOPs {f('flops_batch4_over_batch1', 'x')})",
         f"k=1/2/4 sequential          {f('sequential1_ms')} / {f('sequential2_ms')} / {f('sequential4_ms')}",
+        f"k=1/4 batched, onnxruntime  {f('onnxruntime_batch1_ms')} / {f('onnxruntime_batch4_ms')}  "
+        f"(4 vs 1: {f('batch4_over_batch1_onnxruntime', 'x')})",
         f"paper backbone ViT-B/16@448 p50 {f('paper_backbone_ms_p50')}  ({f('paper_over_predict', 'x')} predict)",
-        f"ROS node end to end         p50 {f('ros_node_ms_p50')}  p95 {f('ros_node_ms_p95')}  vs predict "
+        f"ROS node ({result.get('ros_backend')}) end to end p50 {f('ros_node_ms_p50')}  p95 {f('ros_node_ms_p95')}  vs predict "
         f"{f('ros_predict_ms_p50')} at {result.get('ros_frame_size')}: {f('ros_over_predict', 'x')}",
         f"node peak RSS               {f('rss_mb', ' MB')}",
     ]

@@ -37,13 +37,23 @@ def _frames(n_scenes: int = 3) -> list[np.ndarray]:
         return [_synthetic_frame(seed=i) for i in range(n_scenes)]
 
 
-def bench_predict(checkpoint: str | None, frames, n: int, threads: int, command: list[str]) -> np.ndarray:
+def resolve_backend(backend: str) -> str:
+    """The node's ``backend: auto`` rule on this CPU-only helper: onnxruntime when installed."""
+    if backend != "auto":
+        return backend
+    import importlib.util
+
+    return "onnxruntime" if importlib.util.find_spec("onnxruntime") is not None else "torch"
+
+
+def bench_predict(checkpoint: str | None, frames, n: int, threads: int, command: list[str],
+                  backend: str = "torch") -> np.ndarray:
     import torch
 
     from refseg_ros.model.predictor import GroundingPredictor
 
     torch.set_num_threads(threads)
-    predictor = GroundingPredictor.from_checkpoint(checkpoint)
+    predictor = GroundingPredictor.from_checkpoint(checkpoint, backend=backend)
     predictor.set_command(command)
     for f in frames:
         predictor.predict(f)  # warm-up
@@ -77,7 +87,8 @@ def peak_rss_mb(pid: int) -> float | None:
 
 
 def bench_node(checkpoint: str | None, frames, n: int, threads: int, text: str,
-               visuals: bool = False, stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+               visuals: bool = False, stats: dict | None = None,
+               backend: str = "torch") -> tuple[np.ndarray, np.ndarray]:
     """Node latencies and processing times; ``stats`` (if given) receives the node's ``rss_mb``."""
     from node_process import NodeProcess
     from test_node import Client, stamp_ns
@@ -87,7 +98,7 @@ def bench_node(checkpoint: str | None, frames, n: int, threads: int, text: str,
     # Reliable images: best-effort 640x480 frames (900 KB, UDP fragments on loopback) are sometimes
     # lost here, and a lost frame is not a latency.
     args = ["-r", "__ns:=/bench", "-p", f"num_threads:={threads}", "-p", "max_rate_hz:=0.0",
-            "-p", "image_reliability:=reliable"]
+            "-p", "image_reliability:=reliable", "-p", f"backend:={backend}"]
     if checkpoint:
         args += ["-p", f"checkpoint:={checkpoint}"]
     node = NodeProcess(args, env=dict(os.environ))
@@ -128,19 +139,23 @@ def main() -> int:
     parser.add_argument("--command", default="pick up the red mug on the left")
     parser.add_argument("--visuals", action="store_true", help="also subscribe to overlay and mask (as rviz does)")
     parser.add_argument("--json", default=None, help="also write the figures (ms, MB) to this JSON file")
+    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime"),
+                        help="per-frame backend of both the node and predict (default: the node's default, auto)")
     args = parser.parse_args()
     from refseg_ros.ros.command_parser import parse_command
 
     expressions = list(parse_command(args.command).expressions)
     frames = _frames()
     stats: dict = {}
-    lat, proc = bench_node(args.checkpoint, frames, args.frames, args.threads, args.command, args.visuals, stats)
-    pred = bench_predict(args.checkpoint, frames, args.frames, args.threads, expressions)
+    backend = resolve_backend(args.backend)
+    lat, proc = bench_node(args.checkpoint, frames, args.frames, args.threads, args.command, args.visuals, stats,
+                           backend=backend)
+    pred = bench_predict(args.checkpoint, frames, args.frames, args.threads, expressions, backend=backend)
 
     def fmt(a):
         return f"p50 {np.median(a) * 1000:6.1f} ms  p95 {np.percentile(a, 95) * 1000:6.1f} ms  (n={a.size})"
 
-    print(f"640x480, {args.threads} threads, command {expressions}, overlay+mask subscribed: {args.visuals}, "
+    print(f"640x480, backend {backend}, {args.threads} threads, command {expressions}, overlay+mask subscribed: {args.visuals}, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"  predict alone              {fmt(pred)}")
     print(f"  node processing_time       {fmt(proc)}")
@@ -150,7 +165,7 @@ def main() -> int:
         def ms(a, q):
             return float(np.percentile(a, q) * 1000) if a.size else None
 
-        figures = {"frame_size": list(frames[0].shape[1::-1]), "threads": args.threads, "frames": int(lat.size),
+        figures = {"frame_size": list(frames[0].shape[1::-1]), "backend": backend, "threads": args.threads, "frames": int(lat.size),
                    "expressions": expressions, "predict_ms_p50": ms(pred, 50), "predict_ms_p95": ms(pred, 95),
                    "node_ms_p50": ms(lat, 50), "node_ms_p95": ms(lat, 95),
                    "node_processing_ms_p50": ms(proc, 50), "rss_mb": stats.get("rss_mb")}
