@@ -98,6 +98,7 @@ def test_init_fine_tunes_from_a_checkpoint(tiny_data, tmp_path):
     assert max(float((before[k].float() - after[k].float()).abs().max()) for k in before) < 1e-4
     run = json.loads((ft / "run.json").read_text())
     assert run["init"] == str(start)
+    assert meta["extra"]["init"]["path"] == str(start) and meta["extra"]["init"]["epoch"] == 1
 
     bad = subprocess.run([str(VENV_BIN / "refseg"), "train", "--data", str(tiny_data), "--out", str(tmp_path / "x"),
                           "--init", str(start), "--set", "law=false"], capture_output=True, text=True, timeout=300)

@@ -19,6 +19,8 @@ def main() -> int:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--eval", action="append", default=[], metavar="SPLIT=JSON",
                         help="evaluation results to record in the sidecar")
+    parser.add_argument("--extra", action="append", default=[], metavar="KEY=JSON",
+                        help="more metadata for the sidecar (e.g. the training history of a resumed run)")
     parser.add_argument("--out", type=Path, default=DEFAULT_CHECKPOINT)
     args = parser.parse_args()
     meta = read_metadata(args.checkpoint)
@@ -26,6 +28,9 @@ def main() -> int:
     for item in args.eval:
         split, path = item.split("=", 1)
         extra.setdefault("eval", {})[split] = json.loads(Path(path).read_text())
+    for item in args.extra:
+        key, value = item.split("=", 1)
+        extra[key] = json.loads(value)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(load_checkpoint(args.checkpoint), args.out, extra=extra)
     print(f"shipped {args.checkpoint} -> {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")

@@ -77,8 +77,9 @@ def run(args: argparse.Namespace) -> int:
     if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "run.json").write_text(json.dumps(
-            {"argv": sys.argv, "preset": args.preset, "init": str(args.init) if args.init else None, "model_overrides": model.overrides,
-             "train_config": cfg.to_dict(), "world_size": dist.world}, indent=2, default=str))
+            {"argv": sys.argv, "preset": args.preset, "init": str(args.init) if args.init else None,
+             "model_overrides": model.overrides, "train_config": cfg.to_dict(), "world_size": dist.world},
+            indent=2, default=str))
     train_set = open_dataset(args)
     val_set = None
     if args.val_split:
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"no validation: {exc}", file=sys.stderr)
     trainer = Trainer(model, train_set, cfg, run_dir, device, dist=dist, val_set=val_set,
                       val_samples=args.val_samples, epoch_samples=args.epoch_samples,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, meta=_init_meta(args.init))
     if not trainer.cached:  # the online path augments samples as they are loaded
         from refseg_ros.data.augment import Augment
 
@@ -100,6 +101,18 @@ def run(args: argparse.Namespace) -> int:
         _report_rank_agreement(trainer, run_dir, dist)
         torch.distributed.destroy_process_group()
     return 0
+
+
+def _init_meta(init: Path | None) -> dict:
+    """What every checkpoint of a fine-tuning run records about where it started."""
+    if init is None:
+        return {}
+    from refseg_ros.model.checkpoint import file_sha256, read_metadata
+
+    start = read_metadata(init).get("extra") or {}
+    return {"init": {"path": str(init), "sha256": file_sha256(init),
+                     "epoch": start.get("epoch"), "global_step": start.get("global_step"),
+                     "train_config": start.get("train_config"), "init": start.get("init")}}
 
 
 def _report_rank_agreement(trainer, run_dir: Path, dist) -> None:

@@ -296,14 +296,17 @@ class Trainer:
         run_dir: where checkpoints, ``metrics.jsonl``/``.csv`` and ``curves.png`` go.
         val_set: optional Dataset evaluated after every epoch (``val_samples`` expressions).
         cache_dir: where the cached path keeps its feature files (default: next to the data).
+        meta: extra metadata for every checkpoint's sidecar.
     """
 
     def __init__(self, model, train_set, cfg: TrainConfig, run_dir: Path, device: torch.device,
                  dist: Dist | None = None, val_set=None, val_samples: int = 600,
-                 epoch_samples: int | None = None, cache_dir: Path | None = None, progress: bool = True) -> None:
+                 epoch_samples: int | None = None, cache_dir: Path | None = None, progress: bool = True,
+                 meta: dict | None = None) -> None:
         from refseg_ros.model.losses import GroundingLoss
 
         self.model, self.train_set, self.cfg = model, train_set, cfg
+        self.meta = dict(meta or {})  # recorded in every checkpoint (e.g. where a fine-tuning run started)
         self.run_dir = Path(run_dir)
         self.device = device
         self.dist = dist or Dist()
@@ -487,8 +490,8 @@ class Trainer:
 
         ckpt_dir = self.run_dir / "checkpoints"
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-        extra = {"epoch": self.epoch, "global_step": self.global_step, "train_config": self.cfg.to_dict(),
-                 "val": row.get("val")}
+        extra = {**self.meta, "epoch": self.epoch, "global_step": self.global_step,
+                 "train_config": self.cfg.to_dict(), "val": row.get("val")}
         save_checkpoint(self.model, ckpt_dir / f"epoch_{self.epoch:03d}.safetensors", extra=extra)
         save_checkpoint(self.model, ckpt_dir / "last.safetensors", extra=extra)
         save_optimizer(self.optimizer, ckpt_dir / "last_optimizer.safetensors",
