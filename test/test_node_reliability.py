@@ -104,16 +104,8 @@ def test_fuzzed_images_and_commands(client, node, frames):
 # ---- floods and soak ---------------------------------------------------------------------------------
 
 def test_flood_of_images_and_commands(client, node, frames):
-    from std_msgs.msg import String
-
     # The node's own rate without a flood, for comparison (same frames, one command).
-    text = "the blue cube"
-    client.command_pub.publish(String(data=text))
-    sent: dict = {}
-    client.new_stream()
-    t0 = time.monotonic()
-    stress._paced(client, 7.0, 1 / 30, lambda i: stress.publish_frame(client, frames, i, sent))
-    baseline = len(client.results_for(text, t0 + 1.0)) / 6.0
+    baseline = stress.baseline_rate(client, frames)
     mark = node.mark()
     report = stress.flood(client, node, frames, seconds=8.0, image_hz=100.0, command_hz=500.0)
     print(f"\nflood (baseline {baseline:.1f} Hz): {report}")

@@ -236,6 +236,18 @@ def check_results(client, results, sent: dict, frames, n_check: int = 8, rng=Non
             "compared_with_service": compared, "mismatches": mismatched}
 
 
+def baseline_rate(client, frames, text: str = "the blue cube", seconds: float = 7.0, fps: float = 30.0) -> float:
+    """Results/s for one command and a ``fps`` stream, no flood: what "its own rate" is compared to."""
+    from std_msgs.msg import String
+
+    client.command_pub.publish(String(data=text))
+    sent: dict = {}
+    client.new_stream()
+    t0 = time.monotonic()
+    _paced(client, seconds, 1 / fps, lambda i: publish_frame(client, frames, i, sent))
+    return len(client.results_for(text, t0 + 1.0)) / (seconds - 1.0)  # the first second: the command lands
+
+
 def flood(client, node, frames, seconds: float, image_hz: float = 100.0, command_hz: float = 500.0,
           seed: int = 0) -> dict:
     """Images at ``image_hz`` and valid commands at ``command_hz``; then one last command and a
@@ -399,6 +411,8 @@ def main() -> int:
     parser.add_argument("--flood", type=float, default=30.0, help="flood seconds (0: skip)")
     parser.add_argument("--soak", type=float, default=600.0, help="soak seconds (0: skip)")
     parser.add_argument("--fuzz", type=int, default=2000, help="fuzzed messages of each kind (0: skip)")
+    parser.add_argument("--backend", default=None, choices=("auto", "torch", "onnxruntime"),
+                        help="the node's per-frame backend (default: the node's default)")
     parser.add_argument("--report", default=None, help="write a markdown report here (and .json next to it)")
     args = parser.parse_args()
 
@@ -412,9 +426,12 @@ def main() -> int:
     node_args = ["-r", "__ns:=/stress", "-p", f"num_threads:={args.threads}", "-p", "warn_throttle_sec:=2.0"]
     if args.checkpoint:
         node_args += ["-p", f"checkpoint:={args.checkpoint}"]
+    if args.backend:
+        node_args += ["-p", f"backend:={args.backend}"]
     node = NodeProcess(node_args, env=dict(os.environ))
     client = None
-    report: dict = {"checkpoint": args.checkpoint or "shipped", "threads": args.threads}
+    report: dict = {"checkpoint": args.checkpoint or "shipped", "threads": args.threads,
+                    "backend": args.backend or "node default"}
     try:
         if not node.wait_for(r"active: listening on", 300):
             raise SystemExit(f"node did not start:\n{node.log()[-3000:]}")
@@ -425,7 +442,8 @@ def main() -> int:
             report["fuzz"] = fuzz_drill(client, node, frames, args.fuzz)
             print("fuzz:", json.dumps(report["fuzz"]))
         if args.flood:
-            report["flood"] = flood(client, node, frames, args.flood)
+            report["flood"] = {"baseline_rate_hz": round(baseline_rate(client, frames), 2),
+                               **flood(client, node, frames, args.flood)}
             print("flood:", json.dumps(report["flood"]))
         if args.soak:
             report["soak"] = soak(client, node, frames, args.soak)
