@@ -128,6 +128,29 @@ def test_postprocess_largest_component_and_mask_box():
     assert largest_component(np.zeros((4, 4), bool)).sum() == 0
 
 
+def test_largest_component_on_the_crop_equals_labelling_the_whole_frame():
+    import cv2
+
+    from refseg_ros.model.postprocess import largest_component
+
+    def whole_frame(mask):  # the reference: label every pixel of the frame
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        if count <= 2:
+            return mask.copy()
+        return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+
+    rng = np.random.default_rng(0)
+    cases = [rng.random((48, 64)) < p for p in (0.02, 0.1, 0.3, 0.5, 0.6)]
+    tie = np.zeros((30, 40), bool)
+    tie[20:24, 5:9] = tie[2:6, 30:34] = True  # two blobs of 16 px: the first in raster order wins
+    cases += [tie, np.ones((8, 8), bool)]
+    for mask in cases:
+        got = largest_component(mask)
+        assert got.dtype == bool and got.shape == mask.shape
+        assert (got == whole_frame(mask)).all()
+    assert largest_component(tie)[2:6, 30:34].all()
+
+
 def test_box_source_and_mask_components(model):
     from refseg_ros.model.postprocess import largest_component, mask_box
 
