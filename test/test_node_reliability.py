@@ -113,10 +113,10 @@ def test_flood_of_images_and_commands(client, node, frames):
     assert report["image_rate_hz"] >= 60 and report["command_rate_hz"] >= 300, "the flood was not a flood"
     # Its own rate: never above max_rate_hz (10), and not starved by the callbacks.
     assert report["result_rate_hz"] <= 12.5
-    # Not starved to a halt. Known limitation (issue 10 note): on 2 cores shared with the flooding
-    # process the rate fell to 1.6-4 Hz against an 8.7 Hz baseline on a quiet machine, so the bound
-    # is a floor against starvation, not "keeps its own rate".
-    assert report["result_rate_hz"] >= max(0.5, 0.15 * baseline), f"{report['result_rate_hz']} Hz vs {baseline:.1f} Hz"
+    # Keeps its own rate. With the onnxruntime backend (the default on a CPU) the model runs in one
+    # call that releases the GIL, and a 30 s flood measured 7.2 Hz against an 8.0 Hz baseline
+    # (torch backend: 1.6-4 Hz against 8.7). The bound leaves room for a loaded CI machine.
+    assert report["result_rate_hz"] >= max(0.5, 0.35 * baseline), f"{report['result_rate_hz']} Hz vs {baseline:.1f} Hz"
     # newer commands keep replacing older ones
     assert report["distinct_commands_grounded"] >= min(3, report["results_during"])
     # Latest wins: after the last command, only it is grounded.

@@ -284,7 +284,8 @@ def run_bench(preset: str = "tabletop", checkpoint: str | None = None, quick: bo
     n = frames or (5 if quick else 50)
     result: dict = {"preset": preset, "quick": quick, "frames": n, "threads": threads,
                     "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
-                    "torch": torch.__version__, "load_average_before": round(os.getloadavg()[0], 2)}
+                    "torch": torch.__version__, "load_average_before": round(os.getloadavg()[0], 2),
+                    "dds_profile": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")}
     log(f"refseg bench: preset {preset}, {threads} threads, {n} frames, load {result['load_average_before']}")
     model, static, weights, path = load_models(preset, checkpoint)
     result["weights"] = weights
