@@ -135,3 +135,13 @@ def test_may_still_arrive():
     assert m.may_still_arrive("depth", 100 * MS)  # the frame for 100 may be in flight
     m.push("depth", 101 * MS, "b")
     assert not m.may_still_arrive("depth", 100 * MS)
+
+
+def test_a_stopped_stream_is_not_waited_for():
+    m = ApproximateMatcher(slop_s=0.02)
+    m.push("depth", 1000 * MS, "last before the driver died")
+    assert m.may_still_arrive("depth", 1500 * MS)  # half a second: may be a hiccup
+    assert not m.may_still_arrive("depth", 2001 * MS)  # over a second of silence: stale, no wait
+    assert not m.may_still_arrive("depth", 1200 * MS, stale_ns=100 * MS)
+    m.push("depth", 2100 * MS, "back")
+    assert m.may_still_arrive("depth", 2150 * MS)  # live again

@@ -60,17 +60,19 @@ class ApproximateMatcher:
             buf = self._buffers.get(stream)
             return buf[-1][1] if buf else None
 
-    def may_still_arrive(self, stream: Hashable, stamp_ns: int) -> bool:
-        """True while a message for ``stamp_ns`` is worth waiting for: the stream is live (has
-        delivered before) and nothing stamped at or after ``stamp_ns`` has arrived yet.
+    def may_still_arrive(self, stream: Hashable, stamp_ns: int, stale_ns: int = 1_000_000_000) -> bool:
+        """True while a message for ``stamp_ns`` is worth waiting for: the stream is live (its
+        newest message is less than ``stale_ns`` older than ``stamp_ns``) and nothing stamped at or
+        after ``stamp_ns`` has arrived yet.
 
         Streams arrive in stamp order, so once a message stamped at or after ``stamp_ns`` is
-        buffered, waiting longer cannot produce a closer match; and a stream that never delivered
-        (depth not connected) is not waited for at all.
+        buffered, waiting longer cannot produce a closer match; a stream that never delivered
+        (depth not connected) or has stopped (its newest message is stale) is not waited for: a
+        driver that died would otherwise cost every colour frame the whole wait.
         """
         with self._lock:
             buf = self._buffers.get(stream)
-            return bool(buf) and buf[-1][0] < stamp_ns
+            return bool(buf) and stamp_ns - stale_ns <= buf[-1][0] < stamp_ns
 
     def stats(self) -> dict[Hashable, int]:
         with self._lock:
