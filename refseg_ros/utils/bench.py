@@ -337,7 +337,8 @@ def summary(result: dict) -> str:
         f"k=1/4 batched, onnxruntime  {f('onnxruntime_batch1_ms')} / {f('onnxruntime_batch4_ms')}  "
         f"(4 vs 1: {f('batch4_over_batch1_onnxruntime', 'x')})",
         f"paper backbone ViT-B/16@448 p50 {f('paper_backbone_ms_p50')}  ({f('paper_over_predict', 'x')} predict)",
-        f"ROS node ({result.get('ros_backend')}) end to end p50 {f('ros_node_ms_p50')}  p95 {f('ros_node_ms_p95')}  vs predict "
+        f"ROS node ({result.get('ros_backend')}) end to end p50 {f('ros_node_ms_p50')}  "
+        f"p95 {f('ros_node_ms_p95')}  vs predict "
         f"{f('ros_predict_ms_p50')} at {result.get('ros_frame_size')}: {f('ros_over_predict', 'x')}",
         f"node peak RSS               {f('rss_mb', ' MB')}",
     ]

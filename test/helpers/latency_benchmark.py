@@ -155,7 +155,8 @@ def main() -> int:
     def fmt(a):
         return f"p50 {np.median(a) * 1000:6.1f} ms  p95 {np.percentile(a, 95) * 1000:6.1f} ms  (n={a.size})"
 
-    print(f"640x480, backend {backend}, {args.threads} threads, command {expressions}, overlay+mask subscribed: {args.visuals}, "
+    print(f"640x480, backend {backend}, {args.threads} threads, command {expressions}, "
+          f"overlay+mask subscribed: {args.visuals}, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"  predict alone              {fmt(pred)}")
     print(f"  node processing_time       {fmt(proc)}")
@@ -165,7 +166,8 @@ def main() -> int:
         def ms(a, q):
             return float(np.percentile(a, q) * 1000) if a.size else None
 
-        figures = {"frame_size": list(frames[0].shape[1::-1]), "backend": backend, "threads": args.threads, "frames": int(lat.size),
+        figures = {"frame_size": list(frames[0].shape[1::-1]), "backend": backend, "threads": args.threads,
+                   "frames": int(lat.size),
                    "expressions": expressions, "predict_ms_p50": ms(pred, 50), "predict_ms_p95": ms(pred, 95),
                    "node_ms_p50": ms(lat, 50), "node_ms_p95": ms(lat, 95),
                    "node_processing_ms_p50": ms(proc, 50), "rss_mb": stats.get("rss_mb")}
