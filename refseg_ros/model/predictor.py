@@ -48,6 +48,18 @@ class Grounding:
     mask: np.ndarray
 
 
+def resolve_backend(backend: str, device: str | torch.device = "cpu") -> str:
+    """``auto`` -> onnxruntime on the CPU when it is installed, else torch; onnxruntime is CPU-only,
+    so any backend on another device is torch."""
+    import importlib.util
+
+    if torch.device(device).type != "cpu":
+        return "torch"
+    if backend == "auto":
+        return "onnxruntime" if importlib.util.find_spec("onnxruntime") is not None else "torch"
+    return backend
+
+
 def load_model(path: str | Path | None = None) -> VGLAW:
     """The model of checkpoint ``path`` on the CPU; None = the shipped checkpoint (a clear error if absent)."""
     from refseg_ros.model.checkpoint import load_checkpoint

@@ -31,7 +31,6 @@ computed once (``GroundingPredictor.set_command``); per frame only the visual pa
 """
 from __future__ import annotations
 
-import importlib.util
 import math
 import sys
 import threading
@@ -294,7 +293,7 @@ class GroundingNode(LifecycleNode):
     def _load_model(self) -> None:
         import torch
 
-        from refseg_ros.model.predictor import DEFAULT_CHECKPOINT, GroundingPredictor, load_model
+        from refseg_ros.model.predictor import DEFAULT_CHECKPOINT, GroundingPredictor, load_model, resolve_backend
 
         if self._p["num_threads"] > 0:
             torch.set_num_threads(int(self._p["num_threads"]))
@@ -311,14 +310,9 @@ class GroundingNode(LifecycleNode):
             raise FileNotFoundError(f"checkpoint '{where}' does not exist (parameter checkpoint)")
         self.get_logger().info(f"loading checkpoint {where} on {device}...")
         t0 = time.perf_counter()
-        backend = self._p["backend"]
-        on_cpu = device.startswith("cpu")
-        if backend == "onnxruntime" and not on_cpu:
+        backend = resolve_backend(self._p["backend"], device)
+        if self._p["backend"] == "onnxruntime" and backend != "onnxruntime":
             self.get_logger().info(f"backend onnxruntime runs on the CPU; using torch on {device}")
-        if backend == "auto":
-            backend = "onnxruntime" if on_cpu and importlib.util.find_spec("onnxruntime") is not None else "torch"
-        elif not on_cpu:
-            backend = "torch"
         model = load_model(str(where) if path else None)
         try:
             predictor = GroundingPredictor(model, device=device, half=half, backend=backend)

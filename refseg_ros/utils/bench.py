@@ -146,8 +146,9 @@ def bench_model(model, static, frames_n: int, quick: bool) -> dict:
     out: dict = {"input_size": list(model.input_size), "word_attention": bool(model.cfg.word_attention),
                  "law": bool(model.cfg.law)}
     fns = {"law": law, "static": plain}
+    onnx = None
     try:
-        fns["onnx"] = GroundingPredictor(model, backend="onnxruntime")
+        fns["onnx"] = onnx = GroundingPredictor(model, backend="onnxruntime")
     except Exception as exc:  # noqa: BLE001 - a figure less, not a failed benchmark
         out["notes_onnx"] = f"onnxruntime backend skipped: {type(exc).__name__}: {exc}"
     for p in fns.values():
@@ -189,8 +190,8 @@ def bench_model(model, static, frames_n: int, quick: bool) -> dict:
     fns = {}
     for k in (1, 2, 4):
         fns[f"batch{k}"], fns[f"sequential{k}"] = batched(k), sequential(k)
-    ort = GroundingPredictor(model, backend="onnxruntime") if "notes_onnx" not in out else None
-    if ort is not None:  # the node's default backend on a CPU
+    ort = onnx  # the node's default backend on a CPU
+    if ort is not None:
         ort.set_command(EXPRESSIONS[:4])
         fns["onnxruntime_batch1"], fns["onnxruntime_batch4"] = batched(1, ort), batched(4, ort)
     t = interleaved(fns, max(3, frames_n // 4), warmup=1)

@@ -25,35 +25,31 @@ def _qos():
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
 
 
-def serve(width: int, height: int) -> None:
+def serve(width: int, height: int) -> int:
     """Echo: every image becomes a GroundingArray with one result and a full-size mono8 mask."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.node import Node
     from sensor_msgs.msg import Image
 
     from refseg_ros.msg import Grounding, GroundingArray
+    from refseg_ros.ros.runtime import run_node
 
-    rclpy.init()
-    node = rclpy.create_node("dds_round_trip_echo")
-    pub = node.create_publisher(GroundingArray, "dds_rt/out", 10)
     mask = np.zeros((height, width), np.uint8).tobytes()
 
-    def on_image(msg: Image) -> None:
-        out = GroundingArray(header=msg.header)
-        g = Grounding(header=msg.header)
-        g.mask.height, g.mask.width, g.mask.encoding, g.mask.step = height, width, "mono8", width
-        g.mask.data = mask
-        out.results.append(g)
-        pub.publish(out)
+    class Echo(Node):
+        def __init__(self) -> None:
+            super().__init__("dds_round_trip_echo")
+            self.pub = self.create_publisher(GroundingArray, "dds_rt/out", 10)
+            self.create_subscription(Image, "dds_rt/in", self.on_image, _qos())
 
-    node.create_subscription(Image, "dds_rt/in", on_image, _qos())
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+        def on_image(self, msg: Image) -> None:
+            out = GroundingArray(header=msg.header)
+            g = Grounding(header=msg.header)
+            g.mask.height, g.mask.width, g.mask.encoding, g.mask.step = height, width, "mono8", width
+            g.mask.data = mask
+            out.results.append(g)
+            self.pub.publish(out)
+
+    return run_node("dds_round_trip_echo", Echo, args=[])
 
 
 def measure(width: int, height: int, n: int) -> list[float]:
@@ -98,8 +94,7 @@ def main() -> int:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.width, args.height)
-        return 0
+        return serve(args.width, args.height)
     os.environ.setdefault("ROS_DOMAIN_ID", str(120 + os.getpid() % 50))
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     server = subprocess.Popen([sys.executable, __file__, "--serve", "--width", str(args.width),

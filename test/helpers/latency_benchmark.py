@@ -37,15 +37,6 @@ def _frames(n_scenes: int = 3) -> list[np.ndarray]:
         return [_synthetic_frame(seed=i) for i in range(n_scenes)]
 
 
-def resolve_backend(backend: str) -> str:
-    """The node's ``backend: auto`` rule on this CPU-only helper: onnxruntime when installed."""
-    if backend != "auto":
-        return backend
-    import importlib.util
-
-    return "onnxruntime" if importlib.util.find_spec("onnxruntime") is not None else "torch"
-
-
 def bench_predict(checkpoint: str | None, frames, n: int, threads: int, command: list[str],
                   backend: str = "torch") -> np.ndarray:
     import torch
@@ -147,6 +138,8 @@ def main() -> int:
     expressions = list(parse_command(args.command).expressions)
     frames = _frames()
     stats: dict = {}
+    from refseg_ros.model.predictor import resolve_backend
+
     backend = resolve_backend(args.backend)
     lat, proc = bench_node(args.checkpoint, frames, args.frames, args.threads, args.command, args.visuals, stats,
                            backend=backend)
