@@ -113,10 +113,10 @@ def test_flood_of_images_and_commands(client, node, frames):
     assert report["image_rate_hz"] >= 60 and report["command_rate_hz"] >= 300, "the flood was not a flood"
     # Its own rate: never above max_rate_hz (10), and not starved by the callbacks.
     assert report["result_rate_hz"] <= 12.5
-    # Not starved to a halt. Measured (issue 10 note): the stress script's 30 s flood (shipped
-    # weights, no depth) kept 7.2 of 8.0 Hz with onnxruntime, but this 8 s flood with depth on and
-    # random weights fell to 2.4 of 9.8 Hz in a clean-clone run; so the bound is a starvation floor.
-    assert report["result_rate_hz"] >= max(0.5, 0.15 * baseline), f"{report['result_rate_hz']} Hz vs {baseline:.1f} Hz"
+    # Its own rate. Measured on a quiet machine (issue 10 note): with rclpy's MultiThreadedExecutor
+    # the node kept 7.6 of 9.8 Hz here at under one core (GIL-bound callbacks); with the
+    # single-threaded executor it keeps 9.6 of 9.8. The margin is for a busy CI machine.
+    assert report["result_rate_hz"] >= 0.6 * baseline, f"{report['result_rate_hz']} Hz vs {baseline:.1f} Hz"
     # newer commands keep replacing older ones
     assert report["distinct_commands_grounded"] >= min(3, report["results_during"])
     # Latest wins: after the last command, only it is grounded.

@@ -34,8 +34,12 @@ PLACES = ("", " on the left", " on the right", " next to the duck", " behind the
 # ---- process figures ---------------------------------------------------------------------------------
 
 def proc_status(pid: int) -> dict[str, float]:
-    """rss_mb, peak_rss_mb, threads and open fds of a live process, from /proc."""
+    """rss_mb, peak_rss_mb, threads, open fds and cpu_s (user + system seconds so far) of a live
+    process, from /proc."""
     out: dict[str, float] = {}
+    with open(f"/proc/{pid}/stat") as f:  # the command name (field 2) may hold spaces: split after it
+        ticks = f.read().rpartition(")")[2].split()
+    out["cpu_s"] = (int(ticks[11]) + int(ticks[12])) / os.sysconf("SC_CLK_TCK")
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             key, _, value = line.partition(":")
@@ -278,9 +282,10 @@ def flood(client, node, frames, seconds: float, image_hz: float = 100.0, command
         if i % int(image_hz) == 0:
             rss.append(proc_status(node.proc.pid)["rss_mb"])
 
-    t_start = time.monotonic()
+    t_start, cpu_start = time.monotonic(), time.process_time()
     _paced(client, seconds, 1.0 / image_hz, step)
-    t_end = time.monotonic()
+    t_end, cpu_end = time.monotonic(), time.process_time()
+    node_cpu_s = proc_status(node.proc.pid)["cpu_s"] - before["cpu_s"]
     n_images = len(sent)
     during = results_between(client, t_start, t_end)
     client.command_pub.publish(String(data=final))
@@ -310,6 +315,10 @@ def flood(client, node, frames, seconds: float, image_hz: float = 100.0, command
         "command_rate_hz": round(n_commands / (t_end - t_start), 1),
         "results_during": len(during), "result_rate_hz": round(len(during) / (t_end - t_start), 2),
         "distinct_commands_grounded": len({a.command for _, a in during}),
+        # CPU cores used during the flood: the flooder (this process, publishing in Python) takes
+        # its share of the machine from the node
+        "flooder_cpu_cores": round((cpu_end - cpu_start) / (t_end - t_start), 2),
+        "node_cpu_cores": round(node_cpu_s / (t_end - t_start), 2),
         "rss_before_mb": round(before["rss_mb"], 1), "rss_max_mb": round(max(rss), 1),
         "rss_after_mb": round(after["rss_mb"], 1), "threads_before": before["threads"],
         "threads_after": after["threads"], "results_after_final": len(settle),
