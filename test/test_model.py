@@ -151,6 +151,33 @@ def test_backbone_matches_materialised_weights(which, request):
             model.law.phi_bias.zero_()
 
 
+@pytest.mark.parametrize("which", ["tabletop", "small_vit"])
+def test_folded_weights_match_the_low_rank_path(which, request):
+    model = request.getfixturevalue(which)
+    randomize_law(model)
+    try:
+        with torch.no_grad():
+            cmd = model.command(EXPRESSIONS)
+            folded = model.fold(cmd)
+            assert folded.folded.shape == (len(cmd), len(model.backbone.adaptive_layers),
+                                           *model.backbone.adaptive_layers[0].weight.shape)
+            feats = model.image_features(images(model))
+            low_rank = model.ground(feats, cmd)
+            summed = model.ground(feats, folded)  # 3 expressions: the batched matmul
+            assert torch.allclose(summed.box, low_rank.box, atol=1e-5)
+            assert torch.allclose(summed.mask_logits, low_rank.mask_logits, atol=1e-4)
+            one = model.ground(feats, folded.index(1))  # 1 expression: a plain F.linear
+            assert torch.allclose(one.mask_logits, low_rank.mask_logits[1:2], atol=1e-4)
+            assert not torch.allclose(one.mask_logits, model.ground(feats, folded.index(0)).mask_logits)
+            assert all(layer.folded is None for layer in model.backbone.adaptive_layers)  # detached
+            cat = type(cmd).cat([folded.index(2), folded.index(0)])
+            assert torch.equal(cat.folded, folded.folded[[2, 0]])
+    finally:
+        with torch.no_grad():
+            model.law.phi_weight.zero_()
+            model.law.phi_bias.zero_()
+
+
 def test_expressions_change_visual_features(tabletop):
     img = images(tabletop)
     with torch.no_grad():

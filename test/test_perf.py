@@ -116,7 +116,12 @@ def test_refseg_bench_quick_writes_every_figure(tmp_path, ros_env):
     assert result["ros_frames"] >= 1 and result["ros_frame_size"] == [640, 480]
     assert result["gflops_batch4"] > result["gflops_batch1"] > 0
     assert set(result["meets_targets"]) == set(result["targets"])
-    assert "predict (command cached)" in proc.stdout and os.path.getsize(out) > 100
+    # headline figures on the node's default backend, the other one named
+    assert result["backend"] == "onnxruntime" and result["predict_ms_p50"] == result["predict_onnxruntime_ms_p50"]
+    assert result["law_over_static"] == result["law_over_static_onnxruntime"]
+    assert result["predict_torch_ms_p50"] > 0 and result["law_over_static_torch"] > 0
+    assert result["dds_profile"].endswith("fastdds_large_frames.xml")  # the ROS part's transports
+    assert "predict (onnxruntime, command cached)" in proc.stdout and os.path.getsize(out) > 100
 
 
 def test_predictor_onnxruntime_backend_gives_the_reference_results(model):

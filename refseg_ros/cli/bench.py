@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads for the model and the node (default: all cores)")
     parser.add_argument("--no-ros", action="store_true", help="skip the ROS node figures")
+    parser.add_argument("--dds-profile", choices=("large-frames", "default"), default="large-frames",
+                        help="Fast DDS transports for the ROS figures: the shipped config/fastdds_large_frames.xml "
+                             "(default, unless FASTDDS_DEFAULT_PROFILES_FILE is set) or Fast DDS's defaults")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         print("refseg bench: --frames must be >= 1", file=sys.stderr)
         return 2
     result = run_bench(args.preset, checkpoint=args.checkpoint, quick=args.quick, frames=args.frames,
-                       threads=args.threads or os.cpu_count() or 1, ros=not args.no_ros,
+                       threads=args.threads or os.cpu_count() or 1, ros=not args.no_ros, dds_profile=args.dds_profile,
                        log=lambda s: print(s, file=sys.stderr, flush=True))
     print(summary(result))
     if args.json:

@@ -169,15 +169,17 @@ class LanguageAwareBackbone(nn.Module):
         return {}
 
     def forward(self, features: dict[str, torch.Tensor], batch: int, phi: torch.Tensor | None = None,
-                words: torch.Tensor | None = None, word_mask: torch.Tensor | None = None) -> BackboneOutput:
-        """Run the blocks for ``batch`` expressions; ``phi`` is ``(batch, layers, d_w, d_w)`` or None."""
+                words: torch.Tensor | None = None, word_mask: torch.Tensor | None = None,
+                folded: torch.Tensor | None = None) -> BackboneOutput:
+        """Run the blocks for ``batch`` expressions; ``phi`` is ``(batch, layers, d_w, d_w)`` or None;
+        ``folded`` (``law.fold_weights``) replaces ``phi`` with the summed weights."""
         x, hw = self._stem(features)
         x = broadcast_batch(x, batch)
-        if phi is not None and not self.adaptive_layers:
+        if (phi is not None or folded is not None) and not self.adaptive_layers:
             raise ValueError("this backbone was built with law=False; it takes no generated weights")
         if self.word_attn is not None and words is None:
             raise ValueError("word_attention is on: the token features are needed")
-        with adaptation(self.adaptive_layers, phi, self.law_basis):
+        with adaptation(self.adaptive_layers, phi, self.law_basis, folded):
             for i, block in enumerate(self.blocks):
                 x = block(x, hw=hw)
                 if self.word_attn is not None:

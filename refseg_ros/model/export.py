@@ -127,6 +127,10 @@ def ort_session(path: str | Path, threads: int | None = None):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
+    # No busy-waiting between runs: a spinning pool takes the cores from whatever runs next (post-
+    # processing, DDS, another session). Measured here, 2 threads: predict 27-30 -> 23 ms, and the
+    # torch work after it 14 -> 12 ms (issue 8 note).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

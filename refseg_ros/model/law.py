@@ -91,8 +91,12 @@ class AdaptiveLinear(nn.Module):
         self.weight = linear.weight
         self.bias = linear.bias
         self.adapt: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        #: ``(B, out, in)`` per-sample weights W0 + P Phi Q^T already summed (:func:`fold_weights`)
+        self.folded: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.folded is not None:
+            return self._folded_forward(x, self.folded.to(x.dtype))
         out = F.linear(x, self.weight, self.bias)
         if self.adapt is None:
             return out
@@ -102,16 +106,45 @@ class AdaptiveLinear(nn.Module):
                              p.to(xs.dtype).t())
         return out + delta.reshape(out.shape)
 
+    def _folded_forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        if w.shape[0] == 1:  # one expression: exactly the static layer's cost
+            return F.linear(x, w[0], self.bias)
+        xs = x.reshape(w.shape[0], -1, self.in_features)
+        out = torch.matmul(xs, w.transpose(1, 2))
+        if self.bias is not None:
+            out = out + self.bias.to(x.dtype)
+        return out.reshape(*x.shape[:-1], self.out_features)
+
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}")
 
 
+def fold_weights(layers: Sequence[AdaptiveLinear], phi: torch.Tensor, basis: LowRankBasis) -> torch.Tensor:
+    """``(B, layers, out, in)``: each layer's weight W0 + P Phi Q^T for each expression.
+
+    For inference with a cached command: the per-frame cost of the adapted layers is then that of
+    the static ones (one matmul, no low-rank side path). Training keeps the low-rank form, which
+    never builds these matrices.
+    """
+    w0 = torch.stack([layer.weight for layer in layers])  # (L, out, in)
+    delta = torch.einsum("or,blrs,is->bloi", basis.p, phi.to(w0.dtype), basis.q)
+    return w0.unsqueeze(0) + delta
+
+
 @contextmanager
 def adaptation(layers: Sequence[AdaptiveLinear], phi: torch.Tensor | None,
-               basis: LowRankBasis | None) -> Iterator[None]:
-    """Attach ``phi[:, i]`` (B, d_w, d_w) to ``layers[i]`` for one forward; ``phi=None`` = static."""
-    if phi is not None:
+               basis: LowRankBasis | None, folded: torch.Tensor | None = None) -> Iterator[None]:
+    """Attach ``phi[:, i]`` (B, d_w, d_w) to ``layers[i]`` for one forward; ``phi=None`` = static.
+
+    ``folded`` (from :func:`fold_weights`), when given, is used instead of ``phi``.
+    """
+    if folded is not None:
+        if folded.shape[1] != len(layers):
+            raise ValueError(f"folded weights hold {folded.shape[1]} layers, the backbone adapts {len(layers)}")
+        for i, layer in enumerate(layers):
+            layer.folded = folded[:, i]
+    elif phi is not None:
         if phi.shape[1] != len(layers):
             raise ValueError(f"phi holds {phi.shape[1]} layers, the backbone adapts {len(layers)}")
         for i, layer in enumerate(layers):
@@ -121,6 +154,7 @@ def adaptation(layers: Sequence[AdaptiveLinear], phi: torch.Tensor | None,
     finally:
         for layer in layers:
             layer.adapt = None
+            layer.folded = None
 
 
 def make_adaptive(blocks: Sequence[nn.Module]) -> list[AdaptiveLinear]:

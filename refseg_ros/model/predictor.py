@@ -164,13 +164,16 @@ class GroundingPredictor:
             self._cache.popitem(last=False)
         return Command.cat(rows)
 
+    @torch.inference_mode()
     def set_command(self, expressions: list[str] | str) -> None:
         """Make ``expressions`` the active command (an empty list clears it)."""
         if isinstance(expressions, str):
             expressions = [expressions]
         expressions = [str(e) for e in expressions]
         self._expressions = expressions
-        self._active = self._commands(expressions) if expressions else None
+        # Folded: the generated weights summed into the adapted layers once per command, so each
+        # frame pays only the static layers' cost (``VGLAW.fold``; the cache keeps the small Phi).
+        self._active = self.model.fold(self._commands(expressions)) if expressions else None
 
     def clear_cache(self) -> None:
         self._cache.clear()

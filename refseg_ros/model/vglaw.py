@@ -16,7 +16,7 @@ Images enter as float RGB in [0, 1], ``(B, 3, H, W)``; normalisation uses the ``
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
@@ -25,7 +25,7 @@ from torch import nn
 from refseg_ros.model.backbones import LanguageAwareBackbone
 from refseg_ros.model.config import ModelConfig
 from refseg_ros.model.heads import GroundingHead, GroundingOutput
-from refseg_ros.model.law import LanguageAdaptiveWeights
+from refseg_ros.model.law import LanguageAdaptiveWeights, fold_weights
 from refseg_ros.model.text_encoder import TextEncoder, TextFeatures
 
 
@@ -35,13 +35,15 @@ class Command:
 
     ``phi``: ``(B, layers, d_w, d_w)`` generated weights (None when ``law`` is off);
     ``sentence``: ``(B, d_l)`` F_l^1 for the heads; ``words``/``word_mask``: token features, only
-    kept when the optional word attention is on.
+    kept when the optional word attention is on; ``folded``: ``(B, layers, out, in)`` the adapted
+    layers' weights with Phi summed in (``VGLAW.fold``, for inference; used instead of ``phi``).
     """
 
     phi: torch.Tensor | None
     sentence: torch.Tensor
     words: torch.Tensor | None = None
     word_mask: torch.Tensor | None = None
+    folded: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.sentence.shape[0]
@@ -71,7 +73,8 @@ class Command:
             words, mask = text.tokens, text.mask
         return Command(
             phi=None if first.phi is None else torch.cat([c.phi for c in items]),
-            sentence=torch.cat([c.sentence for c in items]), words=words, word_mask=mask)
+            sentence=torch.cat([c.sentence for c in items]), words=words, word_mask=mask,
+            folded=None if any(c.folded is None for c in items) else torch.cat([c.folded for c in items]))
 
 
 class VGLAW(nn.Module):
@@ -129,6 +132,16 @@ class VGLAW(nn.Module):
     def command(self, expressions: list[str]) -> Command:
         return self.condition(self.encode_text(expressions))
 
+    @torch.no_grad()
+    def fold(self, command: Command) -> Command:
+        """``command`` with its generated weights summed into the adapted layers' weights: per
+        frame, the language-adaptive layers then cost what static ones do (a cached command's
+        inference path; gradients do not flow through it)."""
+        if command.phi is None or not self.backbone.adaptive_layers:
+            return command
+        folded = fold_weights(self.backbone.adaptive_layers, command.phi, self.backbone.law_basis)
+        return replace(command, folded=folded)
+
     # ---- image side ----------------------------------------------------------------------------
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return (images - self.pixel_mean.to(images.dtype)) / self.pixel_std.to(images.dtype)
@@ -142,7 +155,7 @@ class VGLAW(nn.Module):
     def ground(self, features: dict[str, torch.Tensor], command: Command) -> GroundingOutput:
         """Per-frame work: features of 1 image (broadcast) or of ``len(command)`` images."""
         out = self.backbone(features, len(command), phi=command.phi, words=command.words,
-                            word_mask=command.word_mask)
+                            word_mask=command.word_mask, folded=command.folded)
         return self.head(out, command.sentence)
 
     def forward(self, images: torch.Tensor, command: Command | list[str]) -> GroundingOutput:

@@ -4,11 +4,13 @@ What is measured (CPU, float32, one process unless said otherwise):
 
 - ``predict`` with a cached command on frames of the preset's input size: p50/p95 over ``frames``
   frames after warm-up;
-- the same ``predict`` with the per-frame graph run by onnxruntime (``backend="onnxruntime"``);
+- the same ``predict`` with the per-frame graph run by onnxruntime (``backend="onnxruntime"``).
+  The headline keys (``predict_ms_*``, ``law_over_static``) are on the node's default backend
+  (``auto``: onnxruntime on a CPU); the other backend's figures carry its name (``*_torch``);
 - ``set_command`` for an expression not in the cache (text encoder + generated weights);
 - k = 1, 2, 4 expressions on one frame, one batch vs k single-expression calls;
-- the ``law: false`` model of the same preset (static weights), interleaved frame by frame with the
-  LAW model so both see the same machine load: ``law_over_static``;
+- the ``law: false`` model of the same preset (static weights), on both backends, interleaved frame
+  by frame with the LAW model so both see the same machine load: ``law_over_static``;
 - timm's ViT-B/16 at 448x448 (random weights), the VG-LAW paper's visual backbone;
 - the ROS node in its own process (image published -> GroundingArray received) next to
   ``predict`` alone on the same 640x480 frames, and the node's peak RSS. This part runs
@@ -58,6 +60,23 @@ EXPRESSIONS = ["the red mug on the left", "the small blue cube", "the duck next 
                "the purple ball between the mug and the duck", "the rightmost object"]
 
 LATENCY_HELPER = Path(__file__).resolve().parents[2] / "test" / "helpers" / "latency_benchmark.py"
+#: the shipped Fast DDS profile for camera-sized frames (README "Performance")
+LARGE_FRAMES_PROFILE = Path(__file__).resolve().parents[2] / "config" / "fastdds_large_frames.xml"
+
+
+def dds_profile_env(choice: str) -> dict[str, str]:
+    """Environment for the ROS part: ``large-frames`` = the shipped profile for both processes (as
+    the README recommends for every process on the robot) unless FASTDDS_DEFAULT_PROFILES_FILE is
+    already set; ``default`` = Fast DDS's built-in transports."""
+    env = dict(os.environ)
+    if choice == "default":
+        env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+    elif choice == "large-frames":
+        if not env.get("FASTDDS_DEFAULT_PROFILES_FILE") and LARGE_FRAMES_PROFILE.is_file():
+            env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(LARGE_FRAMES_PROFILE)
+    else:
+        raise ValueError(f"dds profile must be 'large-frames' or 'default'; got {choice!r}")
+    return env
 
 
 def in_worker_thread(fn: Callable[[], object]) -> object:
@@ -139,30 +158,39 @@ def bench_model(model, static, frames_n: int, quick: bool) -> dict:
     """predict, set_command, batching and law-vs-static figures (seconds -> ms in the result)."""
     import torch
 
-    from refseg_ros.model.predictor import GroundingPredictor
+    from refseg_ros.model.predictor import GroundingPredictor, resolve_backend
 
     law, plain = GroundingPredictor(model), GroundingPredictor(static)
     frames = _frames(model.input_size)
     out: dict = {"input_size": list(model.input_size), "word_attention": bool(model.cfg.word_attention),
                  "law": bool(model.cfg.law)}
-    fns = {"law": law, "static": plain}
+    # The headline keys (predict_ms_*, law_over_static) are on the backend the node runs by
+    # default (backend: auto); the PyTorch figures are kept under *_torch.
+    fns = {"torch": law, "static_torch": plain}
     onnx = None
     try:
-        fns["onnx"] = onnx = GroundingPredictor(model, backend="onnxruntime")
+        fns["onnxruntime"] = onnx = GroundingPredictor(model, backend="onnxruntime")
+        fns["static_onnxruntime"] = GroundingPredictor(static, backend="onnxruntime")
     except Exception as exc:  # noqa: BLE001 - a figure less, not a failed benchmark
+        fns.pop("onnxruntime", None)
+        onnx = None
         out["notes_onnx"] = f"onnxruntime backend skipped: {type(exc).__name__}: {exc}"
+    backend = resolve_backend("auto") if onnx is not None else "torch"
+    out["backend"] = backend
     for p in fns.values():
         p.set_command(EXPRESSIONS[:1])
     i = iter(range(10**9))
     t = interleaved({k: (lambda p=p: p.predict(frames[next(i) % 3])) for k, p in fns.items()}, frames_n, warmup=3)
-    if "onnx" in t:
-        out["predict_onnxruntime_ms_p50"], out["predict_onnxruntime_ms_p95"] = ms(t["onnx"]), ms(t["onnx"], 95)
-        out["predict_onnxruntime_cpu_ms_p50"] = ms(t["onnx_cpu"])
-    out["predict_ms_p50"], out["predict_ms_p95"] = ms(t["law"]), ms(t["law"], 95)
-    out["static_predict_ms_p50"] = ms(t["static"])
-    out["law_over_static"] = _ratio(out["predict_ms_p50"], out["static_predict_ms_p50"])
-    out["predict_cpu_ms_p50"], out["static_predict_cpu_ms_p50"] = ms(t["law_cpu"]), ms(t["static_cpu"])
-    out["law_over_static_cpu"] = _ratio(out["predict_cpu_ms_p50"], out["static_predict_cpu_ms_p50"])
+    for key in ("torch", "onnxruntime"):
+        if key in t:
+            out[f"predict_{key}_ms_p50"], out[f"predict_{key}_ms_p95"] = ms(t[key]), ms(t[key], 95)
+            out[f"predict_{key}_cpu_ms_p50"] = ms(t[f"{key}_cpu"])  # the calling thread only
+            out[f"static_predict_{key}_ms_p50"] = ms(t[f"static_{key}"])
+            out[f"law_over_static_{key}"] = _ratio(out[f"predict_{key}_ms_p50"], out[f"static_predict_{key}_ms_p50"])
+    out["law_over_static_torch_cpu"] = _ratio(ms(t["torch_cpu"]), ms(t["static_torch_cpu"]))
+    out["predict_ms_p50"], out["predict_ms_p95"] = out[f"predict_{backend}_ms_p50"], out[f"predict_{backend}_ms_p95"]
+    out["static_predict_ms_p50"] = out[f"static_predict_{backend}_ms_p50"]
+    out["law_over_static"] = out[f"law_over_static_{backend}"]
 
     cmd_times = []
     for expr in EXPRESSIONS[1:(4 if quick else 10)]:
@@ -239,11 +267,12 @@ def bench_paper_backbone(n: int) -> dict:
             "paper_backbone": "timm vit_base_patch16_224, img_size 448, random init"}
 
 
-def bench_ros(checkpoint: Path, frames_n: int, threads: int, timeout: float = 900) -> dict:
+def bench_ros(checkpoint: Path, frames_n: int, threads: int, timeout: float = 900,
+              dds_profile: str = "large-frames") -> dict:
     """The node between processes, via the test suite's latency helper (``--json``)."""
     if not LATENCY_HELPER.is_file():
         return {"notes_ros": f"no {LATENCY_HELPER} (not a source checkout): ROS figures skipped"}
-    env = dict(os.environ)
+    env = dds_profile_env(dds_profile)
     env.setdefault("ROS_DOMAIN_ID", str(101 + os.getpid() % 100))
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     env["PYTHONUNBUFFERED"] = "1"
@@ -259,7 +288,8 @@ def bench_ros(checkpoint: Path, frames_n: int, threads: int, timeout: float = 90
     return {"ros_frame_size": ros["frame_size"], "ros_backend": ros.get("backend"), "ros_frames": ros["frames"],
             "ros_predict_ms_p50": ros["predict_ms_p50"], "ros_node_ms_p50": ros["node_ms_p50"],
             "ros_node_ms_p95": ros["node_ms_p95"], "ros_node_processing_ms_p50": ros["node_processing_ms_p50"],
-            "ros_over_predict": _ratio(ros["node_ms_p50"], ros["predict_ms_p50"]), "rss_mb": ros["rss_mb"]}
+            "ros_over_predict": _ratio(ros["node_ms_p50"], ros["predict_ms_p50"]), "rss_mb": ros["rss_mb"],
+            "dds_profile": env.get("FASTDDS_DEFAULT_PROFILES_FILE")}
 
 
 def check_targets(result: dict) -> dict[str, bool | None]:
@@ -277,7 +307,7 @@ def check_targets(result: dict) -> dict[str, bool | None]:
 
 def run_bench(preset: str = "tabletop", checkpoint: str | None = None, quick: bool = False,
               frames: int | None = None, threads: int = 2, ros: bool = True,
-              log: Callable[[str], None] = print) -> dict:
+              log: Callable[[str], None] = print, dds_profile: str = "large-frames") -> dict:
     """Run every part and return one flat dict (ms, MB, ratios; see ``REQUIRED_KEYS``)."""
     import torch
 
@@ -286,7 +316,7 @@ def run_bench(preset: str = "tabletop", checkpoint: str | None = None, quick: bo
     result: dict = {"preset": preset, "quick": quick, "frames": n, "threads": threads,
                     "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
                     "torch": torch.__version__, "load_average_before": round(os.getloadavg()[0], 2),
-                    "dds_profile": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")}
+                    "dds_profile": None}
     log(f"refseg bench: preset {preset}, {threads} threads, {n} frames, load {result['load_average_before']}")
     model, static, weights, path = load_models(preset, checkpoint)
     result["weights"] = weights
@@ -295,7 +325,7 @@ def run_bench(preset: str = "tabletop", checkpoint: str | None = None, quick: bo
     log("  paper backbone (ViT-B/16 @ 448) ...")
     result.update(in_worker_thread(lambda: bench_paper_backbone(1 if quick else 10)))
     result["paper_over_predict"] = _ratio(result["paper_backbone_ms_p50"], result["predict_ms_p50"])
-    result["paper_over_predict_cpu"] = _ratio(result["paper_backbone_cpu_ms_p50"], result["predict_cpu_ms_p50"])
+    result["paper_over_predict_torch"] = _ratio(result["paper_backbone_ms_p50"], result["predict_torch_ms_p50"])
     result["bench_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     result.update({"ros_over_predict": None, "rss_mb": None})
     if ros:
@@ -306,7 +336,7 @@ def run_bench(preset: str = "tabletop", checkpoint: str | None = None, quick: bo
 
                 path = save_checkpoint(model, Path(tmp) / f"random_{preset}.safetensors",
                                        extra={"note": "random init, refseg bench"})
-            result.update(bench_ros(path, n, threads))
+            result.update(bench_ros(path, n, threads, dds_profile=dds_profile))
     else:
         result["notes_ros"] = "skipped (--no-ros)"
     result["load_average_after"] = round(os.getloadavg()[0], 2)
@@ -325,11 +355,11 @@ def summary(result: dict) -> str:
         f"weights: {result['weights']}; input {result['input_size'][0]}x{result['input_size'][1]}; "
         f"{result['threads']} threads; load {result['load_average_before']} -> {result['load_average_after']} "
         f"on {result['cpu_count']} cores",
-        f"predict (command cached)    p50 {f('predict_ms_p50')}  p95 {f('predict_ms_p95')}  "
-        f"(thread CPU {f('predict_cpu_ms_p50')})",
-        f"predict, onnxruntime        p50 {f('predict_onnxruntime_ms_p50')}  "
-        f"(thread CPU {f('predict_onnxruntime_cpu_ms_p50')})",
-        f"law: false model            p50 {f('static_predict_ms_p50')}  law/static {f('law_over_static', 'x')}",
+        f"predict ({result.get('backend')}, command cached)  p50 {f('predict_ms_p50')}  p95 {f('predict_ms_p95')}",
+        f"  law: false model          p50 {f('static_predict_ms_p50')}  law/static {f('law_over_static', 'x')}",
+        f"predict, torch              p50 {f('predict_torch_ms_p50')}  p95 {f('predict_torch_ms_p95')}",
+        f"  law: false model          p50 {f('static_predict_torch_ms_p50')}  "
+        f"law/static {f('law_over_static_torch', 'x')} (thread CPU {f('law_over_static_torch_cpu', 'x')})",
         f"set_command (new expr)      {f('set_command_ms')}",
         f"k=1/2/4 batched             {f('batch1_ms')} / {f('batch2_ms')} / {f('batch4_ms')}  "
         f"(4 vs 1: {f('batch4_over_batch1', 'x')}; CPU {f('batch4_over_batch1_cpu', 'x')}; "
@@ -341,6 +371,7 @@ def summary(result: dict) -> str:
         f"ROS node ({result.get('ros_backend')}) end to end p50 {f('ros_node_ms_p50')}  "
         f"p95 {f('ros_node_ms_p95')}  vs predict "
         f"{f('ros_predict_ms_p50')} at {result.get('ros_frame_size')}: {f('ros_over_predict', 'x')}",
+        f"  DDS: {Path(result['dds_profile']).name if result.get('dds_profile') else 'Fast DDS defaults'}",
         f"node peak RSS               {f('rss_mb', ' MB')}",
     ]
     if result.get("notes_ros"):
