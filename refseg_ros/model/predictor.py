@@ -171,9 +171,13 @@ class GroundingPredictor:
             expressions = [expressions]
         expressions = [str(e) for e in expressions]
         self._expressions = expressions
-        # Folded: the generated weights summed into the adapted layers once per command, so each
-        # frame pays only the static layers' cost (``VGLAW.fold``; the cache keeps the small Phi).
-        self._active = self.model.fold(self._commands(expressions)) if expressions else None
+        command = self._commands(expressions) if expressions else None
+        if command is not None and self._onnx is None:
+            # PyTorch frames: the generated weights summed into the adapted layers once per command,
+            # so each frame pays only the static layers' cost (``VGLAW.fold``; the cache keeps the
+            # small Phi). The onnxruntime graph takes Phi itself.
+            command = self.model.fold(command)
+        self._active = command
 
     def clear_cache(self) -> None:
         self._cache.clear()

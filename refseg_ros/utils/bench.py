@@ -225,10 +225,11 @@ def bench_model(model, static, frames_n: int, quick: bool) -> dict:
     t = interleaved(fns, max(3, frames_n // 4), warmup=1)
     for key, times in t.items():
         out[f"{key.removesuffix('_cpu')}_{'cpu_' if key.endswith('_cpu') else ''}ms"] = ms(times)
-    out["batch4_over_batch1"] = _ratio(out["batch4_ms"], out["batch1_ms"])
-    out["batch4_over_batch1_cpu"] = _ratio(out["batch4_cpu_ms"], out["batch1_cpu_ms"])
+    out["batch4_over_batch1_torch"] = _ratio(out["batch4_ms"], out["batch1_ms"])
+    out["batch4_over_batch1_torch_cpu"] = _ratio(out["batch4_cpu_ms"], out["batch1_cpu_ms"])
     if ort is not None:
         out["batch4_over_batch1_onnxruntime"] = _ratio(out["onnxruntime_batch4_ms"], out["onnxruntime_batch1_ms"])
+    out["batch4_over_batch1"] = out[f"batch4_over_batch1_{backend}"]
     out.update(batch_flops(model))
     out["batch4_over_sequential4"] = _ratio(out["batch4_ms"], out["sequential4_ms"])
     out["torch_threads"] = torch.get_num_threads()
@@ -361,10 +362,10 @@ def summary(result: dict) -> str:
         f"  law: false model          p50 {f('static_predict_torch_ms_p50')}  "
         f"law/static {f('law_over_static_torch', 'x')} (thread CPU {f('law_over_static_torch_cpu', 'x')})",
         f"set_command (new expr)      {f('set_command_ms')}",
-        f"k=1/2/4 batched             {f('batch1_ms')} / {f('batch2_ms')} / {f('batch4_ms')}  "
-        f"(4 vs 1: {f('batch4_over_batch1', 'x')}; CPU {f('batch4_over_batch1_cpu', 'x')}; "
+        f"k=1/2/4 batched, torch      {f('batch1_ms')} / {f('batch2_ms')} / {f('batch4_ms')}  "
+        f"(4 vs 1: {f('batch4_over_batch1_torch', 'x')}; CPU {f('batch4_over_batch1_torch_cpu', 'x')}; "
         f"GFLOPs {f('flops_batch4_over_batch1', 'x')})",
-        f"k=1/2/4 sequential          {f('sequential1_ms')} / {f('sequential2_ms')} / {f('sequential4_ms')}",
+        f"k=1/2/4 sequential, torch   {f('sequential1_ms')} / {f('sequential2_ms')} / {f('sequential4_ms')}",
         f"k=1/4 batched, onnxruntime  {f('onnxruntime_batch1_ms')} / {f('onnxruntime_batch4_ms')}  "
         f"(4 vs 1: {f('batch4_over_batch1_onnxruntime', 'x')})",
         f"paper backbone ViT-B/16@448 p50 {f('paper_backbone_ms_p50')}  ({f('paper_over_predict', 'x')} predict)",
