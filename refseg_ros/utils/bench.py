@@ -5,8 +5,9 @@ What is measured (CPU, float32, one process unless said otherwise):
 - ``predict`` with a cached command on frames of the preset's input size: p50/p95 over ``frames``
   frames after warm-up;
 - the same ``predict`` with the per-frame graph run by onnxruntime (``backend="onnxruntime"``).
-  The headline keys (``predict_ms_*``, ``law_over_static``) are on the node's default backend
-  (``auto``: onnxruntime on a CPU); the other backend's figures carry its name (``*_torch``);
+  The headline keys (``predict_ms_*``, ``law_over_static``, ``batch4_over_batch1``) are on the
+  node's default backend (``auto``: onnxruntime on a CPU); the other backend's figures carry its
+  name (``*_torch``);
 - ``set_command`` for an expression not in the cache (text encoder + generated weights);
 - k = 1, 2, 4 expressions on one frame, one batch vs k single-expression calls;
 - the ``law: false`` model of the same preset (static weights), on both backends, interleaved frame
