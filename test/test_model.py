@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 import sys
 import warnings
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 import torch
@@ -27,12 +29,20 @@ SMALL_VIT = dict(embed_dim=64, depth=3, num_heads=4, input_size=(128, 96), windo
                  global_blocks=(1,), mask_dim=32, lap_dim=32, drop_path=0.0, text_train_layers=0)
 
 
-def randomize_law(model, std: float = 0.05, seed: int = 0) -> None:
-    """Give Phi non-zero weights (it starts at zero, where every expression gives the same features)."""
+@contextmanager
+def randomized_law(model, std: float = 0.05, seed: int = 0) -> Iterator[None]:
+    """Give Phi non-zero weights for the block (it starts at zero, where every expression gives
+    the same features); back to zero afterwards, so the shared fixtures stay at their init."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         model.law.phi_weight.copy_(torch.randn(model.law.phi_weight.shape, generator=g) * std)
         model.law.phi_bias.copy_(torch.randn(model.law.phi_bias.shape, generator=g) * std)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            model.law.phi_weight.zero_()
+            model.law.phi_bias.zero_()
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +140,7 @@ def test_phi_zero_is_exactly_the_static_backbone(tabletop):
 @pytest.mark.parametrize("which", ["tabletop", "small_vit"])
 def test_backbone_matches_materialised_weights(which, request):
     model = request.getfixturevalue(which)
-    randomize_law(model)
-    try:
+    with randomized_law(model):
         with torch.no_grad():
             cmd = model.command(EXPRESSIONS)
             feats = model.image_features(images(model))
@@ -145,17 +154,12 @@ def test_backbone_matches_materialised_weights(which, request):
                 for i, layer in enumerate(layers):
                     layer.weight.copy_(w0[i])
                 assert torch.allclose(batched[b:b + 1], single, atol=1e-5), (which, b)
-    finally:
-        with torch.no_grad():
-            model.law.phi_weight.zero_()
-            model.law.phi_bias.zero_()
 
 
 @pytest.mark.parametrize("which", ["tabletop", "small_vit"])
 def test_folded_weights_match_the_low_rank_path(which, request):
     model = request.getfixturevalue(which)
-    randomize_law(model)
-    try:
+    with randomized_law(model):
         with torch.no_grad():
             cmd = model.command(EXPRESSIONS)
             folded = model.fold(cmd)
@@ -172,10 +176,6 @@ def test_folded_weights_match_the_low_rank_path(which, request):
             assert all(layer.folded is None for layer in model.backbone.adaptive_layers)  # detached
             cat = type(cmd).cat([folded.index(2), folded.index(0)])
             assert torch.equal(cat.folded, folded.folded[[2, 0]])
-    finally:
-        with torch.no_grad():
-            model.law.phi_weight.zero_()
-            model.law.phi_bias.zero_()
 
 
 def test_expressions_change_visual_features(tabletop):
@@ -185,43 +185,36 @@ def test_expressions_change_visual_features(tabletop):
         cmd = tabletop.command(EXPRESSIONS)
         same = tabletop.backbone(feats, 3, phi=cmd.phi).tokens
         assert torch.equal(same[0], same[1])  # Phi = 0: the language does not reach the backbone yet
-        randomize_law(tabletop)
-        try:
+        with randomized_law(tabletop):
             cmd = tabletop.command(EXPRESSIONS)
             tokens = tabletop.backbone(feats, 3, phi=cmd.phi).tokens
-        finally:
-            tabletop.law.phi_weight.zero_()
-            tabletop.law.phi_bias.zero_()
     assert (tokens[0] - tokens[1]).abs().max() > 1e-3
     assert (tokens[1] - tokens[2]).abs().max() > 1e-3
 
 
 def test_gradients_reach_law_and_both_heads(tabletop):
-    randomize_law(tabletop)
-    tabletop.train()
-    try:
-        tabletop.zero_grad()
-        out = tabletop(images(tabletop, 2), EXPRESSIONS[:2])
-        boxes = torch.tensor([[0.3, 0.4, 0.1, 0.2], [0.6, 0.5, 0.2, 0.1]])
-        masks = torch.zeros(2, 60, 80)
-        masks[0, 20:30, 20:30] = masks[1, 30:40, 40:50] = 1
-        loss = GroundingLoss.from_config(tabletop.cfg)(out, boxes, masks)
-        loss["loss"].backward()
-        named = dict(tabletop.named_parameters())
-        for name in ("law.layer_embed", "law.reduce_weight", "law.phi_weight", "backbone.law_basis.p",
-                     "backbone.law_basis.q", "head.box.lap.vis.weight", "head.box.mlp.0.weight",
-                     "head.mask.txt.weight", "head.mask.decoder.lateral.1.weight",
-                     "backbone.blocks.0.attn.qkv.weight", "backbone.input_proj.weight"):
-            grad = named[name].grad
-            assert grad is not None and grad.abs().sum() > 0, name
-        frozen = [n for n, p in named.items() if n.startswith(("backbone.cnn.", "text_encoder."))]
-        assert frozen and all(not named[n].requires_grad and named[n].grad is None for n in frozen)
-        assert not tabletop.backbone.cnn.training  # frozen BatchNorm stays in eval mode
-    finally:
-        tabletop.eval().zero_grad(set_to_none=True)
-        with torch.no_grad():
-            tabletop.law.phi_weight.zero_()
-            tabletop.law.phi_bias.zero_()
+    with randomized_law(tabletop):
+        tabletop.train()
+        try:
+            tabletop.zero_grad()
+            out = tabletop(images(tabletop, 2), EXPRESSIONS[:2])
+            boxes = torch.tensor([[0.3, 0.4, 0.1, 0.2], [0.6, 0.5, 0.2, 0.1]])
+            masks = torch.zeros(2, 60, 80)
+            masks[0, 20:30, 20:30] = masks[1, 30:40, 40:50] = 1
+            loss = GroundingLoss.from_config(tabletop.cfg)(out, boxes, masks)
+            loss["loss"].backward()
+            named = dict(tabletop.named_parameters())
+            for name in ("law.layer_embed", "law.reduce_weight", "law.phi_weight", "backbone.law_basis.p",
+                         "backbone.law_basis.q", "head.box.lap.vis.weight", "head.box.mlp.0.weight",
+                         "head.mask.txt.weight", "head.mask.decoder.lateral.1.weight",
+                         "backbone.blocks.0.attn.qkv.weight", "backbone.input_proj.weight"):
+                grad = named[name].grad
+                assert grad is not None and grad.abs().sum() > 0, name
+            frozen = [n for n, p in named.items() if n.startswith(("backbone.cnn.", "text_encoder."))]
+            assert frozen and all(not named[n].requires_grad and named[n].grad is None for n in frozen)
+            assert not tabletop.backbone.cnn.training  # frozen BatchNorm stays in eval mode
+        finally:
+            tabletop.eval().zero_grad(set_to_none=True)
 
 
 def test_cached_frozen_features_feed_the_forward(tabletop):
@@ -401,17 +394,12 @@ def test_vit_loads_a_user_timm_checkpoint(tmp_path, suffix):
 
 def test_cached_text_features_give_the_same_command(tabletop):
     """Training caches encode_text per expression; padding them together must not change Phi."""
-    randomize_law(tabletop)
-    try:
+    with randomized_law(tabletop):
         with torch.no_grad():
             direct = tabletop.command(EXPRESSIONS)
             cached = [tabletop.encode_text([e]) for e in EXPRESSIONS]  # different lengths
             assert len({c.tokens.shape[1] for c in cached}) > 1
             from refseg_ros.model.text_encoder import TextFeatures
             joined = tabletop.condition(TextFeatures.cat(cached))
-    finally:
-        with torch.no_grad():
-            tabletop.law.phi_weight.zero_()
-            tabletop.law.phi_bias.zero_()
     assert torch.allclose(joined.phi, direct.phi, atol=1e-5)
     assert torch.allclose(joined.sentence, direct.sentence, atol=1e-5)
