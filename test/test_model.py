@@ -156,26 +156,59 @@ def test_backbone_matches_materialised_weights(which, request):
                 assert torch.allclose(batched[b:b + 1], single, atol=1e-5), (which, b)
 
 
-@pytest.mark.parametrize("which", ["tabletop", "small_vit"])
-def test_folded_weights_match_the_low_rank_path(which, request):
+@pytest.fixture(scope="module")
+def tabletop_words(tabletop):
+    """The tabletop model with word attention whose (zero-initialised) output projection is random."""
+    torch.manual_seed(1)
+    model = build_model("tabletop", word_attention=True).eval()
+    model.load_state_dict(tabletop.state_dict(), strict=False)
+    with torch.no_grad():
+        for attn in model.backbone.word_attn:
+            attn.proj.weight.normal_(0, 0.05)
+            attn.proj.bias.normal_(0, 0.05)
+    return model
+
+
+@pytest.mark.parametrize("which", ["tabletop", "tabletop_words", "small_vit"])
+@pytest.mark.parametrize("weights", [True, False], ids=["qkv_summed", "phi_low_rank"])
+def test_folded_command_matches_the_reference_path(which, weights, request):
+    """VGLAW.fold (what the predictor and the ONNX graph run per frame) gives the training path's
+    outputs: generated weights summed, words folded into the word attention, the sentence into the
+    LAP and the mask kernel (through the skip decoder's last 1x1 conv; small_vit: deconv decoder)."""
     model = request.getfixturevalue(which)
     with randomized_law(model):
         with torch.no_grad():
             cmd = model.command(EXPRESSIONS)
-            folded = model.fold(cmd)
-            assert folded.folded.shape == (len(cmd), len(model.backbone.adaptive_layers),
-                                           *model.backbone.adaptive_layers[0].weight.shape)
+            folded = model.fold(cmd, weights=weights)
+            f = folded.folded
+            layers = model.backbone.adaptive_layers
+            if weights:
+                assert f.qkv.shape == (len(cmd), len(layers), *layers[0].weight.shape)
+            else:
+                assert f.qkv is None
+            words = model.backbone.word_attn
+            assert (f.word_keys is not None) == (words is not None)
+            if words is not None:  # padding of the shorter expressions is -inf, never attended
+                assert f.word_keys.shape[:4] == (3, len(words), words[0].num_heads, cmd.words.shape[1])
+                assert torch.equal(torch.isinf(f.word_bias), ~cmd.word_mask[:, None, None, :].expand_as(f.word_bias))
             feats = model.image_features(images(model))
-            low_rank = model.ground(feats, cmd)
-            summed = model.ground(feats, folded)  # 3 expressions: the batched matmul
-            assert torch.allclose(summed.box, low_rank.box, atol=1e-5)
-            assert torch.allclose(summed.mask_logits, low_rank.mask_logits, atol=1e-4)
+            ref = model.ground(feats, cmd)
+            got = model.ground(feats, folded)  # 3 expressions: the batched matmul
+            assert torch.allclose(got.box, ref.box, atol=1e-5)
+            assert torch.allclose(got.attention, ref.attention, atol=1e-5)
+            assert torch.allclose(got.mask_logits, ref.mask_logits, atol=1e-4)
             one = model.ground(feats, folded.index(1))  # 1 expression: a plain F.linear
-            assert torch.allclose(one.mask_logits, low_rank.mask_logits[1:2], atol=1e-4)
+            assert torch.allclose(one.mask_logits, ref.mask_logits[1:2], atol=1e-4)
             assert not torch.allclose(one.mask_logits, model.ground(feats, folded.index(0)).mask_logits)
-            assert all(layer.folded is None for layer in model.backbone.adaptive_layers)  # detached
+            assert all(layer.folded is None for layer in layers)  # detached
+            # concatenating folded commands of different lengths pads the words; same results
             cat = type(cmd).cat([folded.index(2), folded.index(0)])
-            assert torch.equal(cat.folded, folded.folded[[2, 0]])
+            if weights:
+                assert torch.equal(cat.folded.qkv, f.qkv[[2, 0]])
+            both = model.ground(feats, cat)
+            assert torch.allclose(both.mask_logits, ref.mask_logits[[2, 0]], atol=1e-4)
+            short = type(cmd).cat([model.fold(model.command([e]), weights=weights) for e in EXPRESSIONS[:2]])
+            assert torch.allclose(model.ground(feats, short).box, ref.box[:2], atol=1e-5)
 
 
 def test_expressions_change_visual_features(tabletop):

@@ -88,7 +88,7 @@ def test_onnx_round_trip_matches_pytorch(tmp_path, law, words):
     session = ort_session(out, threads=1)
     names = [i.name for i in session.get_inputs()]
     assert names == FramePath(model).input_names()
-    assert ("phi" in names) == law and ("words" in names) == words
+    assert ("phi" in names) == law and ("word_keys" in names) == words
     inputs = example_inputs(model, ["the ball"])
     assert len(inputs) == len(names)
     # the example's size and batch, then another image size, batch and token count (dynamic axes)
@@ -120,6 +120,7 @@ def test_refseg_bench_quick_writes_every_figure(tmp_path, ros_env):
     assert result["backend"] == "onnxruntime" and result["predict_ms_p50"] == result["predict_onnxruntime_ms_p50"]
     assert result["law_over_static"] == result["law_over_static_onnxruntime"]
     assert result["predict_torch_ms_p50"] > 0 and result["law_over_static_torch"] > 0
+    assert result["predict_onnxruntime_int8_ms_p50"] > 0 and result["batch4_over_batch1_onnxruntime_int8"] > 0
     assert result["dds_profile"].endswith("fastdds_large_frames.xml")  # the ROS part's transports
     assert "predict (onnxruntime, command cached)" in proc.stdout and os.path.getsize(out) > 100
 
@@ -140,3 +141,5 @@ def test_predictor_onnxruntime_backend_gives_the_reference_results(model):
             assert (a.mask != b.mask).mean() < 1e-4
     with pytest.raises(ValueError, match="backend"):
         GroundingPredictor(model, backend="tensorrt")
+    with pytest.raises(ValueError, match="int8 is an onnxruntime option"):
+        GroundingPredictor(model, int8=True)

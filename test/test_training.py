@@ -59,6 +59,13 @@ def test_train_checkpoint_resume_evaluate(tiny_data, tmp_path):
     assert metrics["n"] > 0 and 0 <= metrics["res_miou"] <= 100
     assert sum(v["n"] for v in metrics["by_type"].values()) == metrics["n"]
     assert json.loads(out.stdout)["n"] == metrics["n"]
+    assert metrics["path"] == "batched, torch"
+    # the node's per-frame path (each image's expressions as one command), int8 onnxruntime graph
+    _refseg("eval", "--checkpoint", run / "checkpoints" / "last.safetensors", "--data", tiny_data,
+            "--split", "val", "--json", tmp_path / "node.json", "--no-progress", "--threads", 1,
+            "--backend", "onnxruntime", "--int8")
+    node = json.loads((tmp_path / "node.json").read_text())
+    assert node["path"] == "per-frame, onnxruntime int8" and node["n"] == metrics["n"]
 
 
 def test_ddp_two_processes_gloo_identical_weights(tiny_data, tmp_path):

@@ -18,25 +18,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-samples", type=int, default=None, help="evaluate an evenly spread subset")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default=None,
+                        help="evaluate the node's per-frame path on this backend (per image: all its "
+                             "expressions as one command, then predict); default: the batched "
+                             "training-validation path in PyTorch")
+    parser.add_argument("--int8", action="store_true",
+                        help="with --backend onnxruntime: the int8-quantized per-frame graph")
     add_runtime_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from refseg_ros.model.checkpoint import CheckpointError
-    from refseg_ros.model.predictor import GroundingPredictor
+    from refseg_ros.model.predictor import GroundingPredictor, resolve_backend
     from refseg_ros.training.evaluate import evaluate
     from refseg_ros.training.trainer import pick_device
 
     apply_threads(args)
     try:
-        predictor = GroundingPredictor.from_checkpoint(args.checkpoint, device=pick_device(args.device))
+        device = pick_device(args.device)
+        backend = resolve_backend(args.backend or "torch", device)
+        predictor = GroundingPredictor.from_checkpoint(args.checkpoint, device=device, backend=backend,
+                                                       int8=args.int8)
         dataset = open_dataset(args)
     except (FileNotFoundError, CheckpointError, ValueError) as exc:
         print(f"refseg eval: {exc}", file=sys.stderr)
         return 1
     metrics = evaluate(predictor, dataset, batch_size=args.batch_size, max_samples=args.max_samples,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, per_frame=args.backend is not None)
     metrics["checkpoint"] = str(args.checkpoint or "shipped")
+    metrics["path"] = (f"per-frame, {backend}{' int8' if args.int8 else ''}" if args.backend is not None
+                       else "batched, torch")
     metrics["split"] = args.split
     text = json.dumps(metrics, indent=2)
     if args.json_out:

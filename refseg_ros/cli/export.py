@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from refseg_ros.cli.common import parse_overrides
-    from refseg_ros.model.export import check_onnx, export_onnx, time_onnx
+    from refseg_ros.model.export import FramePath, check_onnx, export_onnx, time_onnx
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -53,8 +53,7 @@ def run(args: argparse.Namespace) -> int:
     expressions = args.expr or ["the red mug on the left", "the duck"]
     out = export_onnx(model, args.out, expressions)
     report = {"onnx": str(out), "weights": source, "bytes": out.stat().st_size,
-              "inputs": ["image"] + (["phi"] if model.law is not None else []) + ["sentence"]
-              + (["words", "word_mask"] if model.backbone.word_attn is not None else []),
+              "inputs": FramePath(model).input_names(),
               "input_size": list(model.input_size)}
     w, h = model.input_size
     report["check"] = check_onnx(model, out, expressions, threads=args.threads)

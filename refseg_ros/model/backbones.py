@@ -26,7 +26,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
@@ -37,10 +37,14 @@ from torch import nn
 from refseg_ros.model.config import ModelConfig
 from refseg_ros.model.law import AdaptiveLinear, LowRankBasis, adaptation, make_adaptive
 
+if TYPE_CHECKING:
+    from refseg_ros.model.vglaw import FoldedCommand
+
 
 @dataclass
 class BackboneOutput:
-    """F_v as tokens ``(B, h*w, C)`` on a ``grid_hw`` grid (stride 16) plus finer CNN maps, if any."""
+    """F_v as tokens ``(B, h*w, C)`` on a ``grid_hw`` grid (stride 16) plus finer CNN maps, if any
+    (``skips``: per image, so batch 1 when one image serves all expressions)."""
 
     tokens: torch.Tensor
     grid_hw: tuple[int, int]
@@ -124,6 +128,38 @@ class WordAttention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=word_mask[:, None, None, :])
         return x + self.proj(y.transpose(1, 2).reshape(b, n, c))
 
+    @torch.no_grad()
+    def fold(self, words: torch.Tensor, word_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What depends only on the words, once per command (inference): ``keys``, ``values``
+        ``(B, heads, T, C)`` and ``bias`` ``(B, heads, T)`` for :meth:`forward_folded`.
+
+        Per head h, with n = norm(x): ``q_h k_h^T = n (W_q,h^T k_h^T) + b_q,h k_h^T``, so the query
+        projection moves onto the T keys (``keys``, scaled; padding becomes -inf in ``bias``), and
+        ``proj(concat_h A_h v_h) = sum_h A_h (v_h W_proj,h^T) + b_proj`` moves the output projection
+        onto the T values. A frame then costs two (N x C) x (C x heads*T) products per block
+        instead of two C x C projections plus the attention (and no key/value projection at all).
+        """
+        b, t, _ = words.shape
+        heads, c = self.num_heads, self.q.out_features
+        d = c // heads
+        k, v = self.kv(words.to(self.q.weight.dtype)).reshape(b, t, 2, heads, d).permute(2, 0, 3, 1, 4)
+        scale = d ** -0.5  # scaled_dot_product_attention's default
+        keys = torch.einsum("bhtd,hdc->bhtc", k, self.q.weight.reshape(heads, d, c)) * scale
+        bias = torch.einsum("bhtd,hd->bht", k, self.q.bias.reshape(heads, d)) * scale
+        bias = bias.masked_fill(~word_mask[:, None, :].to(torch.bool), float("-inf"))
+        values = torch.einsum("bhtd,chd->bhtc", v, self.proj.weight.reshape(c, heads, d))
+        return keys, bias, values
+
+    def forward_folded(self, x: torch.Tensor, keys: torch.Tensor, bias: torch.Tensor,
+                       values: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` with the words folded in (:meth:`fold`); the same result up to rounding."""
+        b, n, c = x.shape
+        heads = keys.shape[1]
+        keys, values = keys.flatten(1, 2).to(x.dtype), values.flatten(1, 2).to(x.dtype)  # (B, heads*T, C)
+        scores = torch.matmul(self.norm(x), keys.transpose(1, 2)) + bias.flatten(1).unsqueeze(1).to(x.dtype)
+        attn = scores.reshape(b, n, heads, -1).softmax(dim=-1).reshape(b, n, -1)
+        return x + torch.matmul(attn, values) + self.proj.bias.to(x.dtype)
+
 
 class LanguageAwareBackbone(nn.Module):
     """Shared part of the backbones: language-adaptive blocks and their P, Q basis.
@@ -165,26 +201,37 @@ class LanguageAwareBackbone(nn.Module):
     def _final_norm(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def _skips(self, features: dict[str, torch.Tensor], batch: int) -> dict[str, torch.Tensor]:
+    def _skips(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {}
 
     def forward(self, features: dict[str, torch.Tensor], batch: int, phi: torch.Tensor | None = None,
                 words: torch.Tensor | None = None, word_mask: torch.Tensor | None = None,
-                folded: torch.Tensor | None = None) -> BackboneOutput:
-        """Run the blocks for ``batch`` expressions; ``phi`` is ``(batch, layers, d_w, d_w)`` or None;
-        ``folded`` (``law.fold_weights``) replaces ``phi`` with the summed weights."""
+                folded: FoldedCommand | None = None) -> BackboneOutput:
+        """Run the blocks for ``batch`` expressions; ``phi`` is ``(batch, layers, d_w, d_w)`` or None.
+
+        ``folded`` (``VGLAW.fold``, inference) replaces what it holds: ``qkv`` the generated weights
+        summed into the adapted layers (then ``phi`` is not used), ``word_*`` the words folded into
+        the word attention (then ``words`` is not used).
+        """
         x, hw = self._stem(features)
         x = broadcast_batch(x, batch)
-        if (phi is not None or folded is not None) and not self.adaptive_layers:
+        qkv = folded.qkv if folded is not None else None
+        folded_words = folded is not None and folded.word_keys is not None
+        if (phi is not None or qkv is not None) and not self.adaptive_layers:
             raise ValueError("this backbone was built with law=False; it takes no generated weights")
-        if self.word_attn is not None and words is None:
+        if self.word_attn is not None and words is None and not folded_words:
             raise ValueError("word_attention is on: the token features are needed")
-        with adaptation(self.adaptive_layers, phi, self.law_basis, folded):
+        with adaptation(self.adaptive_layers, phi, self.law_basis, qkv):
             for i, block in enumerate(self.blocks):
                 x = block(x, hw=hw)
-                if self.word_attn is not None:
+                if self.word_attn is None:
+                    continue
+                if folded_words:
+                    x = self.word_attn[i].forward_folded(x, folded.word_keys[:, i], folded.word_bias[:, i],
+                                                         folded.word_values[:, i])
+                else:
                     x = self.word_attn[i](x, words, word_mask)
-        return BackboneOutput(self._final_norm(x), hw, self._skips(features, batch))
+        return BackboneOutput(self._final_norm(x), hw, self._skips(features))
 
 
 def _init_linear(m: nn.Module) -> None:
@@ -293,8 +340,10 @@ class MobileNetV2ViT(LanguageAwareBackbone):
     def _final_norm(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(x)
 
-    def _skips(self, features: dict[str, torch.Tensor], batch: int) -> dict[str, torch.Tensor]:
-        return {k: broadcast_batch(features[k], batch) for k in ("s4", "s8")}
+    def _skips(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        # Not broadcast to the expressions: the decoder's lateral convolutions then run once per
+        # image, and their output broadcasts in the addition.
+        return {k: features[k] for k in ("s4", "s8")}
 
 
 class ViTBackbone(LanguageAwareBackbone):

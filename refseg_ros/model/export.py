@@ -2,17 +2,21 @@
 
 The exported graph is what ``GroundingPredictor.predict`` runs per frame once the command is set:
 image features -> language-aware backbone -> box + mask head. What depends only on the command is
-an input, computed once per command by PyTorch (``VGLAW.command``) or exported with it:
+an input, computed once per command by PyTorch (``VGLAW.fold(VGLAW.command(expressions),
+weights=False)``, see :class:`~refseg_ros.model.vglaw.FoldedCommand`):
 
-============== ==================================== ===========================================
-input          shape                                present when
-============== ==================================== ===========================================
-``image``      ``(1, 3, H, W)`` float RGB in [0, 1]  always: the letterboxed canvas
-``phi``        ``(B, layers, d_w, d_w)``            ``law: true`` (generated weights per layer)
-``sentence``   ``(B, d_l)``                         always (F_l^1 for the heads)
-``words``      ``(B, T, d_l)``                      ``word_attention: true`` (token features)
-``word_mask``  ``(B, T)`` bool                      ``word_attention: true``
-============== ==================================== ===========================================
+=============== ====================================== ==========================================
+input           shape                                  present when
+=============== ====================================== ==========================================
+``image``       ``(1, 3, H, W)`` float RGB in [0, 1]    always: the letterboxed canvas
+``phi``         ``(B, layers, d_w, d_w)``              ``law: true`` (generated weights per layer)
+``word_keys``   ``(B, blocks, heads, T, C)``           ``word_attention: true`` (words folded into
+``word_bias``   ``(B, blocks, heads, T)``, -inf = pad  each block's word attention)
+``word_values`` ``(B, blocks, heads, T, C)``
+``box_query``   ``(B, C)``                             always (the sentence, for the box head)
+``mask_kernel`` ``(B, K)``                             always (the sentence, for the mask head)
+``mask_bias``   ``(B,)``                               always
+=============== ====================================== ==========================================
 
 Outputs: ``box (B, 4)`` normalised cxcywh on the canvas, ``mask_logits (B, 1, H/4, W/4)``.
 ``B`` (expressions) and ``T`` (tokens) are dynamic, and so are ``H`` and ``W`` (multiples of 16;
@@ -29,14 +33,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from refseg_ros.model.vglaw import VGLAW, Command
+from refseg_ros.model.vglaw import VGLAW, Command, FoldedCommand
 
 #: ONNX opset: 17 has LayerNormalization, supported by onnxruntime and TensorRT 8.6+
 OPSET = 17
 
 
+WORD_INPUTS = ("word_keys", "word_bias", "word_values")
+HEAD_INPUTS = ("box_query", "mask_kernel", "mask_bias")
+
+
 class FramePath(nn.Module):
-    """``VGLAW.ground(VGLAW.image_features(image), command)`` with the command as plain tensors."""
+    """``VGLAW.ground(VGLAW.image_features(image), command)`` with the folded command as plain tensors."""
 
     def __init__(self, model: VGLAW) -> None:
         super().__init__()
@@ -45,19 +53,28 @@ class FramePath(nn.Module):
         self.words = model.backbone.word_attn is not None
 
     def input_names(self) -> list[str]:
-        return ["image"] + (["phi"] if self.law else []) + ["sentence"] + \
-            (["words", "word_mask"] if self.words else [])
+        return ["image"] + (["phi"] if self.law else []) + (list(WORD_INPUTS) if self.words else []) + \
+            list(HEAD_INPUTS)
 
     def forward(self, image: torch.Tensor, *command: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         named = dict(zip(self.input_names()[1:], command))
-        cmd = Command(named.get("phi"), named["sentence"], named.get("words"), named.get("word_mask"))
+        folded = FoldedCommand(**{k: v for k, v in named.items() if k != "phi"})
         # VGLAW.ground, with the batch taken from a shape rather than len(): a traced size keeps
         # the number of expressions dynamic in the graph (len() would freeze the example's).
         model = self.model
-        features = model.backbone(model.image_features(image), cmd.sentence.shape[0], phi=cmd.phi,
-                                  words=cmd.words, word_mask=cmd.word_mask)
-        out = model.head(features, cmd.sentence)
+        features = model.backbone(model.image_features(image), folded.box_query.shape[0], phi=named.get("phi"),
+                                  folded=folded)
+        out = model.head(features, None, folded=folded)
         return out.box, out.mask_logits
+
+
+def command_tensors(model: VGLAW, command: Command) -> dict[str, torch.Tensor]:
+    """The per-frame graph's command inputs (by name) of a command, folding it if it is not yet
+    (a ``qkv`` it holds is not used: the graph takes Phi)."""
+    if command.folded is None:
+        command = model.fold(command, weights=False)
+    named = {"phi": command.phi, **{k: getattr(command.folded, k) for k in WORD_INPUTS + HEAD_INPUTS}}
+    return {k: named[k] for k in FramePath(model).input_names()[1:]}
 
 
 def example_inputs(model: VGLAW, expressions: list[str], image: torch.Tensor | None = None) -> tuple:
@@ -66,10 +83,8 @@ def example_inputs(model: VGLAW, expressions: list[str], image: torch.Tensor | N
     if image is None:
         image = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
-        cmd = model.command(list(expressions))
-    path = FramePath(model)
-    named = {"phi": cmd.phi, "sentence": cmd.sentence, "words": cmd.words, "word_mask": cmd.word_mask}
-    return (image, *(named[k].clone() for k in path.input_names()[1:]))
+        named = command_tensors(model, model.command(list(expressions)))
+    return (image, *(t.clone() for t in named.values()))
 
 
 def export_onnx(model: VGLAW, out: str | Path, expressions: list[str] | None = None,
@@ -83,8 +98,9 @@ def export_onnx(model: VGLAW, out: str | Path, expressions: list[str] | None = N
     expressions += ["the red mug on the left", "the duck"][:max(0, 2 - len(expressions))]
     args = example_inputs(model, expressions)
     names = path.input_names()
-    dims = {"image": {2: "height", 3: "width"}, "phi": {0: "expressions"}, "sentence": {0: "expressions"},
-            "words": {0: "expressions", 1: "tokens"}, "word_mask": {0: "expressions", 1: "tokens"},
+    dims = {"image": {2: "height", 3: "width"}, "phi": {0: "expressions"},
+            **{k: {0: "expressions", 3: "tokens"} for k in WORD_INPUTS},
+            **{k: {0: "expressions"} for k in HEAD_INPUTS},
             "box": {0: "expressions"}, "mask_logits": {0: "expressions", 2: "mask_height", 3: "mask_width"}}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about Python ints taken from shapes
@@ -94,33 +110,52 @@ def export_onnx(model: VGLAW, out: str | Path, expressions: list[str] | None = N
     return out
 
 
+def quantize_int8(path: str | Path, out: str | Path) -> Path:
+    """onnxruntime's dynamic int8 quantization of ``path``'s MatMuls with constant weights (the
+    transformer's projections and MLPs): int8 weights, activations quantized per call. What takes
+    command inputs (Phi, the folded words) and the convolutions stay float32. CPU only; not a
+    TensorRT input (TensorRT calibrates its own int8)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(path), str(out), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+    return Path(out)
+
+
 class OnnxFramePath:
     """The exported per-frame graph under onnxruntime (CPU), called like ``VGLAW.ground`` on a canvas.
 
     ``GroundingPredictor(model, backend="onnxruntime")`` uses it. Exports ``model`` to a temporary
-    file unless ``path`` is given (an export of the same model). The LAP attention is not an output.
+    file unless ``path`` is given (an export of the same model); ``int8``: run it through
+    :func:`quantize_int8` first. The LAP attention is not an output.
     """
 
-    def __init__(self, model: VGLAW, path: str | Path | None = None, threads: int | None = None) -> None:
+    def __init__(self, model: VGLAW, path: str | Path | None = None, threads: int | None = None,
+                 int8: bool = False) -> None:
         import tempfile
 
-        self.input_names = FramePath(model).input_names()
-        if path is None:
-            with tempfile.TemporaryDirectory(prefix="refseg_onnx_") as tmp:
-                self.session = ort_session(export_onnx(model, Path(tmp) / "frame.onnx"), threads)
-        else:
+        self.model = model
+        self._command: Command | None = None
+        self._feed: dict[str, np.ndarray] = {}
+        with tempfile.TemporaryDirectory(prefix="refseg_onnx_") as tmp:
+            if path is None:
+                path = export_onnx(model, Path(tmp) / "frame.onnx")
+            if int8:
+                path = quantize_int8(path, Path(tmp) / "frame_int8.onnx")
             self.session = ort_session(path, threads)
 
     def __call__(self, canvas: torch.Tensor, command: Command):
         from refseg_ros.model.heads import GroundingOutput
 
-        named = {"image": canvas, "phi": command.phi, "sentence": command.sentence, "words": command.words,
-                 "word_mask": command.word_mask}
-        feed = {n: np.ascontiguousarray(named[n].detach().float().cpu().numpy()) if n != "word_mask"
-                else named[n].detach().cpu().numpy() for n in self.input_names}
-        box, logits = self.session.run(None, feed)
+        if self._command is not command:  # converted once per command, not per frame
+            self._feed = {n: _array(t) for n, t in command_tensors(self.model, command).items()}
+            self._command = command
+        box, logits = self.session.run(None, {"image": _array(canvas), **self._feed})
         h, w = canvas.shape[-2:]
         return GroundingOutput(torch.from_numpy(box), torch.from_numpy(logits), torch.empty(0), (h // 16, w // 16))
+
+
+def _array(t: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().float().cpu().numpy())
 
 
 def ort_session(path: str | Path, threads: int | None = None):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,9 @@ from timm.layers import LayerNorm2d
 from torch import nn
 
 from refseg_ros.model.backbones import BackboneOutput
+
+if TYPE_CHECKING:
+    from refseg_ros.model.vglaw import FoldedCommand
 
 
 @dataclass
@@ -70,9 +74,25 @@ class LanguageAdaptivePooling(nn.Module):
     def forward(self, tokens: torch.Tensor, sentence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         query = self.txt(sentence.to(tokens.dtype))
         logits = torch.einsum("bnk,bk->bn", self.vis(tokens), query) * self.scale
+        return self._pool(logits, tokens)
+
+    @staticmethod
+    def _pool(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         attn = logits.float().softmax(dim=-1)
-        pooled = torch.einsum("bn,bnc->bc", attn.to(tokens.dtype), tokens)
+        pooled = torch.matmul(attn.to(tokens.dtype).unsqueeze(1), tokens).squeeze(1)
         return attn, pooled
+
+    @torch.no_grad()
+    def fold(self, sentence: torch.Tensor) -> torch.Tensor:
+        """``(B, C)`` query for :meth:`forward_folded`, once per command: ``<W_v f + b_v, W_l s>`` is
+        ``f . (W_v^T W_l s)`` plus a term that is the same at every position, which the softmax
+        cancels."""
+        return (self.txt(sentence.to(self.vis.weight.dtype)) @ self.vis.weight) * self.scale
+
+    def forward_folded(self, tokens: torch.Tensor, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` with the sentence folded in (:meth:`fold`); the same result up to rounding."""
+        logits = torch.matmul(tokens, query.to(tokens.dtype).unsqueeze(-1)).squeeze(-1)
+        return self._pool(logits, tokens)
 
 
 class BoxHead(nn.Module):
@@ -93,9 +113,10 @@ class BoxHead(nn.Module):
                 last.weight.mul_(0.1)
                 last.bias.fill_(small)
 
-    def forward(self, tokens: torch.Tensor, grid_hw: tuple[int, int],
-                sentence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        attn, pooled = self.lap(tokens, sentence)
+    def forward(self, tokens: torch.Tensor, grid_hw: tuple[int, int], sentence: torch.Tensor | None,
+                query: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``query``: the folded sentence (``LanguageAdaptivePooling.fold``), used instead of it."""
+        attn, pooled = self.lap(tokens, sentence) if query is None else self.lap.forward_folded(tokens, query)
         out = self.mlp(pooled).float().sigmoid()
         if self.kind == "lap_mlp":
             return out, attn
@@ -113,7 +134,9 @@ class DeconvDecoder(nn.Module):
             nn.ConvTranspose2d(dim, mid, 2, stride=2), LayerNorm2d(mid), nn.GELU(),
             nn.ConvTranspose2d(mid, out_dim, 2, stride=2))
 
-    def forward(self, fmap: torch.Tensor, skips: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, fmap: torch.Tensor, skips: dict[str, torch.Tensor], project: bool = True) -> torch.Tensor:
+        if not project:
+            raise ValueError("the deconv decoder has no 1x1 output projection to leave out")
         return self.up(fmap)
 
 
@@ -133,7 +156,10 @@ class SkipDecoder(nn.Module):
         self.fuse = nn.ModuleList(_conv_block(width) for _ in skip_channels)
         self.out = nn.Conv2d(width, out_dim, 1)
 
-    def forward(self, fmap: torch.Tensor, skips: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, fmap: torch.Tensor, skips: dict[str, torch.Tensor], project: bool = True) -> torch.Tensor:
+        """``skips`` may hold one image for all expressions (batch 1): the lateral convolutions then
+        run once and broadcast. ``project=False`` leaves out the final 1x1 ``out`` convolution
+        (``MaskHead.fold`` moves it onto the sentence kernel)."""
         x = self.inp(fmap)
         for name, lateral, fuse in zip(self.skip_names, self.lateral, self.fuse):
             skip = skips[name]
@@ -141,7 +167,7 @@ class SkipDecoder(nn.Module):
                 skip = skip.to(x.dtype)
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = fuse(x + lateral(skip))
-        return self.out(x)
+        return self.out(x) if project else x
 
 
 class MaskHead(nn.Module):
@@ -161,6 +187,33 @@ class MaskHead(nn.Module):
         logits = torch.einsum("bchw,bc->bhw", fmap, kernel) * self.scale + self.bias
         return logits.unsqueeze(1)
 
+    def _output_projection(self) -> nn.Conv2d | None:
+        """The decoder's final 1x1 convolution, if it has one (it can be folded into the kernel)."""
+        out = getattr(self.decoder, "out", None)
+        return out if isinstance(out, nn.Conv2d) and out.kernel_size == (1, 1) and out.groups == 1 else None
+
+    @torch.no_grad()
+    def fold(self, sentence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(kernel (B, K), bias (B,))`` for :meth:`forward_folded`, once per command. The scale is
+        applied here, and a final 1x1 decoder convolution is moved onto the kernel: ``k . (W x + b)
+        = (W^T k) . x + k . b``, so a frame skips that convolution."""
+        kernel = self.txt(sentence.to(self.txt.weight.dtype)) * self.scale
+        bias = self.bias.expand(kernel.shape[0])
+        out = self._output_projection()
+        if out is not None:
+            if out.bias is not None:
+                bias = bias + kernel @ out.bias
+            kernel = kernel @ out.weight.flatten(1)
+        return kernel, bias
+
+    def forward_folded(self, backbone_out: BackboneOutput, kernel: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` with the sentence folded in (:meth:`fold`); the same result up to rounding."""
+        fmap = self.decoder(backbone_out.feature_map(), backbone_out.skips,
+                            project=self._output_projection() is None)
+        b, c, h, w = fmap.shape
+        logits = torch.matmul(kernel.to(fmap.dtype).unsqueeze(1), fmap.reshape(b, c, h * w))
+        return (logits + bias.to(logits.dtype).reshape(b, 1, 1)).reshape(b, 1, h, w)
+
 
 class GroundingHead(nn.Module):
     def __init__(self, box: BoxHead, mask: MaskHead) -> None:
@@ -168,10 +221,22 @@ class GroundingHead(nn.Module):
         self.box = box
         self.mask = mask
 
-    def forward(self, backbone_out: BackboneOutput, sentence: torch.Tensor) -> GroundingOutput:
-        box, attn = self.box(backbone_out.tokens, backbone_out.grid_hw, sentence)
-        logits = self.mask(backbone_out, sentence)
+    def forward(self, backbone_out: BackboneOutput, sentence: torch.Tensor | None,
+                folded: FoldedCommand | None = None) -> GroundingOutput:
+        """``folded`` (``VGLAW.fold``, inference): the sentence already folded into both heads."""
+        if folded is None:
+            box, attn = self.box(backbone_out.tokens, backbone_out.grid_hw, sentence)
+            logits = self.mask(backbone_out, sentence)
+        else:
+            box, attn = self.box(backbone_out.tokens, backbone_out.grid_hw, None, query=folded.box_query)
+            logits = self.mask.forward_folded(backbone_out, folded.mask_kernel, folded.mask_bias)
         return GroundingOutput(box, logits, attn, backbone_out.grid_hw)
+
+    @torch.no_grad()
+    def fold(self, sentence: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The heads' share of ``VGLAW.fold``: ``box_query``, ``mask_kernel``, ``mask_bias``."""
+        kernel, bias = self.mask.fold(sentence)
+        return {"box_query": self.box.lap.fold(sentence), "mask_kernel": kernel, "mask_bias": bias}
 
 
 def build_head(cfg, dim: int, text_dim: int) -> GroundingHead:

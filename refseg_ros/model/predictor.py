@@ -88,6 +88,9 @@ class GroundingPredictor:
             same results within float rounding, the model itself is not changed).
         backend: ``"torch"``, or ``"onnxruntime"`` (CPU only): the per-frame path is exported to ONNX
             at construction (a few seconds) and run by onnxruntime; commands stay in PyTorch.
+        int8: onnxruntime only: dynamic int8 quantization of the transformer's matmuls
+            (``export.quantize_int8``): faster, not bit-identical (README "Performance" has both
+            the speed and the accuracy measured).
         box_source, mask_components: post-processing (``model/postprocess.py``); default: the
             model's ``box_source`` / ``mask_components``.
     """
@@ -95,7 +98,7 @@ class GroundingPredictor:
     def __init__(self, model: VGLAW, device: str | torch.device = "cpu", half: bool | str = False,
                  mask_threshold: float | None = None, cache_size: int = 128, optimize: bool = True,
                  backend: str = "torch", box_source: str | None = None,
-                 mask_components: str | None = None) -> None:
+                 mask_components: str | None = None, int8: bool = False) -> None:
         from refseg_ros.model.postprocess import BOX_SOURCES, MASK_COMPONENTS
         from refseg_ros.model.inference import fast_image_features
 
@@ -108,10 +111,13 @@ class GroundingPredictor:
                 raise ValueError(f"backend onnxruntime runs on the CPU; got device {self.device}")
             from refseg_ros.model.export import OnnxFramePath
 
-            self._onnx = OnnxFramePath(self.model, threads=torch.get_num_threads())
+            self._onnx = OnnxFramePath(self.model, threads=torch.get_num_threads(), int8=int8)
         elif backend != "torch":
             raise ValueError(f"backend must be 'torch' or 'onnxruntime'; got {backend!r}")
+        elif int8:
+            raise ValueError("int8 is an onnxruntime option; backend is torch")
         self.backend = backend
+        self.int8 = bool(int8)
         self.amp_dtype = None
         if half:
             if self.device.type == "cuda":
@@ -172,11 +178,12 @@ class GroundingPredictor:
         expressions = [str(e) for e in expressions]
         self._expressions = expressions
         command = self._commands(expressions) if expressions else None
-        if command is not None and self._onnx is None:
-            # PyTorch frames: the generated weights summed into the adapted layers once per command,
-            # so each frame pays only the static layers' cost (``VGLAW.fold``; the cache keeps the
-            # small Phi). The onnxruntime graph takes Phi itself.
-            command = self.model.fold(command)
+        if command is not None:
+            # What depends only on the command is computed now, once, not every frame (``VGLAW.fold``;
+            # the cache keeps the small unfolded command). PyTorch frames also get the generated
+            # weights summed into the adapted layers; the onnxruntime graph takes Phi itself.
+            with self._autocast():
+                command = self.model.fold(command, weights=self._onnx is None)
         self._active = command
 
     def clear_cache(self) -> None:

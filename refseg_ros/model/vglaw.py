@@ -29,28 +29,73 @@ from refseg_ros.model.law import LanguageAdaptiveWeights, fold_weights
 from refseg_ros.model.text_encoder import TextEncoder, TextFeatures
 
 
+def _map_fields(obj, fn):
+    """A copy of dataclass ``obj`` with ``fn`` applied to every field that is not None."""
+    return replace(obj, **{f.name: fn(getattr(obj, f.name)) for f in fields(obj) if getattr(obj, f.name) is not None})
+
+
+@dataclass
+class FoldedCommand:
+    """A command's per-frame constants for inference (``VGLAW.fold``): everything in ``ground`` that
+    depends only on the expression is computed once per command, so a frame does only the work
+    that depends on the image. Same results as the unfolded command up to float rounding.
+
+    ``box_query``: ``(B, C)`` the sentence folded into the LAP projection; ``mask_kernel``, ``mask_bias``:
+    ``(B, K)``, ``(B,)`` the sentence kernel of the mask head (moved through its final 1x1
+    convolution when the decoder has one); ``qkv``: ``(B, layers, out, in)`` the adapted layers'
+    weights W0 + P Phi Q^T (None: the frame uses Phi's low-rank path); ``word_keys``,
+    ``word_values``: ``(B, blocks, heads, T, C)`` and ``word_bias``: ``(B, blocks, heads, T)``
+    (-inf at padding) the words folded into each block's word attention (word-attention models).
+    """
+
+    box_query: torch.Tensor
+    mask_kernel: torch.Tensor
+    mask_bias: torch.Tensor
+    qkv: torch.Tensor | None = None
+    word_keys: torch.Tensor | None = None
+    word_bias: torch.Tensor | None = None
+    word_values: torch.Tensor | None = None
+
+    @staticmethod
+    def cat(items: list["FoldedCommand"]) -> "FoldedCommand":
+        """Concatenate along the expressions; word tensors are padded to the longest (-inf bias)."""
+        first = items[0]
+        out = {}
+        for f in fields(first):
+            parts = [getattr(c, f.name) for c in items]
+            if parts[0] is None:
+                out[f.name] = None
+                continue
+            if f.name.startswith("word_"):
+                length = max(p.shape[3] for p in parts)
+                fill = float("-inf") if f.name == "word_bias" else 0.0
+                parts = [torch.cat((p, p.new_full((*p.shape[:3], length - p.shape[3], *p.shape[4:]), fill)), 3)
+                         for p in parts]
+            out[f.name] = torch.cat(parts)
+        return FoldedCommand(**out)
+
+
 @dataclass
 class Command:
     """What B expressions contribute to every frame, computed once per expression.
 
     ``phi``: ``(B, layers, d_w, d_w)`` generated weights (None when ``law`` is off);
     ``sentence``: ``(B, d_l)`` F_l^1 for the heads; ``words``/``word_mask``: token features, only
-    kept when the optional word attention is on; ``folded``: ``(B, layers, out, in)`` the adapted
-    layers' weights with Phi summed in (``VGLAW.fold``, for inference; used instead of ``phi``).
+    kept when the optional word attention is on; ``folded``: the inference constants of
+    ``VGLAW.fold``, used instead of what they were computed from.
     """
 
     phi: torch.Tensor | None
     sentence: torch.Tensor
     words: torch.Tensor | None = None
     word_mask: torch.Tensor | None = None
-    folded: torch.Tensor | None = None
+    folded: FoldedCommand | None = None
 
     def __len__(self) -> int:
         return self.sentence.shape[0]
 
     def _map(self, fn) -> "Command":
-        return Command(**{f.name: (None if getattr(self, f.name) is None else fn(getattr(self, f.name)))
-                          for f in fields(self)})
+        return _map_fields(self, lambda v: _map_fields(v, fn) if isinstance(v, FoldedCommand) else fn(v))
 
     def index(self, idx) -> "Command":
         """Rows ``idx`` (an int keeps the batch dimension)."""
@@ -74,7 +119,7 @@ class Command:
         return Command(
             phi=None if first.phi is None else torch.cat([c.phi for c in items]),
             sentence=torch.cat([c.sentence for c in items]), words=words, word_mask=mask,
-            folded=None if any(c.folded is None for c in items) else torch.cat([c.folded for c in items]))
+            folded=None if any(c.folded is None for c in items) else FoldedCommand.cat([c.folded for c in items]))
 
 
 class VGLAW(nn.Module):
@@ -133,14 +178,22 @@ class VGLAW(nn.Module):
         return self.condition(self.encode_text(expressions))
 
     @torch.no_grad()
-    def fold(self, command: Command) -> Command:
-        """``command`` with its generated weights summed into the adapted layers' weights: per
-        frame, the language-adaptive layers then cost what static ones do (a cached command's
-        inference path; gradients do not flow through it)."""
-        if command.phi is None or not self.backbone.adaptive_layers:
-            return command
-        folded = fold_weights(self.backbone.adaptive_layers, command.phi, self.backbone.law_basis)
-        return replace(command, folded=folded)
+    def fold(self, command: Command, weights: bool = True) -> Command:
+        """``command`` with its :class:`FoldedCommand`: the inference path of a cached command
+        (gradients do not flow through it). ``weights``: also sum the generated weights into the
+        adapted layers' weights (``qkv``), so those layers cost per frame what static ones do;
+        ``False`` keeps Phi's low-rank path (a smaller per-frame input: the ONNX graph)."""
+        backbone = self.backbone
+        parts = self.head.fold(command.sentence)
+        if weights and command.phi is not None and backbone.adaptive_layers:
+            parts["qkv"] = fold_weights(backbone.adaptive_layers, command.phi, backbone.law_basis)
+        if backbone.word_attn is not None:
+            if command.words is None:
+                raise ValueError("word_attention is on: the command needs its token features")
+            folded = [attn.fold(command.words, command.word_mask) for attn in backbone.word_attn]
+            for i, name in enumerate(("word_keys", "word_bias", "word_values")):
+                parts[name] = torch.stack([f[i] for f in folded], dim=1)
+        return replace(command, folded=FoldedCommand(**parts))
 
     # ---- image side ----------------------------------------------------------------------------
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
@@ -156,7 +209,7 @@ class VGLAW(nn.Module):
         """Per-frame work: features of 1 image (broadcast) or of ``len(command)`` images."""
         out = self.backbone(features, len(command), phi=command.phi, words=command.words,
                             word_mask=command.word_mask, folded=command.folded)
-        return self.head(out, command.sentence)
+        return self.head(out, command.sentence, folded=command.folded)
 
     def forward(self, images: torch.Tensor, command: Command | list[str]) -> GroundingOutput:
         if not isinstance(command, Command):

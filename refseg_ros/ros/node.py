@@ -316,8 +316,12 @@ class GroundingNode(LifecycleNode):
         if self._p["backend"] == "onnxruntime" and backend != "onnxruntime":
             self.get_logger().info(f"backend onnxruntime runs on the CPU; using torch on {device}")
         model = load_model(str(where) if path else None)
+        int8 = bool(self._p["int8"])
+        if int8 and backend != "onnxruntime":
+            self.get_logger().info(f"int8 is for the onnxruntime backend; running float32 on {backend}")
+            int8 = False
         try:
-            predictor = GroundingPredictor(model, device=device, half=half, backend=backend)
+            predictor = GroundingPredictor(model, device=device, half=half, backend=backend, int8=int8)
         except Exception as exc:  # noqa: BLE001 - any export/runtime failure of the optional backend
             if backend != "onnxruntime" or self._p["backend"] != "auto":
                 raise
@@ -338,7 +342,8 @@ class GroundingNode(LifecycleNode):
             predictor.predict(np.zeros((48, 64, 3), np.uint8))
             self._model_expressions = ("the object",)
         self.get_logger().info(f"model loaded in {time.perf_counter() - t0:.1f} s "
-                               f"(backend {backend}, torch threads {torch.get_num_threads()})")
+                               f"(backend {backend}{' int8' if predictor.int8 else ''}, "
+                               f"torch threads {torch.get_num_threads()})")
 
     def _unload_model(self) -> None:
         with self._model_lock:

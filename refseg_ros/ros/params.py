@@ -43,6 +43,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               "configure, a few seconds; about 2x less CPU per frame measured here). auto = onnxruntime on "
               "the CPU when it is installed (torch if the export fails), torch on CUDA.",
               choices=("auto", "torch", "onnxruntime")),
+    ParamSpec("int8", False,
+              "onnxruntime backend only: dynamic int8 quantization of the transformer's matmuls. Faster "
+              "(README Performance), not bit-identical to float32; measured accuracy in the model card."),
     ParamSpec("found_threshold", 0.5,
               "Score at or above which a result is marked found (and drawn, masked, targeted).",
               range=(0.0, 1.0), dynamic=True),

@@ -15,10 +15,27 @@ def subset_indices(n: int, max_samples: int | None) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, max_samples).round().astype(int))
 
 
+def predict_per_frame(predictor, images: list, expressions: list[str]) -> list:
+    """What the node does: per image, ``set_command`` with all of its expressions (one batch),
+    then ``predict`` (the folded command; onnxruntime when that is the predictor's backend).
+    ``images[i]`` with ``expressions[i]``; expressions about one image share its array object."""
+    by_image: dict[int, list[int]] = {}
+    for i, img in enumerate(images):
+        by_image.setdefault(id(img), []).append(i)
+    preds: list = [None] * len(images)
+    for rows in by_image.values():
+        predictor.set_command([expressions[i] for i in rows])
+        for i, p in zip(rows, predictor.predict(images[rows[0]]), strict=True):
+            preds[i] = p
+    return preds
+
+
 def evaluate(predictor, dataset, batch_size: int = 16, max_samples: int | None = None,
-             progress: bool = True, desc: str = "eval") -> dict:
+             progress: bool = True, desc: str = "eval", per_frame: bool = False) -> dict:
     """REC/RES metrics of ``predictor`` (a ``GroundingPredictor``) on ``dataset``, in percent.
 
+    ``per_frame``: predict as the node does (:func:`predict_per_frame`) instead of
+    ``predict_batch`` (one unfolded batch of expressions over several images, as in training).
     Returns the ``GroundingMetrics`` summary plus ``images_per_s`` (model + post-processing
     throughput, data loading excluded).
     """
@@ -36,7 +53,11 @@ def evaluate(predictor, dataset, batch_size: int = 16, max_samples: int | None =
             if s.get("image_id") is not None:
                 s["image"] = shared.setdefault(s["image_id"], s["image"])
         t0 = time.perf_counter()
-        preds = predictor.predict_batch([s["image"] for s in samples], [s["expression"] for s in samples])
+        images, expressions = [s["image"] for s in samples], [s["expression"] for s in samples]
+        if per_frame:
+            preds = predict_per_frame(predictor, images, expressions)
+        else:
+            preds = predictor.predict_batch(images, expressions)
         model_time += time.perf_counter() - t0
         for s, p in zip(samples, preds):
             metrics.update(p.box, s["box"], p.mask, s["mask"].astype(bool), s.get("type", "all"))

@@ -9,7 +9,9 @@ What is measured (CPU, float32, one process unless said otherwise):
   node's default backend (``auto``: onnxruntime on a CPU); the other backend's figures carry its
   name (``*_torch``);
 - ``set_command`` for an expression not in the cache (text encoder + generated weights);
-- k = 1, 2, 4 expressions on one frame, one batch vs k single-expression calls;
+- k = 1, 2, 4 expressions on one frame, one batch vs k single-expression calls (frames only: each
+  command is set once beforehand);
+- the opt-in int8 onnxruntime graph (``int8=True``): ``predict`` and k = 1, 4;
 - the ``law: false`` model of the same preset (static weights), on both backends, interleaved frame
   by frame with the LAW model so both see the same machine load: ``law_over_static``;
 - timm's ViT-B/16 at 448x448 (random weights), the VG-LAW paper's visual backbone;
@@ -172,8 +174,10 @@ def bench_model(model, static, frames_n: int, quick: bool) -> dict:
     try:
         fns["onnxruntime"] = onnx = GroundingPredictor(model, backend="onnxruntime")
         fns["static_onnxruntime"] = GroundingPredictor(static, backend="onnxruntime")
+        fns["onnxruntime_int8"] = GroundingPredictor(model, backend="onnxruntime", int8=True)
     except Exception as exc:  # noqa: BLE001 - a figure less, not a failed benchmark
-        fns.pop("onnxruntime", None)
+        for key in ("onnxruntime", "static_onnxruntime", "onnxruntime_int8"):
+            fns.pop(key, None)
         onnx = None
         out["notes_onnx"] = f"onnxruntime backend skipped: {type(exc).__name__}: {exc}"
     backend = resolve_backend("auto") if onnx is not None else "torch"
@@ -182,6 +186,9 @@ def bench_model(model, static, frames_n: int, quick: bool) -> dict:
         p.set_command(EXPRESSIONS[:1])
     i = iter(range(10**9))
     t = interleaved({k: (lambda p=p: p.predict(frames[next(i) % 3])) for k, p in fns.items()}, frames_n, warmup=3)
+    if "onnxruntime_int8" in t:
+        out["predict_onnxruntime_int8_ms_p50"] = ms(t["onnxruntime_int8"])
+        out["predict_onnxruntime_int8_ms_p95"] = ms(t["onnxruntime_int8"], 95)
     for key in ("torch", "onnxruntime"):
         if key in t:
             out[f"predict_{key}_ms_p50"], out[f"predict_{key}_ms_p95"] = ms(t[key]), ms(t[key], 95)
@@ -201,35 +208,29 @@ def bench_model(model, static, frames_n: int, quick: bool) -> dict:
         cmd_times.append(time.perf_counter() - t0)
     out["set_command_ms"] = ms(np.asarray(cmd_times))
 
-    law.set_command(EXPRESSIONS[:4])  # fill the cache: the rounds below time frames, not commands
-
-    def batched(k, predictor=law):
-        def run():
-            predictor.set_command(EXPRESSIONS[:k])
-            return predictor.predict(frames[0])
-        return run
-
-    def sequential(k):
-        def run():
-            for expr in EXPRESSIONS[:k]:
-                law.set_command([expr])
-                law.predict(frames[0])
-        return run
+    # Frames only: each command is set once, on a predictor of its own (set_command is timed above).
+    def commanded(expressions, **kwargs):
+        predictor = GroundingPredictor(model, **kwargs)
+        predictor.set_command(expressions)
+        return lambda: predictor.predict(frames[0])
 
     fns = {}
     for k in (1, 2, 4):
-        fns[f"batch{k}"], fns[f"sequential{k}"] = batched(k), sequential(k)
-    ort = onnx  # the node's default backend on a CPU
-    if ort is not None:
-        ort.set_command(EXPRESSIONS[:4])
-        fns["onnxruntime_batch1"], fns["onnxruntime_batch4"] = batched(1, ort), batched(4, ort)
+        fns[f"batch{k}"] = commanded(EXPRESSIONS[:k])
+        singles = [commanded([expr]) for expr in EXPRESSIONS[:k]]
+        fns[f"sequential{k}"] = lambda singles=singles: [run() for run in singles]
+    if onnx is not None:  # the node's default backend on a CPU, and its int8 variant
+        for k in (1, 4):
+            fns[f"onnxruntime_batch{k}"] = commanded(EXPRESSIONS[:k], backend="onnxruntime")
+            fns[f"onnxruntime_int8_batch{k}"] = commanded(EXPRESSIONS[:k], backend="onnxruntime", int8=True)
     t = interleaved(fns, max(3, frames_n // 4), warmup=1)
     for key, times in t.items():
         out[f"{key.removesuffix('_cpu')}_{'cpu_' if key.endswith('_cpu') else ''}ms"] = ms(times)
     out["batch4_over_batch1_torch"] = _ratio(out["batch4_ms"], out["batch1_ms"])
     out["batch4_over_batch1_torch_cpu"] = _ratio(out["batch4_cpu_ms"], out["batch1_cpu_ms"])
-    if ort is not None:
-        out["batch4_over_batch1_onnxruntime"] = _ratio(out["onnxruntime_batch4_ms"], out["onnxruntime_batch1_ms"])
+    if onnx is not None:
+        for key in ("onnxruntime", "onnxruntime_int8"):
+            out[f"batch4_over_batch1_{key}"] = _ratio(out[f"{key}_batch4_ms"], out[f"{key}_batch1_ms"])
     out["batch4_over_batch1"] = out[f"batch4_over_batch1_{backend}"]
     out.update(batch_flops(model))
     out["batch4_over_sequential4"] = _ratio(out["batch4_ms"], out["sequential4_ms"])
@@ -369,6 +370,9 @@ def summary(result: dict) -> str:
         f"k=1/2/4 sequential, torch   {f('sequential1_ms')} / {f('sequential2_ms')} / {f('sequential4_ms')}",
         f"k=1/4 batched, onnxruntime  {f('onnxruntime_batch1_ms')} / {f('onnxruntime_batch4_ms')}  "
         f"(4 vs 1: {f('batch4_over_batch1_onnxruntime', 'x')})",
+        f"onnxruntime int8 (opt-in)   predict p50 {f('predict_onnxruntime_int8_ms_p50')}; k=1/4 "
+        f"{f('onnxruntime_int8_batch1_ms')} / {f('onnxruntime_int8_batch4_ms')}  "
+        f"(4 vs 1: {f('batch4_over_batch1_onnxruntime_int8', 'x')})",
         f"paper backbone ViT-B/16@448 p50 {f('paper_backbone_ms_p50')}  ({f('paper_over_predict', 'x')} predict)",
         f"ROS node ({result.get('ros_backend')}) end to end p50 {f('ros_node_ms_p50')}  "
         f"p95 {f('ros_node_ms_p95')}  vs predict "
