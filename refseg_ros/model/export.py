@@ -115,9 +115,22 @@ def quantize_int8(path: str | Path, out: str | Path) -> Path:
     transformer's projections and MLPs): int8 weights, activations quantized per call. What takes
     command inputs (Phi, the folded words) and the convolutions stay float32. CPU only; not a
     TensorRT input (TensorRT calibrates its own int8)."""
+    import logging
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(path), str(out), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+    # The quantizer logs advice on the root logger ("consider pre-processing", meant for static
+    # quantization); keep it out of the node's console without configuring logging for the process.
+    root, quiet = logging.getLogger(), logging.NullHandler()
+    hush = logging.Filter("refseg_ros.quantize")  # passes no record from the root logger's own calls
+    root.addFilter(hush)
+    if not root.handlers:
+        root.addHandler(quiet)  # else logging.warning() would install a stderr handler for good
+    try:
+        quantize_dynamic(str(path), str(out), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+    finally:
+        root.removeFilter(hush)
+        root.removeHandler(quiet)
     return Path(out)
 
 
