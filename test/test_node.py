@@ -81,7 +81,7 @@ def nodes(checkpoint, ros_env, tmp_path_factory):
                                 "-p", "device:=cuda"], env=ros_env),
         # backend auto with an onnxruntime that is installed but broken: the node must still come up
         "broken_ort": NodeProcess(["--params-file", str(PARAMS_FILE), "-r", "__ns:=/broken_ort",
-                                   "-p", f"checkpoint:={checkpoint}", *common],
+                                   "-p", f"checkpoint:={checkpoint}", "-p", "int8:=true", *common],
                                   env={**ros_env, "PYTHONPATH": os.pathsep.join(
                                       filter(None, [str(_broken_onnxruntime(tmp_path_factory)),
                                                     ros_env.get("PYTHONPATH", "")]))}),
@@ -720,8 +720,9 @@ def test_backend_auto_uses_onnxruntime_and_falls_back_to_torch_when_it_is_broken
     assert main.wait_for(r"model loaded in .* \(backend onnxruntime", STARTUP_TIMEOUT), main.log()
     assert broken.wait_for(r"active: listening on", STARTUP_TIMEOUT), broken.log()
     log = broken.log()
-    assert re.search(r"WARN.*onnxruntime backend unavailable \(ImportError: .*cannot open shared object", log), log
-    assert re.search(r"model loaded in .* \(backend torch", log), log
+    assert re.search(r"WARN.*onnxruntime backend unavailable \(ImportError: .*cannot open shared object.*"
+                     r"using torch float32", log), log  # int8:=true asked for, not available on torch
+    assert re.search(r"model loaded in .* \(backend torch,", log), log
     assert "Traceback" not in log
 
 
@@ -744,17 +745,20 @@ def test_missing_checkpoint_exits_nonzero_with_a_clear_message_and_cuda_falls_ba
 
 @pytest.mark.skipif(not SHIPPED.is_file(),
                     reason="no shipped checkpoint at refseg_ros/checkpoints/tabletop.safetensors")
-def test_shipped_model_grounds_tabletop_objects_in_3d(ros_env):
+@pytest.mark.parametrize("int8", [False, True], ids=["float32", "int8"])
+def test_shipped_model_grounds_tabletop_objects_in_3d(ros_env, int8):
     from refseg_ros.data import render_scene
     from refseg_ros.ros.geometry import Intrinsics, object_position
     from refseg_ros.ros.images import numpy_to_imgmsg
     from refseg_ros.srv import Ground
 
-    node = NodeProcess(["--params-file", str(PARAMS_FILE), "-r", "__ns:=/shipped", "-p", "num_threads:=2"],
-                       env=ros_env)
+    node = NodeProcess(["--params-file", str(PARAMS_FILE), "-r", "__ns:=/shipped", "-p", "num_threads:=2",
+                        "-p", f"int8:={str(int8).lower()}"], env=ros_env)
     c = None
     try:
         assert node.wait_for(r"active: listening on", STARTUP_TIMEOUT), node.log()
+        backend = "onnxruntime int8" if int8 else "onnxruntime"
+        assert re.search(rf"model loaded in .* \(backend {backend},", node.log()), node.log()
         c = Client("/shipped")
         assert c.ground.wait_for_service(timeout_sec=30)
         hits, total, errors = 0, 0, []

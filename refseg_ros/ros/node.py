@@ -327,7 +327,7 @@ class GroundingNode(LifecycleNode):
                 raise
             # auto: an export problem (an operator, an onnx/onnxruntime version) costs speed, not the node
             self.get_logger().warning(f"onnxruntime backend unavailable ({type(exc).__name__}: {exc}); "
-                                      "using torch (backend:=torch skips the attempt)")
+                                      f"using torch{' float32' if int8 else ''} (backend:=torch skips the attempt)")
             backend = "torch"
             predictor = GroundingPredictor(model, device=device, half=half, backend=backend)
         meta = getattr(predictor.model, "checkpoint_meta", {}) or {}
