@@ -720,9 +720,8 @@ def test_backend_auto_uses_onnxruntime_and_falls_back_to_torch_when_it_is_broken
     assert main.wait_for(r"model loaded in .* \(backend onnxruntime", STARTUP_TIMEOUT), main.log()
     assert broken.wait_for(r"active: listening on", STARTUP_TIMEOUT), broken.log()
     log = broken.log()
-    assert re.search(r"WARN.*onnxruntime backend unavailable \(ImportError: .*cannot open shared object.*"
-                     r"using torch float32", log), log  # int8:=true asked for, not available on torch
-    assert re.search(r"model loaded in .* \(backend torch,", log), log
+    assert re.search(r"WARN.*onnxruntime backend unavailable \(ImportError: .*cannot open shared object", log), log
+    assert re.search(r"model loaded in .* \(backend torch,", log), log  # int8:=true is a graph option
     assert "Traceback" not in log
 
 

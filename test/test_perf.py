@@ -117,12 +117,16 @@ def test_refseg_bench_quick_writes_every_figure(tmp_path, ros_env):
     assert result["gflops_batch4"] > result["gflops_batch1"] > 0
     assert set(result["meets_targets"]) == set(result["targets"])
     # headline figures on the node's default backend, the other one named
-    assert result["backend"] == "onnxruntime" and result["predict_ms_p50"] == result["predict_onnxruntime_ms_p50"]
-    assert result["law_over_static"] == result["law_over_static_onnxruntime"]
-    assert result["predict_torch_ms_p50"] > 0 and result["law_over_static_torch"] > 0
-    assert result["predict_onnxruntime_int8_ms_p50"] > 0 and result["batch4_over_batch1_onnxruntime_int8"] > 0
+    # (the node's default: backend auto = onnxruntime on a CPU, with its int8 matmuls)
+    assert result["backend"] == "onnxruntime" and result["int8"] is True
+    assert result["predict_ms_p50"] == result["predict_onnxruntime_int8_ms_p50"]
+    assert result["law_over_static"] == result["law_over_static_onnxruntime_int8"]
+    assert result["batch4_over_batch1"] == result["batch4_over_batch1_onnxruntime_int8"]
+    for key in ("torch", "onnxruntime"):  # the float32 backends, named
+        assert result[f"predict_{key}_ms_p50"] > 0 and result[f"law_over_static_{key}"] > 0
+        assert result[f"batch4_over_batch1_{key}"] > 0
     assert result["dds_profile"].endswith("fastdds_large_frames.xml")  # the ROS part's transports
-    assert "predict (onnxruntime, command cached)" in proc.stdout and os.path.getsize(out) > 100
+    assert "predict (onnxruntime int8, command cached)" in proc.stdout and os.path.getsize(out) > 100
 
 
 def test_predictor_onnxruntime_backend_gives_the_reference_results(model):

@@ -316,10 +316,7 @@ class GroundingNode(LifecycleNode):
         if self._p["backend"] == "onnxruntime" and backend != "onnxruntime":
             self.get_logger().info(f"backend onnxruntime runs on the CPU; using torch on {device}")
         model = load_model(str(where) if path else None)
-        int8 = bool(self._p["int8"])
-        if int8 and backend != "onnxruntime":
-            self.get_logger().info(f"int8 is for the onnxruntime backend; running float32 on {backend}")
-            int8 = False
+        int8 = bool(self._p["int8"]) and backend == "onnxruntime"  # a graph option: torch runs float32
         try:
             predictor = GroundingPredictor(model, device=device, half=half, backend=backend, int8=int8)
         except Exception as exc:  # noqa: BLE001 - any export/runtime failure of the optional backend
@@ -327,7 +324,7 @@ class GroundingNode(LifecycleNode):
                 raise
             # auto: an export problem (an operator, an onnx/onnxruntime version) costs speed, not the node
             self.get_logger().warning(f"onnxruntime backend unavailable ({type(exc).__name__}: {exc}); "
-                                      f"using torch{' float32' if int8 else ''} (backend:=torch skips the attempt)")
+                                      "using torch (backend:=torch skips the attempt)")
             backend = "torch"
             predictor = GroundingPredictor(model, device=device, half=half, backend=backend)
         meta = getattr(predictor.model, "checkpoint_meta", {}) or {}

@@ -43,9 +43,10 @@ PARAMS: tuple[ParamSpec, ...] = (
               "configure, a few seconds; about 2x less CPU per frame measured here). auto = onnxruntime on "
               "the CPU when it is installed (torch if the export fails), torch on CUDA.",
               choices=("auto", "torch", "onnxruntime")),
-    ParamSpec("int8", False,
-              "onnxruntime backend only: dynamic int8 quantization of the transformer's matmuls. Faster "
-              "(README Performance), not bit-identical to float32; measured accuracy in the model card."),
+    ParamSpec("int8", True,
+              "onnxruntime backend: int8 weights for the transformer's matmuls (dynamic quantization). "
+              "About 10-25 % less time per frame here, same test-split accuracy as float32 (REC equal, mIoU "
+              "-0.01; README Performance). False: the float32 graph. Ignored on the torch backend."),
     ParamSpec("found_threshold", 0.5,
               "Score at or above which a result is marked found (and drawn, masked, targeted).",
               range=(0.0, 1.0), dynamic=True),

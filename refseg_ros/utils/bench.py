@@ -1,18 +1,17 @@
 """``refseg bench``: every latency figure of issue 8 in one run, side by side, as JSON.
 
-What is measured (CPU, float32, one process unless said otherwise):
+What is measured (CPU, one process unless said otherwise):
 
 - ``predict`` with a cached command on frames of the preset's input size: p50/p95 over ``frames``
-  frames after warm-up;
-- the same ``predict`` with the per-frame graph run by onnxruntime (``backend="onnxruntime"``).
-  The headline keys (``predict_ms_*``, ``law_over_static``, ``batch4_over_batch1``) are on the
-  node's default backend (``auto``: onnxruntime on a CPU); the other backend's figures carry its
-  name (``*_torch``);
+  frames after warm-up, in PyTorch (``*_torch``), with the per-frame graph run by onnxruntime in
+  float32 (``*_onnxruntime``) and with its int8 matmuls (``*_onnxruntime_int8``). The headline keys
+  (``predict_ms_*``, ``law_over_static``, ``batch4_over_batch1``) are on what the node runs by
+  default: ``backend: auto`` (onnxruntime on a CPU) with its ``int8`` parameter (``backend`` and
+  ``int8`` in the result say which);
 - ``set_command`` for an expression not in the cache (text encoder + generated weights);
 - k = 1, 2, 4 expressions on one frame, one batch vs k single-expression calls (frames only: each
-  command is set once beforehand);
-- the opt-in int8 onnxruntime graph (``int8=True``): ``predict`` and k = 1, 4;
-- the ``law: false`` model of the same preset (static weights), on both backends, interleaved frame
+  command is set once beforehand), in PyTorch; k = 1, 4 on both onnxruntime graphs;
+- the ``law: false`` model of the same preset (static weights), on every backend, interleaved frame
   by frame with the LAW model so both see the same machine load: ``law_over_static``;
 - timm's ViT-B/16 at 448x448 (random weights), the VG-LAW paper's visual backbone;
 - the ROS node in its own process (image published -> GroundingArray received) next to
@@ -157,6 +156,13 @@ def load_models(preset: str, checkpoint: str | None):
     return model, static, weights, path
 
 
+def node_int8() -> bool:
+    """The grounding node's default for its ``int8`` parameter (read from its parameter table)."""
+    from refseg_ros.ros.params import SPECS
+
+    return bool(SPECS["int8"].default)
+
+
 def bench_model(model, static, frames_n: int, quick: bool) -> dict:
     """predict, set_command, batching and law-vs-static figures (seconds -> ms in the result)."""
     import torch
@@ -172,33 +178,31 @@ def bench_model(model, static, frames_n: int, quick: bool) -> dict:
     fns = {"torch": law, "static_torch": plain}
     onnx = None
     try:
-        fns["onnxruntime"] = onnx = GroundingPredictor(model, backend="onnxruntime")
-        fns["static_onnxruntime"] = GroundingPredictor(static, backend="onnxruntime")
-        fns["onnxruntime_int8"] = GroundingPredictor(model, backend="onnxruntime", int8=True)
+        for key, kwargs in (("onnxruntime", {}), ("onnxruntime_int8", {"int8": True})):
+            fns[key] = GroundingPredictor(model, backend="onnxruntime", **kwargs)
+            fns[f"static_{key}"] = GroundingPredictor(static, backend="onnxruntime", **kwargs)
+        onnx = fns["onnxruntime"]
     except Exception as exc:  # noqa: BLE001 - a figure less, not a failed benchmark
-        for key in ("onnxruntime", "static_onnxruntime", "onnxruntime_int8"):
+        for key in ("onnxruntime", "static_onnxruntime", "onnxruntime_int8", "static_onnxruntime_int8"):
             fns.pop(key, None)
-        onnx = None
         out["notes_onnx"] = f"onnxruntime backend skipped: {type(exc).__name__}: {exc}"
     backend = resolve_backend("auto") if onnx is not None else "torch"
-    out["backend"] = backend
+    node = f"{backend}_int8" if backend == "onnxruntime" and node_int8() else backend
+    out["backend"], out["int8"] = backend, node.endswith("_int8")
     for p in fns.values():
         p.set_command(EXPRESSIONS[:1])
     i = iter(range(10**9))
     t = interleaved({k: (lambda p=p: p.predict(frames[next(i) % 3])) for k, p in fns.items()}, frames_n, warmup=3)
-    if "onnxruntime_int8" in t:
-        out["predict_onnxruntime_int8_ms_p50"] = ms(t["onnxruntime_int8"])
-        out["predict_onnxruntime_int8_ms_p95"] = ms(t["onnxruntime_int8"], 95)
-    for key in ("torch", "onnxruntime"):
+    for key in ("torch", "onnxruntime", "onnxruntime_int8"):
         if key in t:
             out[f"predict_{key}_ms_p50"], out[f"predict_{key}_ms_p95"] = ms(t[key]), ms(t[key], 95)
             out[f"predict_{key}_cpu_ms_p50"] = ms(t[f"{key}_cpu"])  # the calling thread only
             out[f"static_predict_{key}_ms_p50"] = ms(t[f"static_{key}"])
             out[f"law_over_static_{key}"] = _ratio(out[f"predict_{key}_ms_p50"], out[f"static_predict_{key}_ms_p50"])
     out["law_over_static_torch_cpu"] = _ratio(ms(t["torch_cpu"]), ms(t["static_torch_cpu"]))
-    out["predict_ms_p50"], out["predict_ms_p95"] = out[f"predict_{backend}_ms_p50"], out[f"predict_{backend}_ms_p95"]
-    out["static_predict_ms_p50"] = out[f"static_predict_{backend}_ms_p50"]
-    out["law_over_static"] = out[f"law_over_static_{backend}"]
+    out["predict_ms_p50"], out["predict_ms_p95"] = out[f"predict_{node}_ms_p50"], out[f"predict_{node}_ms_p95"]
+    out["static_predict_ms_p50"] = out[f"static_predict_{node}_ms_p50"]
+    out["law_over_static"] = out[f"law_over_static_{node}"]
 
     cmd_times = []
     for expr in EXPRESSIONS[1:(4 if quick else 10)]:
@@ -231,7 +235,7 @@ def bench_model(model, static, frames_n: int, quick: bool) -> dict:
     if onnx is not None:
         for key in ("onnxruntime", "onnxruntime_int8"):
             out[f"batch4_over_batch1_{key}"] = _ratio(out[f"{key}_batch4_ms"], out[f"{key}_batch1_ms"])
-    out["batch4_over_batch1"] = out[f"batch4_over_batch1_{backend}"]
+    out["batch4_over_batch1"] = out[f"batch4_over_batch1_{node}"]
     out.update(batch_flops(model))
     out["batch4_over_sequential4"] = _ratio(out["batch4_ms"], out["sequential4_ms"])
     out["torch_threads"] = torch.get_num_threads()
@@ -288,7 +292,8 @@ def bench_ros(checkpoint: Path, frames_n: int, threads: int, timeout: float = 90
             tail = (proc.stdout + proc.stderr)[-1500:]
             return {"notes_ros": f"latency helper failed (exit {proc.returncode}): {tail}"}
         ros = json.loads(out_json.read_text())
-    return {"ros_frame_size": ros["frame_size"], "ros_backend": ros.get("backend"), "ros_frames": ros["frames"],
+    backend = ros.get("backend") and f"{ros['backend']}{' int8' if ros.get('int8') else ''}"
+    return {"ros_frame_size": ros["frame_size"], "ros_backend": backend, "ros_frames": ros["frames"],
             "ros_predict_ms_p50": ros["predict_ms_p50"], "ros_node_ms_p50": ros["node_ms_p50"],
             "ros_node_ms_p95": ros["node_ms_p95"], "ros_node_processing_ms_p50": ros["node_processing_ms_p50"],
             "ros_over_predict": _ratio(ros["node_ms_p50"], ros["predict_ms_p50"]), "rss_mb": ros["rss_mb"],
@@ -358,7 +363,8 @@ def summary(result: dict) -> str:
         f"weights: {result['weights']}; input {result['input_size'][0]}x{result['input_size'][1]}; "
         f"{result['threads']} threads; load {result['load_average_before']} -> {result['load_average_after']} "
         f"on {result['cpu_count']} cores",
-        f"predict ({result.get('backend')}, command cached)  p50 {f('predict_ms_p50')}  p95 {f('predict_ms_p95')}",
+        f"predict ({result.get('backend')}{' int8' if result.get('int8') else ''}, command cached)  "
+        f"p50 {f('predict_ms_p50')}  p95 {f('predict_ms_p95')}",
         f"  law: false model          p50 {f('static_predict_ms_p50')}  law/static {f('law_over_static', 'x')}",
         f"predict, torch              p50 {f('predict_torch_ms_p50')}  p95 {f('predict_torch_ms_p95')}",
         f"  law: false model          p50 {f('static_predict_torch_ms_p50')}  "
@@ -370,8 +376,10 @@ def summary(result: dict) -> str:
         f"k=1/2/4 sequential, torch   {f('sequential1_ms')} / {f('sequential2_ms')} / {f('sequential4_ms')}",
         f"k=1/4 batched, onnxruntime  {f('onnxruntime_batch1_ms')} / {f('onnxruntime_batch4_ms')}  "
         f"(4 vs 1: {f('batch4_over_batch1_onnxruntime', 'x')})",
-        f"onnxruntime int8 (opt-in)   predict p50 {f('predict_onnxruntime_int8_ms_p50')}; k=1/4 "
-        f"{f('onnxruntime_int8_batch1_ms')} / {f('onnxruntime_int8_batch4_ms')}  "
+        f"onnxruntime float32 / int8  predict p50 {f('predict_onnxruntime_ms_p50')} / "
+        f"{f('predict_onnxruntime_int8_ms_p50')}  law/static {f('law_over_static_onnxruntime', 'x')} / "
+        f"{f('law_over_static_onnxruntime_int8', 'x')}",
+        f"k=1/4 batched, ort int8     {f('onnxruntime_int8_batch1_ms')} / {f('onnxruntime_int8_batch4_ms')}  "
         f"(4 vs 1: {f('batch4_over_batch1_onnxruntime_int8', 'x')})",
         f"paper backbone ViT-B/16@448 p50 {f('paper_backbone_ms_p50')}  ({f('paper_over_predict', 'x')} predict)",
         f"ROS node ({result.get('ros_backend')}) end to end p50 {f('ros_node_ms_p50')}  "

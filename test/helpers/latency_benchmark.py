@@ -38,13 +38,13 @@ def _frames(n_scenes: int = 3) -> list[np.ndarray]:
 
 
 def bench_predict(checkpoint: str | None, frames, n: int, threads: int, command: list[str],
-                  backend: str = "torch") -> np.ndarray:
+                  backend: str = "torch", int8: bool = False) -> np.ndarray:
     import torch
 
     from refseg_ros.model.predictor import GroundingPredictor
 
     torch.set_num_threads(threads)
-    predictor = GroundingPredictor.from_checkpoint(checkpoint, backend=backend)
+    predictor = GroundingPredictor.from_checkpoint(checkpoint, backend=backend, int8=int8)
     predictor.set_command(command)
     for f in frames:
         predictor.predict(f)  # warm-up
@@ -79,7 +79,7 @@ def peak_rss_mb(pid: int) -> float | None:
 
 def bench_node(checkpoint: str | None, frames, n: int, threads: int, text: str,
                visuals: bool = False, stats: dict | None = None,
-               backend: str = "torch") -> tuple[np.ndarray, np.ndarray]:
+               backend: str = "torch", int8: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Node latencies and processing times; ``stats`` (if given) receives the node's ``rss_mb``."""
     from node_process import NodeProcess
     from test_node import Client, stamp_ns
@@ -89,7 +89,7 @@ def bench_node(checkpoint: str | None, frames, n: int, threads: int, text: str,
     # Reliable images: best-effort 640x480 frames (900 KB, UDP fragments on loopback) are sometimes
     # lost here, and a lost frame is not a latency.
     args = ["-r", "__ns:=/bench", "-p", f"num_threads:={threads}", "-p", "max_rate_hz:=0.0",
-            "-p", "image_reliability:=reliable", "-p", f"backend:={backend}"]
+            "-p", "image_reliability:=reliable", "-p", f"backend:={backend}", "-p", f"int8:={str(int8).lower()}"]
     if checkpoint:
         args += ["-p", f"checkpoint:={checkpoint}"]
     node = NodeProcess(args, env=dict(os.environ))
@@ -132,6 +132,8 @@ def main() -> int:
     parser.add_argument("--json", default=None, help="also write the figures (ms, MB) to this JSON file")
     parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime"),
                         help="per-frame backend of both the node and predict (default: the node's default, auto)")
+    parser.add_argument("--int8", default="default", choices=("default", "true", "false"),
+                        help="int8 onnxruntime graph for both (default: the node's default)")
     args = parser.parse_args()
     from refseg_ros.ros.command_parser import parse_command
 
@@ -140,15 +142,18 @@ def main() -> int:
     stats: dict = {}
     from refseg_ros.model.predictor import resolve_backend
 
+    from refseg_ros.ros.params import SPECS
+
     backend = resolve_backend(args.backend)
+    int8 = backend == "onnxruntime" and (SPECS["int8"].default if args.int8 == "default" else args.int8 == "true")
     lat, proc = bench_node(args.checkpoint, frames, args.frames, args.threads, args.command, args.visuals, stats,
-                           backend=backend)
-    pred = bench_predict(args.checkpoint, frames, args.frames, args.threads, expressions, backend=backend)
+                           backend=backend, int8=int8)
+    pred = bench_predict(args.checkpoint, frames, args.frames, args.threads, expressions, backend=backend, int8=int8)
 
     def fmt(a):
         return f"p50 {np.median(a) * 1000:6.1f} ms  p95 {np.percentile(a, 95) * 1000:6.1f} ms  (n={a.size})"
 
-    print(f"640x480, backend {backend}, {args.threads} threads, command {expressions}, "
+    print(f"640x480, backend {backend}{' int8' if int8 else ''}, {args.threads} threads, command {expressions}, "
           f"overlay+mask subscribed: {args.visuals}, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"  predict alone              {fmt(pred)}")
@@ -159,7 +164,8 @@ def main() -> int:
         def ms(a, q):
             return float(np.percentile(a, q) * 1000) if a.size else None
 
-        figures = {"frame_size": list(frames[0].shape[1::-1]), "backend": backend, "threads": args.threads,
+        figures = {"frame_size": list(frames[0].shape[1::-1]), "backend": backend, "int8": int8,
+                   "threads": args.threads,
                    "frames": int(lat.size),
                    "expressions": expressions, "predict_ms_p50": ms(pred, 50), "predict_ms_p95": ms(pred, 95),
                    "node_ms_p50": ms(lat, 50), "node_ms_p95": ms(lat, 95),
