@@ -211,6 +211,22 @@ def test_folded_command_matches_the_reference_path(which, weights, request):
             assert torch.allclose(model.ground(feats, short).box, ref.box[:2], atol=1e-5)
 
 
+def test_folded_command_under_autocast(tabletop_words):
+    """The folded inference path under autocast (what ``half`` does on CUDA; bfloat16 on the CPU
+    here): float32 folded constants, -inf padding and the casts hold up."""
+    model = tabletop_words
+    with randomized_law(model), torch.no_grad():
+        cmd = model.command(EXPRESSIONS)
+        feats = model.image_features(images(model))
+        ref = model.ground(feats, model.fold(cmd))
+        folded = model.fold(cmd)
+        assert folded.folded.qkv.dtype == folded.folded.word_keys.dtype == torch.float32
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = model.ground(feats, folded)
+    assert torch.isfinite(got.box).all() and torch.isfinite(got.mask_logits.float()).all()
+    assert (got.box.float() - ref.box).abs().max() < 0.05
+
+
 def test_expressions_change_visual_features(tabletop):
     img = images(tabletop)
     with torch.no_grad():

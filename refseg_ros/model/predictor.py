@@ -181,9 +181,9 @@ class GroundingPredictor:
         if command is not None:
             # What depends only on the command is computed now, once, not every frame (``VGLAW.fold``;
             # the cache keeps the small unfolded command). PyTorch frames also get the generated
-            # weights summed into the adapted layers; the onnxruntime graph takes Phi itself.
-            with self._autocast():
-                command = self.model.fold(command, weights=self._onnx is None)
+            # weights summed into the adapted layers; the onnxruntime graph takes Phi itself. In
+            # float32 even under ``half``: W0 + a small delta; autocast casts per frame.
+            command = self.model.fold(command, weights=self._onnx is None)
         self._active = command
 
     def clear_cache(self) -> None:
