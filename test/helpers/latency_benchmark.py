@@ -142,10 +142,10 @@ def main() -> int:
     stats: dict = {}
     from refseg_ros.model.predictor import resolve_backend
 
-    from refseg_ros.ros.params import SPECS
+    from refseg_ros.utils.bench import node_int8
 
     backend = resolve_backend(args.backend)
-    int8 = backend == "onnxruntime" and (SPECS["int8"].default if args.int8 == "default" else args.int8 == "true")
+    int8 = backend == "onnxruntime" and (node_int8() if args.int8 == "default" else args.int8 == "true")
     lat, proc = bench_node(args.checkpoint, frames, args.frames, args.threads, args.command, args.visuals, stats,
                            backend=backend, int8=int8)
     pred = bench_predict(args.checkpoint, frames, args.frames, args.threads, expressions, backend=backend, int8=int8)
