@@ -30,6 +30,7 @@ def ros_env() -> dict:
     """Environment for subprocesses that talk DDS with the test process."""
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONFAULTHANDLER"] = "1"  # a native crash in a node prints every thread's Python stack to its log
     return env
 
 

@@ -296,7 +296,8 @@ def test_audio_topic_input_at_another_rate(tmp_path, ros_env):
         assert len(commands) == 1, f"{commands}\n{log[-3000:]}"
         assert {"blue", "cube"} <= set(commands[0].lower().strip(".").split()), commands
         assert speech.proc.poll() is None and "empty audio message ignored" in log
-        assert speech.stop() == 0 and "Traceback" not in speech.log()
+        code = speech.stop()
+        assert code == 0 and "Traceback" not in speech.log(), f"exit code {code}\n{speech.log()[-3000:]}"
     finally:
         speech.stop()
         node.destroy_node()

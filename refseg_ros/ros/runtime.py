@@ -3,7 +3,17 @@
 The nodes differ in what they build and how they spin; what happens around that is the same and
 lives here: setup errors become one line on stderr and exit code 1 (not a traceback), Ctrl-C and an
 external shutdown end the spin quietly, and teardown runs in the order that lets a node exit at
-once (the executor stops taking callbacks, then the node releases its threads and handles).
+once (rclpy's signal thread stops, the executor stops taking callbacks, then the node releases its
+threads and handles).
+
+Why rclpy's signal thread goes first: on SIGINT/SIGTERM rclpy wakes a helper thread that walks its
+list of registered guard conditions (one per executor) and triggers each, without a lock. The
+interrupt reaches the main thread at once, and ``executor.shutdown()`` frees that executor's guard
+condition and reallocates the list; if the helper thread runs late (a busy CPU), it touches freed
+memory and the process dies with SIGSEGV instead of exiting 0 (seen once in CI).
+``uninstall_signal_handlers()`` joins that thread, so nothing touches the list afterwards
+(test_runtime.py checks the order). A second Ctrl-C during teardown ends it early with exit
+code 130 and one line, not a traceback.
 """
 from __future__ import annotations
 
@@ -12,6 +22,7 @@ from typing import Callable
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.signals import uninstall_signal_handlers
 
 
 def run_node(name: str, make_node: Callable[[], object], *, threads: int = 1, args: list[str] | None = None,
@@ -56,14 +67,23 @@ def run_node(name: str, make_node: Callable[[], object], *, threads: int = 1, ar
             print(f"{name}: {type(exc).__name__}: {exc}", file=sys.stderr)
             code = 1
     finally:
-        if executor is not None:
-            executor.shutdown(timeout_sec=5.0)  # its threads stop taking callbacks before teardown
-        if node is not None:
-            if rclpy.ok():  # after Ctrl-C the context is gone, and rosout with it
-                node.get_logger().info("shutting down")
-            close = getattr(node, "close", None)
-            if close is not None:
-                close()
-            node.destroy_node()
-        rclpy.try_shutdown()
+        try:
+            _teardown(executor, node)
+        except KeyboardInterrupt:
+            print(f"{name}: interrupted again during shutdown", file=sys.stderr)
+            code = 130
     return code
+
+
+def _teardown(executor, node) -> None:
+    uninstall_signal_handlers()  # joins rclpy's signal thread: see the module docstring
+    if executor is not None:
+        executor.shutdown(timeout_sec=5.0)  # its threads stop taking callbacks before teardown
+    if node is not None:
+        if rclpy.ok():  # after Ctrl-C the context is gone, and rosout with it
+            node.get_logger().info("shutting down")
+        close = getattr(node, "close", None)
+        if close is not None:
+            close()
+        node.destroy_node()
+    rclpy.try_shutdown()
