@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from refseg_ros.model.checkpoint import CheckpointError
-    from refseg_ros.model.predictor import GroundingPredictor, resolve_backend
+    from refseg_ros.model.predictor import GroundingPredictor, backend_label, resolve_backend
     from refseg_ros.training.evaluate import evaluate
     from refseg_ros.training.trainer import pick_device
 
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = evaluate(predictor, dataset, batch_size=args.batch_size, max_samples=args.max_samples,
                        progress=not args.no_progress, per_frame=args.backend is not None)
     metrics["checkpoint"] = str(args.checkpoint or "shipped")
-    metrics["path"] = (f"per-frame, {backend}{' int8' if args.int8 else ''}" if args.backend is not None
+    metrics["path"] = (f"per-frame, {backend_label(backend, args.int8)}" if args.backend is not None
                        else "batched, torch")
     metrics["split"] = args.split
     text = json.dumps(metrics, indent=2)

@@ -39,7 +39,7 @@ from refseg_ros.model.vglaw import VGLAW, Command, FoldedCommand
 OPSET = 17
 
 
-WORD_INPUTS = ("word_keys", "word_bias", "word_values")
+WORD_INPUTS = FoldedCommand.WORD_FIELDS
 HEAD_INPUTS = ("box_query", "mask_kernel", "mask_bias")
 
 

@@ -60,6 +60,11 @@ def resolve_backend(backend: str, device: str | torch.device = "cpu") -> str:
     return backend
 
 
+def backend_label(backend: str, int8: bool) -> str:
+    """How logs, eval results and the bench name a per-frame path: ``torch``, ``onnxruntime int8``."""
+    return f"{backend} int8" if int8 else backend
+
+
 def load_model(path: str | Path | None = None) -> VGLAW:
     """The model of checkpoint ``path`` on the CPU; None = the shipped checkpoint (a clear error if absent)."""
     from refseg_ros.model.checkpoint import load_checkpoint

@@ -56,6 +56,9 @@ class FoldedCommand:
     word_bias: torch.Tensor | None = None
     word_values: torch.Tensor | None = None
 
+    #: the word-attention fields (padded along T in :meth:`cat`; ONNX inputs of the same names)
+    WORD_FIELDS = ("word_keys", "word_bias", "word_values")
+
     @staticmethod
     def cat(items: list["FoldedCommand"]) -> "FoldedCommand":
         """Concatenate along the expressions; word tensors are padded to the longest (-inf bias)."""
@@ -66,7 +69,7 @@ class FoldedCommand:
             if parts[0] is None:
                 out[f.name] = None
                 continue
-            if f.name.startswith("word_"):
+            if f.name in FoldedCommand.WORD_FIELDS:
                 length = max(p.shape[3] for p in parts)
                 fill = float("-inf") if f.name == "word_bias" else 0.0
                 parts = [torch.cat((p, p.new_full((*p.shape[:3], length - p.shape[3], *p.shape[4:]), fill)), 3)
@@ -191,7 +194,7 @@ class VGLAW(nn.Module):
             if command.words is None:
                 raise ValueError("word_attention is on: the command needs its token features")
             folded = [attn.fold(command.words, command.word_mask) for attn in backbone.word_attn]
-            for i, name in enumerate(("word_keys", "word_bias", "word_values")):
+            for i, name in enumerate(FoldedCommand.WORD_FIELDS):
                 parts[name] = torch.stack([f[i] for f in folded], dim=1)
         return replace(command, folded=FoldedCommand(**parts))
 

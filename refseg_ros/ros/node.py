@@ -295,7 +295,8 @@ class GroundingNode(LifecycleNode):
     def _load_model(self) -> None:
         import torch
 
-        from refseg_ros.model.predictor import DEFAULT_CHECKPOINT, GroundingPredictor, load_model, resolve_backend
+        from refseg_ros.model.predictor import (DEFAULT_CHECKPOINT, GroundingPredictor, backend_label, load_model,
+                                                resolve_backend)
 
         if self._p["num_threads"] > 0:
             torch.set_num_threads(int(self._p["num_threads"]))
@@ -339,7 +340,7 @@ class GroundingNode(LifecycleNode):
             predictor.predict(np.zeros((48, 64, 3), np.uint8))
             self._model_expressions = ("the object",)
         self.get_logger().info(f"model loaded in {time.perf_counter() - t0:.1f} s "
-                               f"(backend {backend}{' int8' if predictor.int8 else ''}, "
+                               f"(backend {backend_label(backend, predictor.int8)}, "
                                f"torch threads {torch.get_num_threads()})")
 
     def _unload_model(self) -> None:

@@ -183,8 +183,7 @@ def bench_model(model, static, frames_n: int, quick: bool) -> dict:
             fns[f"static_{key}"] = GroundingPredictor(static, backend="onnxruntime", **kwargs)
         onnx = fns["onnxruntime"]
     except Exception as exc:  # noqa: BLE001 - a figure less, not a failed benchmark
-        for key in ("onnxruntime", "static_onnxruntime", "onnxruntime_int8", "static_onnxruntime_int8"):
-            fns.pop(key, None)
+        fns = {k: p for k, p in fns.items() if "onnxruntime" not in k}
         out["notes_onnx"] = f"onnxruntime backend skipped: {type(exc).__name__}: {exc}"
     backend = resolve_backend("auto") if onnx is not None else "torch"
     node = f"{backend}_int8" if backend == "onnxruntime" and node_int8() else backend
@@ -278,6 +277,8 @@ def bench_paper_backbone(n: int) -> dict:
 def bench_ros(checkpoint: Path, frames_n: int, threads: int, timeout: float = 900,
               dds_profile: str = "large-frames") -> dict:
     """The node between processes, via the test suite's latency helper (``--json``)."""
+    from refseg_ros.model.predictor import backend_label
+
     if not LATENCY_HELPER.is_file():
         return {"notes_ros": f"no {LATENCY_HELPER} (not a source checkout): ROS figures skipped"}
     env = dds_profile_env(dds_profile)
@@ -293,7 +294,7 @@ def bench_ros(checkpoint: Path, frames_n: int, threads: int, timeout: float = 90
             tail = (proc.stdout + proc.stderr)[-1500:]
             return {"notes_ros": f"latency helper failed (exit {proc.returncode}): {tail}"}
         ros = json.loads(out_json.read_text())
-    backend = ros.get("backend") and f"{ros['backend']}{' int8' if ros.get('int8') else ''}"
+    backend = ros.get("backend") and backend_label(ros["backend"], bool(ros.get("int8")))
     return {"ros_frame_size": ros["frame_size"], "ros_backend": backend, "ros_frames": ros["frames"],
             "ros_predict_ms_p50": ros["predict_ms_p50"], "ros_node_ms_p50": ros["node_ms_p50"],
             "ros_node_ms_p95": ros["node_ms_p95"], "ros_node_processing_ms_p50": ros["node_processing_ms_p50"],
@@ -356,6 +357,8 @@ def run_bench(preset: str = "tabletop", checkpoint: str | None = None, quick: bo
 
 def summary(result: dict) -> str:
     """Human-readable lines for the terminal."""
+    from refseg_ros.model.predictor import backend_label
+
     def f(key, unit=" ms"):
         value = result.get(key)
         return "n/a" if value is None else f"{value:g}{unit}"
@@ -364,7 +367,7 @@ def summary(result: dict) -> str:
         f"weights: {result['weights']}; input {result['input_size'][0]}x{result['input_size'][1]}; "
         f"{result['threads']} threads; load {result['load_average_before']} -> {result['load_average_after']} "
         f"on {result['cpu_count']} cores",
-        f"predict ({result.get('backend')}{' int8' if result.get('int8') else ''}, command cached)  "
+        f"predict ({backend_label(str(result.get('backend')), bool(result.get('int8')))}, command cached)  "
         f"p50 {f('predict_ms_p50')}  p95 {f('predict_ms_p95')}",
         f"  law: false model          p50 {f('static_predict_ms_p50')}  law/static {f('law_over_static', 'x')}",
         f"predict, torch              p50 {f('predict_torch_ms_p50')}  p95 {f('predict_torch_ms_p95')}",

@@ -140,7 +140,7 @@ def main() -> int:
     expressions = list(parse_command(args.command).expressions)
     frames = _frames()
     stats: dict = {}
-    from refseg_ros.model.predictor import resolve_backend
+    from refseg_ros.model.predictor import backend_label, resolve_backend
 
     from refseg_ros.utils.bench import node_int8
 
@@ -153,7 +153,7 @@ def main() -> int:
     def fmt(a):
         return f"p50 {np.median(a) * 1000:6.1f} ms  p95 {np.percentile(a, 95) * 1000:6.1f} ms  (n={a.size})"
 
-    print(f"640x480, backend {backend}{' int8' if int8 else ''}, {args.threads} threads, command {expressions}, "
+    print(f"640x480, backend {backend_label(backend, int8)}, {args.threads} threads, command {expressions}, "
           f"overlay+mask subscribed: {args.visuals}, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"  predict alone              {fmt(pred)}")
