@@ -7,45 +7,32 @@
             print(g.expression, g.box, g.score, g.mask.shape)
 
 Each frame is letterboxed to the model input, run once for all active expressions (one batch: the
-image features are computed once and broadcast), and mapped back to the frame's pixels.
+image features are computed once and broadcast), and mapped back to the frame's pixels by a
+:class:`~refseg_ros.model.postprocess.PostProcess` (thresholds, box source, score; see there).
 
-**Score.** ``score`` is the mean mask probability over the predicted mask's pixels (or, when no
-pixel passes the threshold, the highest probability anywhere, which is then below the threshold).
-It reads as "how sure is the model of the mask it returns": near 1 for a crisp confident mask, low
-when the evidence is weak or spread. It is not calibrated, and training data always contains the
-referred object, so a low score hints at, but does not prove, that the object is absent.
+The predictor is the one command cache: the text encoding and generated weights of each expression
+are kept in an LRU, and the folded form of the active command is kept until the command changes.
 """
 from __future__ import annotations
 
 import contextlib
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from refseg_ros.model.heads import GroundingOutput
-from refseg_ros.model.letterbox import Letterbox, boxes_to_image, letterbox_images, mask_logits_to_image
+from refseg_ros.model.letterbox import Letterbox, letterbox_images
+from refseg_ros.model.postprocess import Grounding, PostProcess
 from refseg_ros.model.vglaw import VGLAW, Command
+
+__all__ = ["DEFAULT_CHECKPOINT", "Grounding", "GroundingPredictor", "PostProcess", "backend_label", "load_model",
+           "load_predictor", "resolve_backend"]
 
 #: where the shipped tabletop checkpoint lives inside the package
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "tabletop.safetensors"
-
-
-@dataclass
-class Grounding:
-    """One expression's result on one image, in that image's pixels.
-
-    ``box``: ``(x_min, y_min, x_max, y_max)`` floats; ``score`` in [0, 1] (see the module docstring);
-    ``mask``: ``bool (H, W)`` at the image's resolution.
-    """
-
-    expression: str
-    box: tuple[float, float, float, float]
-    score: float
-    mask: np.ndarray
 
 
 def resolve_backend(backend: str, device: str | torch.device = "cpu") -> str:
@@ -87,24 +74,27 @@ class GroundingPredictor:
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
         half: autocast on CUDA: ``True``/``"fp16"`` for float16, ``"bf16"`` for bfloat16. Ignored
             (with a warning) on the CPU.
-        mask_threshold: probability threshold for masks (default: the model's, 0.35).
+        mask_threshold: probability threshold for masks (default: the model's).
         cache_size: expressions whose generated weights are kept (least recently used are dropped).
         optimize: run the frozen CNN BatchNorm-folded and channels-last (``model/inference.py``;
             same results within float rounding, the model itself is not changed).
         backend: ``"torch"``, or ``"onnxruntime"`` (CPU only): the per-frame path is exported to ONNX
             at construction (a few seconds) and run by onnxruntime; commands stay in PyTorch.
         int8: onnxruntime only: dynamic int8 quantization of the transformer's matmuls
-            (``export.quantize_int8``): faster, not bit-identical (README "Performance" has both
+            (``export.quantize_int8``): faster, not bit-identical (docs/performance.md has both
             the speed and the accuracy measured).
         box_source, mask_components: post-processing (``model/postprocess.py``); default: the
             model's ``box_source`` / ``mask_components``.
+        found_threshold: score at or above which a result is ``found``.
+
+    ``post`` (a :class:`PostProcess`) holds these; ``predict`` takes another one per call.
     """
 
     def __init__(self, model: VGLAW, device: str | torch.device = "cpu", half: bool | str = False,
                  mask_threshold: float | None = None, cache_size: int = 128, optimize: bool = True,
                  backend: str = "torch", box_source: str | None = None,
-                 mask_components: str | None = None, int8: bool = False) -> None:
-        from refseg_ros.model.postprocess import BOX_SOURCES, MASK_COMPONENTS
+                 mask_components: str | None = None, int8: bool = False,
+                 found_threshold: float | None = None) -> None:
         from refseg_ros.model.inference import fast_image_features
 
         self.device = torch.device(device)
@@ -129,17 +119,20 @@ class GroundingPredictor:
                 self.amp_dtype = torch.bfloat16 if half == "bf16" else torch.float16
             else:
                 warnings.warn("half precision is only used on CUDA; running float32 on the CPU", stacklevel=2)
-        threshold = mask_threshold if mask_threshold is not None else model.cfg.mask_threshold
-        self.mask_threshold = float(threshold)
-        self.box_source = box_source or model.cfg.box_source
-        self.mask_components = mask_components or model.cfg.mask_components
-        if self.box_source not in BOX_SOURCES or self.mask_components not in MASK_COMPONENTS:
-            raise ValueError(f"box_source must be one of {BOX_SOURCES} and mask_components one of "
-                             f"{MASK_COMPONENTS}; got {self.box_source!r}, {self.mask_components!r}")
+        self.post = PostProcess.for_model(model.cfg, mask_threshold=mask_threshold, box_source=box_source,
+                                          mask_components=mask_components, found_threshold=found_threshold)
         self.cache_size = int(cache_size)
         self._cache: OrderedDict[str, Command] = OrderedDict()
-        self._expressions: list[str] = []
+        self._expressions: tuple[str, ...] = ()
         self._active: Command | None = None
+
+    @property
+    def box_source(self) -> str:
+        return self.post.box_source
+
+    @property
+    def mask_components(self) -> str:
+        return self.post.mask_components
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
@@ -175,21 +168,24 @@ class GroundingPredictor:
             self._cache.popitem(last=False)
         return Command.cat(rows)
 
+    def _folded(self, expressions: tuple[str, ...]) -> Command:
+        # What depends only on the command is computed once per command, not every frame
+        # (``VGLAW.fold``; the LRU keeps the small unfolded rows). PyTorch frames also get the
+        # generated weights summed into the adapted layers; the onnxruntime graph takes Phi itself.
+        # In float32 even under ``half``: W0 + a small delta; autocast casts per frame.
+        return self.model.fold(self._commands(list(expressions)), weights=self._onnx is None)
+
     @torch.inference_mode()
-    def set_command(self, expressions: list[str] | str) -> None:
-        """Make ``expressions`` the active command (an empty list clears it)."""
+    def set_command(self, expressions: list[str] | tuple[str, ...] | str) -> None:
+        """Make ``expressions`` the active command (an empty list clears it). Setting the active
+        command again costs nothing."""
         if isinstance(expressions, str):
             expressions = [expressions]
-        expressions = [str(e) for e in expressions]
+        expressions = tuple(str(e) for e in expressions)
+        if expressions == self._expressions and (self._active is not None or not expressions):
+            return
+        self._active = self._folded(expressions) if expressions else None
         self._expressions = expressions
-        command = self._commands(expressions) if expressions else None
-        if command is not None:
-            # What depends only on the command is computed now, once, not every frame (``VGLAW.fold``;
-            # the cache keeps the small unfolded command). PyTorch frames also get the generated
-            # weights summed into the adapted layers; the onnxruntime graph takes Phi itself. In
-            # float32 even under ``half``: W0 + a small delta; autocast casts per frame.
-            command = self.model.fold(command, weights=self._onnx is None)
-        self._active = command
 
     def clear_cache(self) -> None:
         self._cache.clear()
@@ -218,37 +214,35 @@ class GroundingPredictor:
                 features = {k: v.index_select(0, image_rows) for k, v in features.items()}
             return self.model.ground(features, command)
 
-    def _results(self, out: GroundingOutput, rows: slice, box: Letterbox,
-                 expressions: list[str]) -> list[Grounding]:
-        """Map rows of ``out`` (all on the image described by ``box``) back to image pixels."""
-        from refseg_ros.model.postprocess import largest_component, mask_box
-
-        boxes = boxes_to_image(out.box[rows], box).cpu().numpy()
-        prob = mask_logits_to_image(out.mask_logits[rows], box).sigmoid_()
-        masks = prob > self.mask_threshold
-        if self.mask_components == "largest":
-            masks = torch.from_numpy(np.stack([largest_component(m) for m in masks.cpu().numpy()])).to(prob.device)
-        area = masks.flatten(1).sum(1)
-        inside = (prob * masks).flatten(1).sum(1) / area.clamp(min=1)
-        scores = torch.where(area > 0, inside, prob.flatten(1).amax(1)).cpu().numpy()
-        masks = masks.cpu().numpy()
-        results = []
-        for expr, b, s, m in zip(expressions, boxes, scores, masks):
-            from_mask = mask_box(m) if self.box_source == "mask" else None
-            results.append(Grounding(expr, from_mask or tuple(float(v) for v in b), float(s), m))
-        return results
-
     @torch.inference_mode()
-    def predict(self, image_rgb: np.ndarray) -> list[Grounding]:
-        """All active expressions on one ``np.uint8 (H, W, 3)`` RGB image, in one batch."""
+    def predict(self, image_rgb: np.ndarray, post: PostProcess | None = None) -> list[Grounding]:
+        """All active expressions on one ``np.uint8 (H, W, 3)`` RGB image, in one batch.
+
+        ``post``: the post-processing for this call (default: :attr:`post`).
+        """
         if self._active is None:
             return []
         canvas, box = self._letterbox(image_rgb)
         out = self._run(canvas, self._active)
-        return self._results(out, slice(None), box, self._expressions)
+        return (post or self.post)(out.box, out.mask_logits, box, list(self._expressions))
 
     @torch.inference_mode()
-    def predict_batch(self, images: list[np.ndarray], expressions: list[str]) -> list[Grounding]:
+    def predict_once(self, image_rgb: np.ndarray, expressions: list[str] | tuple[str, ...],
+                     post: PostProcess | None = None) -> list[Grounding]:
+        """``expressions`` on one image, like ``set_command`` + ``predict``, without changing the
+        active command (a one-off request next to a running stream). Uses the expression cache."""
+        expressions = tuple(str(e) for e in expressions)
+        if not expressions:
+            return []
+        if expressions == self._expressions and self._active is not None:
+            return self.predict(image_rgb, post)
+        canvas, box = self._letterbox(image_rgb)
+        out = self._run(canvas, self._folded(expressions))
+        return (post or self.post)(out.box, out.mask_logits, box, list(expressions))
+
+    @torch.inference_mode()
+    def predict_batch(self, images: list[np.ndarray], expressions: list[str],
+                      post: PostProcess | None = None) -> list[Grounding]:
         """One expression per image (evaluation): ``images[i]`` with ``expressions[i]``, any sizes.
 
         The same array object given several times (several expressions about one image) runs
@@ -270,7 +264,45 @@ class GroundingPredictor:
         canvas = torch.cat([c for c, _ in boxed])
         image_rows = None if len(distinct) == len(images) else torch.tensor(rows, device=self.device)
         out = self._run(canvas, self._commands(list(expressions)), image_rows)
+        post = post or self.post
         results = []
         for i, r in enumerate(rows):
-            results += self._results(out, slice(i, i + 1), boxed[r][1], [expressions[i]])
+            results += post(out.box[i:i + 1], out.mask_logits[i:i + 1], boxed[r][1], [expressions[i]])
         return results
+
+
+def load_predictor(checkpoint: str = "", device: str = "auto", half: bool = False, backend: str = "auto",
+                   int8: bool = False, log=None) -> GroundingPredictor:
+    """A predictor from run-time options, falling back where a robot would want it to.
+
+    ``checkpoint`` "" = the shipped one; ``device`` as :func:`~refseg_ros.utils.device.resolve_device`
+    (CUDA without a GPU runs on the CPU); ``half`` only on CUDA; ``backend`` auto = onnxruntime on
+    the CPU when it is installed, and torch when its export fails; ``int8`` only for onnxruntime.
+    ``log(level, message)`` hears about every fallback ("info"/"warning").
+    """
+    from refseg_ros.utils.device import resolve_device
+
+    log = log or (lambda level, message: None)
+    device, note = resolve_device(device)
+    if note:
+        log("warning", note)
+    if half and not device.startswith("cuda"):
+        log("info", "half is for CUDA; running float32 on cpu")
+        half = False
+    path = checkpoint.strip()
+    if path and not Path(path).expanduser().is_file():
+        raise FileNotFoundError(f"checkpoint '{Path(path).expanduser()}' does not exist")
+    chosen = resolve_backend(backend, device)
+    if backend == "onnxruntime" and chosen != "onnxruntime":
+        log("info", f"backend onnxruntime runs on the CPU; using torch on {device}")
+    model = load_model(str(Path(path).expanduser()) if path else None)
+    try:
+        return GroundingPredictor(model, device=device, half=half, backend=chosen,
+                                  int8=bool(int8) and chosen == "onnxruntime")
+    except Exception as exc:  # noqa: BLE001 - any export/runtime failure of the optional backend
+        if chosen != "onnxruntime" or backend != "auto":
+            raise
+        # auto: an export problem (an operator, an onnx/onnxruntime version) costs speed, not the node
+        log("warning", f"onnxruntime backend unavailable ({type(exc).__name__}: {exc}); "
+                       "using torch (backend:=torch skips the attempt)")
+        return GroundingPredictor(model, device=device, half=half, backend="torch")

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ParamSpec", "PARAMS", "SPECS", "DEVICE_CHOICES", "RELIABILITY_CHOICES", "validate", "descriptor"]
+__all__ = ["ParamSpec", "PARAMS", "SPECS", "DEVICE_CHOICES", "RELIABILITY_CHOICES", "validate", "descriptor",
+           "declare_all", "refuse_change"]
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")  # and "cuda:N"
 RELIABILITY_CHOICES = ("best_effort", "reliable")
@@ -131,3 +132,38 @@ def descriptor(spec: ParamSpec):
         elif isinstance(spec.default, int) and not isinstance(spec.default, bool):
             d.integer_range = [IntegerRange(from_value=int(spec.range[0]), to_value=int(spec.range[1]), step=1)]
     return d
+
+
+def refuse_change(changes: list[tuple[str, Any]], state: str, specs: dict[str, ParamSpec] | None = None) -> str | None:
+    """Why a node in lifecycle ``state`` refuses the ``(name, value)`` changes, or None to accept them.
+
+    Values are checked like :func:`validate`; a parameter that is not ``dynamic`` can only change
+    while the node is unconfigured, so a running node never disagrees with its parameters.
+    """
+    specs = SPECS if specs is None else specs
+    for name, value in changes:
+        spec = specs.get(name)
+        if spec is None:
+            continue
+        reason = validate(name, value, specs)
+        if reason:
+            return reason
+        if not spec.dynamic and state != "unconfigured":
+            return (f"{name} is applied on configure/activate; deactivate and clean up the node "
+                    f"(lifecycle state now {state}) before changing it")
+    return None
+
+
+def declare_all(node, specs: tuple[ParamSpec, ...] = PARAMS) -> dict[str, Any]:
+    """Declare ``specs`` on ``node`` and return their values; an invalid value from a params file
+    is logged as an error and replaced by the default."""
+    values = {}
+    for spec in specs:
+        node.declare_parameter(spec.name, spec.default, descriptor(spec))
+        value = node.get_parameter(spec.name).value
+        reason = validate(spec.name, value, {p.name: p for p in specs})
+        if reason:
+            node.get_logger().error(f"parameter {reason}; using the default {spec.default!r}")
+            value = spec.default
+        values[spec.name] = value
+    return values

@@ -61,7 +61,8 @@ def draw_groundings(image: np.ndarray, groundings: Iterable, *, found_threshold:
 
     Args:
         groundings: results in command order; the i-th gets palette colour i.
-        found_threshold: results scoring below it are drawn as "not found" (grey box, no mask).
+        found_threshold: for results without a ``found`` flag: those scoring below it are drawn as
+            "not found" (grey box, no mask). A result's own ``found`` wins.
         alpha: mask tint opacity.
         channel_order: "rgb" or "bgr", the order of ``image``'s channels.
         copy: draw on a copy (default) or on ``image`` itself.
@@ -76,7 +77,8 @@ def draw_groundings(image: np.ndarray, groundings: Iterable, *, found_threshold:
     items = list(groundings)
     labels = []
     for i, g in enumerate(items):
-        found = float(g.score) >= found_threshold
+        found = getattr(g, "found", None)
+        found = float(g.score) >= found_threshold if found is None else bool(found)
         color = color_for(i, channel_order) if found else _NOT_FOUND_RGB
         mask = getattr(g, "mask", None)
         if found and mask is not None and np.size(mask):
