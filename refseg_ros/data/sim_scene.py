@@ -2,8 +2,8 @@
 
 * :class:`RenderProcess`: :func:`~refseg_ros.data.tabletop.render_scene` and
   :func:`~refseg_ros.data.tabletop.render_view` in a child process. pybullet holds the GIL while
-  it renders (a 640x480 view takes 0.2-0.4 s here), so rendering in a thread of the camera node
-  would stall its publishing timer; in a child process it only costs the pipe transfer.
+  it renders a whole view, so rendering in a thread of the camera node would stall its
+  publishing timer; in a child process it only costs the pipe transfer.
 * :func:`orbit_pose`: slow camera motion, the scene's camera swung around the vertical axis
   through the point it looks at.
 * :func:`ground_truth` / :func:`decode_instances`: a scene as one JSON-able record (objects,

@@ -2,7 +2,7 @@
 
 Only weights that differ from the pinned weight packages are stored: the frozen MobileNetV2 and the
 frozen MiniLM come from their packages at load time, so a frozen-backbone tabletop checkpoint holds
-about 2.2M parameters (~9 MB). No pickle anywhere: safetensors for tensors, JSON for the rest.
+only the weights training changed. No pickle anywhere: safetensors for tensors, JSON for the rest.
 
 Sidecar fields: ``format``, ``format_version``, ``preset``, ``overrides``, ``text_encoder``
 (name, package, version), ``image_weights`` (package, version, or null), ``weights`` (file name,
@@ -36,7 +36,8 @@ from refseg_ros.model.vglaw import VGLAW
 
 FORMAT = "refseg_ros.vglaw"
 FORMAT_VERSION = 1
-#: Sidecars are about 1 kB (training metrics in ``extra`` included); a bigger one is not read.
+#: A sidecar is a few fields plus training metrics in ``extra``; anything this big is not one and
+#: is not read.
 MAX_SIDECAR_BYTES = 1 << 20
 
 

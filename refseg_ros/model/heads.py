@@ -4,7 +4,8 @@
   k dims; the softmax of their dot products over positions is the attention A; A pools F_v.
   ``lap_mlp`` (published): a 3-layer MLP + sigmoid on the pooled feature gives (cx, cy, w, h).
   ``attn_centre``: the centre is the A-weighted mean of the grid cell centres, only (w, h) come from
-  the MLP. It learned faster on the tabletop data (feasibility note: 96 vs 90 Prec@0.5 at 45 min).
+  the MLP. It learned faster on the tabletop data: the centre follows the attention directly, so the
+  MLP only has to learn the size.
 - Mask: F_v goes to stride 4 (``deconv``: the published transposed convolutions; ``skip``: an FPN-like
   decoder fusing the CNN's stride-8 and stride-4 maps), a dot product per position with the projected
   sentence feature gives the stride-4 logits; upsampling to the input size happens outside.

@@ -10,10 +10,10 @@ Why rclpy's signal thread goes first: on SIGINT/SIGTERM rclpy wakes a helper thr
 list of registered guard conditions (one per executor) and triggers each, without a lock. The
 interrupt reaches the main thread at once, and ``executor.shutdown()`` frees that executor's guard
 condition and reallocates the list; if the helper thread runs late (a busy CPU), it touches freed
-memory and the process dies with SIGSEGV instead of exiting 0 (seen once in CI).
+memory and the process dies with SIGSEGV instead of exiting 0.
 ``uninstall_signal_handlers()`` joins that thread, so nothing touches the list afterwards
-(test_runtime.py checks the order; test/helpers/rclpy_signal_race.py widens the window: 11 of
-12 processes crashed or hung in rclpy's order, 0 of 12 in this one). A second Ctrl-C during
+(test_runtime.py checks the order; test/helpers/rclpy_signal_race.py widens the race window:
+processes then crash or hang in rclpy's order, not in this one). A second Ctrl-C during
 teardown ends it early with exit code 130 and one line, not a traceback.
 """
 from __future__ import annotations

@@ -41,7 +41,7 @@ SPEECH_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("compute_type", "int8", "CTranslate2 compute type on the CPU.", choices=COMPUTE_CHOICES),
     ParamSpec("vocabulary_prompt", True,
               "Bias the recogniser toward the tabletop vocabulary (object nouns, colours) with a Whisper "
-              "initial prompt; measured to cut keyword errors (README, 'Talking to the robot')."),
+              "initial prompt, so it prefers those words when the audio is unclear."),
     ParamSpec("extra_prompt", "", "Words appended to the vocabulary prompt (names of your own objects)."),
     ParamSpec("min_confidence", 0.35,
               "Transcripts below this confidence (mean token probability x (1 - no-speech probability)) are "

