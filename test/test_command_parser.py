@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from refseg_ros.ros.command_parser import Action, parse_command, sanitize
+from refseg_ros.language.parser import Action, parse_command, sanitize
 
 GROUND_CASES = [
     # (said, expressions)

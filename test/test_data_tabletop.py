@@ -1,4 +1,4 @@
-"""Tabletop data: real pybullet scenes, the grammar's semantics, the on-disk format, the Dataset,
+"""Tabletop data: real pybullet scenes and their expressions, the on-disk format, the Dataset,
 augmentation and determinism. Scenes are small (320x240) and few, to keep this file fast."""
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import pytest
 
 pytest.importorskip("pybullet")
 
-from refseg_ros.data import catalog, geometry, grammar  # noqa: E402
+from refseg_ros.data import catalog, geometry  # noqa: E402
 from refseg_ros.data.augment import hflip_sample, photometric_jitter  # noqa: E402
 from refseg_ros.data.masks import (decode_rle, encode_rle, mask_to_box,  # noqa: E402
                                    rle_counts, string_to_counts, counts_to_string)
+from refseg_ros.language import flip, grammar, semantics  # noqa: E402
 
 SEEDS = [11, 12, 13, 14, 15, 16, 17, 18]
 
@@ -145,11 +146,11 @@ def test_every_expression_is_unique_and_needs_its_distinguishing_part(scenes):
                 seen_types.add(s["type"])
                 structure = grammar.parse(s["sent"])  # the text itself, not only the intent
                 assert structure == s["structure"] and structure["type"] == s["type"]
-                assert grammar.select(structure, sc.objects, sc.width) == [t]
-                assert grammar.resolve(structure, sc.objects, sc.width) == t
-                for reduced in grammar.ablate(structure):
-                    assert len(grammar.select(reduced, sc.objects, sc.width)) >= 2, s
-    assert seen_types == set(grammar.TYPES)
+                assert semantics.select(structure, sc.objects, sc.width) == [t]
+                assert semantics.resolve(structure, sc.objects, sc.width) == t
+                for reduced in semantics.ablate(structure):
+                    assert len(semantics.select(reduced, sc.objects, sc.width)) >= 2, s
+    assert seen_types == set(semantics.TYPES)
 
 
 def test_most_targets_get_two_to_four_expressions(scenes):
@@ -157,84 +158,15 @@ def test_most_targets_get_two_to_four_expressions(scenes):
     assert np.mean([2 <= c <= 4 for c in counts]) > 0.9
 
 
-def _obj(category, colour, u, gd=0.6, xy=(0.0, 0.0), size="small", radius=0.04):
-    return {"category": category, "colour": colour, "size": size, "center_px": [u, 100.0],
-            "ground_distance": gd, "distance": gd + 0.2, "radius": radius,
-            "position_table": [xy[0], xy[1], 0.04]}
-
-
-def test_semantics_by_hand():
-    W = 320  # left/right margin: 16 px
-    objs = [_obj("mug", "red", 50), _obj("mug", "blue", 150), _obj("mug", "red", 250),
-            _obj("duck", "yellow", 200)]
-    red_mug = grammar.make_head("mug", "red")
-    assert grammar.select({"type": "attribute", "head": red_mug}, objs, W) == [0, 2]
-    assert grammar.select({"type": "category", "head": {"category": "duck"}}, objs, W) == [3]
-    left = {"type": "location", "head": red_mug, "location": "left"}
-    assert grammar.resolve(left, objs, W) == 0
-    rel = {"type": "relation", "head": {"category": "mug"},
-           "relation": {"name": "right_of", "landmark": {"category": "duck"}}}
-    assert grammar.resolve(rel, objs, W) == 2
-    second = {"type": "ordinal", "head": {"category": "mug"}, "ordinal": {"k": 2, "from": "left"}}
-    assert grammar.resolve(second, objs, W) == 1
-    # a near tie (10 px < 16 px margin) makes "leftmost" ambiguous instead of arbitrary
-    tie = [_obj("cube", "red", 100), _obj("cube", "red", 110), _obj("ball", "red", 300)]
-    leftmost = {"type": "location", "head": {"category": "cube"}, "location": "left"}
-    assert grammar.select(leftmost, tie, W) == [0, 1] and grammar.resolve(leftmost, tie, W) is None
-    # an ambiguous landmark makes a relation ambiguous even with one candidate
-    two_ducks = objs + [_obj("duck", "green", 20)]
-    assert grammar.resolve(rel, two_ducks, W) is None
-    # front/behind along the table
-    fb = [_obj("ball", "red", 100, gd=0.50), _obj("ball", "red", 200, gd=0.70),
-          _obj("duck", "red", 150, gd=0.60)]
-    front = {"type": "relation", "head": {"category": "ball"},
-             "relation": {"name": "in_front_of", "landmark": {"category": "duck"}}}
-    assert grammar.resolve(front, fb, W) == 0
-    # next to: footprint gap
-    nt = [_obj("ball", "red", 100, xy=(0.0, 0.0)), _obj("ball", "red", 200, xy=(0.5, 0.0)),
-          _obj("duck", "red", 150, xy=(0.12, 0.0))]
-    near = {"type": "relation", "head": {"category": "ball"},
-            "relation": {"name": "next_to", "landmark": {"category": "duck"}}}
-    assert grammar.resolve(near, nt, W) == 0
-
-
-def test_parse_synonyms_and_word_order():
-    assert grammar.parse("the cup") == {"type": "category", "head": {"category": "mug"}}
-    assert grammar.parse("the big red block") == {
-        "type": "attribute", "head": {"category": "cube", "colour": "red", "size": "large"}}
-    a = grammar.parse("the leftmost sphere")
-    b = grammar.parse("the ball on the left")
-    assert a == b == {"type": "location", "head": {"category": "ball"}, "location": "left"}
-    assert grammar.parse("the second cube from the left") == grammar.parse(
-        "the block second from the left")
-    assert grammar.parse("the ball next to the red mug")["relation"] == {
-        "name": "next_to", "landmark": {"category": "mug", "colour": "red"}}
-    assert grammar.parse("the block behind the teddy bear")["relation"]["name"] == "behind"
-    assert grammar.parse("the object closest to the camera") == {
-        "type": "proximity", "head": {},
-        "proximity": {"extreme": "closest", "landmark": None}}
-    with pytest.raises(ValueError):
-        grammar.parse("the mug with the handle")
-
-
 # ----------------------------------------------------------------------------- augmentation
-def test_flip_text_swaps_left_and_right_only():
-    assert grammar.flip_text("the leftmost mug") == "the rightmost mug"
-    assert grammar.flip_text("the cube to the left of the duck") == \
-        "the cube to the right of the duck"
-    assert grammar.flip_text("the second ball from the right") == "the second ball from the left"
-    assert grammar.flip_text("the mug on the far left") == "the mug on the far right"
-    assert grammar.flip_text("the block behind the teddy bear") == "the block behind the teddy bear"
-
-
 def test_flip_keeps_expressions_true(scenes):
     for sc in scenes[:4]:
-        flipped = grammar.flip_objects(sc.objects, sc.width)
+        flipped = flip.flip_objects(sc.objects, sc.width)
         for t, sentences in sc.expressions.items():
             for s in sentences:
-                text = grammar.flip_text(s["sent"])
-                assert grammar.parse(text) == grammar.flip_structure(s["structure"])
-                assert grammar.resolve(grammar.parse(text), flipped, sc.width) == t, s["sent"]
+                text = flip.flip_text(s["sent"])
+                assert grammar.parse(text) == flip.flip_structure(s["structure"])
+                assert semantics.resolve(grammar.parse(text), flipped, sc.width) == t, s["sent"]
 
 
 def test_hflip_sample_mirrors_image_box_mask_and_words(dataset_dir):
@@ -250,7 +182,7 @@ def test_hflip_sample_mirrors_image_box_mask_and_words(dataset_dir):
     np.testing.assert_array_equal(f["mask"], s["mask"][:, ::-1])
     np.testing.assert_array_equal(f["box"], mask_to_box(f["mask"]))
     assert f["box"].dtype == np.float32
-    assert f["expression"] == grammar.flip_text(s["expression"]) != s["expression"]
+    assert f["expression"] == flip.flip_text(s["expression"]) != s["expression"]
     np.testing.assert_array_equal(hflip_sample(f)["box"], s["box"])
 
 
@@ -329,7 +261,7 @@ def test_on_disk_format_and_dataset(dataset_dir):
         assert s["image"].shape == (240, 320, 3) and s["image"].dtype == np.uint8
         assert s["mask"].shape == (240, 320) and s["mask"].dtype == np.uint8
         assert s["box"].shape == (4,) and s["box"].dtype == np.float32
-        assert s["type"] in grammar.TYPES and isinstance(s["ref_id"], int)
+        assert s["type"] in semantics.TYPES and isinstance(s["ref_id"], int)
         np.testing.assert_array_equal(s["box"], mask_to_box(s["mask"]))
         assert s["expression"] == ds.expressions[ds.expression_index[i]]
         assert s["image_id"] == ds.images[ds.image_index[i]]["id"]
@@ -340,7 +272,7 @@ def test_on_disk_format_and_dataset(dataset_dir):
         scene = ds.scene(int(ds.image_index[i]))
         objs = scene["annotations"]
         t = next(k for k, a in enumerate(objs) if a["id"] == s["ref_id"])
-        assert grammar.resolve(ds.sentence(i)["structure"], objs, 320) == t
+        assert semantics.resolve(ds.sentence(i)["structure"], objs, 320) == t
     depth = ds.load_depth(0)
     assert depth.dtype == np.float32 and 0.2 < np.median(depth[depth > 0]) < 3.0
     only = TabletopRefDataset(root, "val", types=["relation"])

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refseg_ros.data import grammar
 from refseg_ros.data.sim_scene import ground_truth
 from refseg_ros.data.tabletop import render_scene
 from refseg_ros.demo import scoring
 from refseg_ros.demo.script import plan_scene
+from refseg_ros.language import grammar
+from refseg_ros.language.parser import Action, parse_command
 from refseg_ros.model.predictor import DEFAULT_CHECKPOINT
-from refseg_ros.ros.command_parser import Action, parse_command
 
 #: the shipped checkpoint's bar for the demo's mean mask IoU (its model card: mIoU >= 60 % on fresh scenes)
 MEAN_IOU_BAR = 0.6

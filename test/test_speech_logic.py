@@ -9,9 +9,10 @@ import wave
 import numpy as np
 import pytest
 
+from refseg_ros.language.prompt import initial_prompt
+from refseg_ros.language.vocabulary import keywords
 from refseg_ros.speech.audio import AudioError, list_wavs, read_wav, resample, write_wav
 from refseg_ros.speech.vad import UtteranceSegmenter, VadConfig, segment
-from refseg_ros.speech.vocabulary import initial_prompt, keywords
 from refseg_ros.speech.wer import WerTotals, edit_distance, keyword_wer, normalise, wer
 
 RATE = 16000
@@ -206,7 +207,7 @@ def test_missing_faster_whisper_names_the_install_command(monkeypatch):
 
 
 def test_command_text_keeps_only_commas_that_start_a_new_object():
-    from refseg_ros.ros.command_parser import parse_command
+    from refseg_ros.language.parser import parse_command
     from refseg_ros.speech.transcriber import command_text
 
     assert command_text("Grab, the blue cube, on the left.") == "Grab, the blue cube on the left."

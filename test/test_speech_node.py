@@ -27,11 +27,11 @@ sys.path.insert(0, str(HELPERS))
 from node_process import NodeProcess  # noqa: E402
 from test_node import FRAME_ID, PARAMS_FILE, STARTUP_TIMEOUT, Client, checkpoint  # noqa: E402,F401
 
+from refseg_ros.language.parser import Action, parse_command  # noqa: E402
+from refseg_ros.language.vocabulary import keywords  # noqa: E402
 from refseg_ros.model.predictor import DEFAULT_CHECKPOINT  # noqa: E402
-from refseg_ros.ros.command_parser import Action, parse_command  # noqa: E402
 from refseg_ros.speech.audio import TARGET_RATE, read_wav, write_wav  # noqa: E402
 from refseg_ros.speech.synth import synthesise  # noqa: E402
-from refseg_ros.speech.vocabulary import keywords  # noqa: E402
 from refseg_ros.speech.wer import WerTotals  # noqa: E402
 
 SHIPPED = DEFAULT_CHECKPOINT.is_file()

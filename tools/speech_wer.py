@@ -6,7 +6,7 @@ vocabulary prompt. Prints one line per prompt style and the transcription latenc
 
 Commands are "pick up " + the first grammar expression of each object in rendered tabletop scenes
 (seeds from --seed), spoken by espeak-ng. Keyword WER counts only object, colour, size and spatial
-words (refseg_ros.speech.vocabulary.keywords).
+words (refseg_ros.language.vocabulary.keywords).
 """
 from __future__ import annotations
 
@@ -22,10 +22,11 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from refseg_ros.language.prompt import initial_prompt  # noqa: E402
+from refseg_ros.language.vocabulary import keywords  # noqa: E402
 from refseg_ros.speech.audio import read_wav  # noqa: E402
 from refseg_ros.speech.synth import synthesise  # noqa: E402
 from refseg_ros.speech.transcriber import Transcriber  # noqa: E402
-from refseg_ros.speech.vocabulary import initial_prompt, keywords  # noqa: E402
 from refseg_ros.speech.wer import WerTotals  # noqa: E402
 
 

@@ -1,13 +1,13 @@
-"""Data: the pybullet tabletop generator, the referring-expression grammar, the on-disk format
-(docs/data-format.md), the tabletop and REFER (RefCOCO family) Datasets, and augmentation.
+"""Data: the pybullet tabletop generator, the on-disk format (docs/data-format.md), the tabletop
+and REFER (RefCOCO family) Datasets, and augmentation. The expressions' grammar is part of the
+command language (:mod:`refseg_ros.language`).
 
 Modules import lazily from here, so ``import refseg_ros.data`` stays cheap:
 
 * :func:`render_scene` / :class:`TabletopRenderer` (``tabletop``): one scene in memory;
 * :func:`generate_split` (``generate``): scenes to disk, resumable, multiprocess;
 * :class:`TabletopRefDataset` (``dataset``) and :class:`ReferDataset` (``refer``): Samples;
-* :class:`Augment`, :func:`hflip_sample`, :func:`photometric_jitter` (``augment``);
-* ``grammar``: structured expressions, :func:`~refseg_ros.data.grammar.select`, text, parsing.
+* :class:`Augment`, :func:`hflip_sample`, :func:`photometric_jitter` (``augment``).
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from refseg_ros.data.grammar import flip_text
+from refseg_ros.language.flip import flip_text
 
 
 def hflip_box(box: np.ndarray, width: int) -> np.ndarray:

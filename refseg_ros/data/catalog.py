@@ -1,8 +1,10 @@
 """What a tabletop scene can contain: object categories, colours, sizes, and the held-out pairs.
 
-Everything here is plain data (no pybullet), shared by the renderer, the expression grammar, the
+Everything here is plain data (no pybullet), shared by the renderer, the command language, the
 split rules and the Datasets. Names in this module are the canonical values written to disk
-(``category``, ``colour``, ``size`` of an annotation); the grammar realises them with synonyms.
+(``category``, ``colour``, ``size`` of an annotation). A category's nouns stay on its record (they
+are written to disk as COCO synonyms); every other word (size words, generic nouns, place words)
+lives in :mod:`refseg_ros.language.vocabulary`, which reads the names and nouns from here.
 """
 from __future__ import annotations
 
@@ -79,9 +81,6 @@ COLOURS: dict[str, tuple[float, float, float]] = {
     "white": (0.95, 0.95, 0.94),
     "black": (0.07, 0.07, 0.08),
 }
-
-#: Size names and the words the grammar may use for them.
-SIZES: dict[str, tuple[str, ...]] = {"small": ("small", "little"), "large": ("large", "big")}
 
 #: Colour-category pairs that never occur in the train/val/test splits (nor in any split other
 #: than ``compositional``); every compositional scene has at least one of them as a target.

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from refseg_ros.data import geometry, grammar
+from refseg_ros.data import geometry
 from refseg_ros.data.catalog import CATEGORIES, COLOURS, HELD_OUT_PAIRS, Category
 from refseg_ros.data.masks import mask_to_box
+from refseg_ros.language import grammar
 
 TABLE_SCALE = 1.3
 TABLE_TOP = 0.625 * TABLE_SCALE  # pybullet's table.urdf top is at 0.625 m

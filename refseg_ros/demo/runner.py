@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from refseg_ros.data.grammar import TYPES
 from refseg_ros.demo import scoring
 from refseg_ros.demo.config import DemoConfig, DemoError
 from refseg_ros.demo.drawing import caption, draw_command, save_png, write_gif
 from refseg_ros.demo.driver import DemoDriver, decode_results, stamp_ns
 from refseg_ros.demo.processes import ChildProcess, child_env, executable
 from refseg_ros.demo.script import STOP_COMMAND, ScriptedCommand, plan_scene
+from refseg_ros.language.semantics import TYPES
 
 __all__ = ["DemoConfig", "DemoError", "run_demo"]
 

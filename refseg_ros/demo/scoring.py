@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from refseg_ros.data.grammar import TYPES
+from refseg_ros.language.semantics import TYPES
 from refseg_ros.training.metrics import box_iou_xyxy, mask_intersection_union
 
 __all__ = ["mask_iou", "box_iou", "score_phrase", "summarize", "format_table", "write_summary"]

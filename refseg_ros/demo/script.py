@@ -1,6 +1,6 @@
 """The demo's spoken commands, generated from a scene's ground truth. No ROS imports.
 
-Every expression comes from the tabletop grammar (:func:`refseg_ros.data.grammar.candidates`):
+Every expression comes from the tabletop grammar (:func:`refseg_ros.language.grammar.candidates`):
 it picks out its target and nothing else in the scene being shown. About half are wrapped the way
 people talk to a robot ("could you pick up ...", "where is ...?"); the node's command parser must
 turn each command back into exactly the grammar's expressions, which :func:`plan_scene` checks.
@@ -11,8 +11,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from refseg_ros.data import grammar
-from refseg_ros.ros.command_parser import Action, parse_command
+from refseg_ros.language import grammar
+from refseg_ros.language.parser import Action, parse_command
+from refseg_ros.language.semantics import TYPES
 
 __all__ = ["Phrase", "ScriptedCommand", "plan_scene", "STOP_COMMAND", "WRAPPERS", "MULTI_WRAPPERS"]
 
@@ -82,7 +83,7 @@ def plan_scene(objects: list[dict], width: int, rng: np.random.Generator, n_comm
 
     ``objects``: ground-truth object records (``refseg_ros.data.sim_scene.ground_truth``).
     """
-    type_order = list(type_order or grammar.TYPES)
+    type_order = list(type_order or TYPES)
     visible = _visible(objects)
     cands = {t: grammar.candidates(t, objects, width) for t in visible}
     used: set[int] = set()

@@ -36,6 +36,7 @@ import rclpy
 from rclpy.node import Node
 from std_msgs.msg import Int16MultiArray, String
 
+from refseg_ros.language.prompt import initial_prompt
 from refseg_ros.ros.params import descriptor, validate
 from refseg_ros.ros.speech_params import SPEECH_PARAMS, SPEECH_SPECS
 from refseg_ros.ros.runtime import run_node
@@ -43,7 +44,6 @@ from refseg_ros.ros.stats import LatencyWindow, Throttle
 from refseg_ros.speech.audio import TARGET_RATE, AudioError, list_wavs, pcm16_to_float, read_wav, resample
 from refseg_ros.speech.transcriber import SpeechDependencyError, Transcriber, accept, command_text
 from refseg_ros.speech.vad import UtteranceSegmenter, VadConfig
-from refseg_ros.speech.vocabulary import initial_prompt
 
 NODE_NAME = "speech_node"
 _CHUNK_S = 0.1  # file playback feeds the detector in pieces of this length, like a sound card

@@ -70,7 +70,7 @@ def valid_commands(rng: random.Random, n: int) -> list[str]:
 
 def expected_expressions(text: str, max_chars: int = 300, max_expressions: int = 5) -> tuple[str, ...] | None:
     """What the node grounds for ``text`` (None: the node must ignore it), by the node's own parser."""
-    from refseg_ros.ros.command_parser import Action, parse_command
+    from refseg_ros.language.parser import Action, parse_command
 
     parsed = parse_command(text, max_chars=max_chars, max_expressions=max_expressions)
     return tuple(parsed.expressions) if parsed.action is Action.GROUND else None

@@ -1,279 +1,26 @@
-"""Referring expressions for tabletop scenes: structured forms, their semantics, text, parsing.
+"""Referring expressions as text: the templates that say a structured form, reading such a text
+back, and the choice of forms that describe an object.
 
-An expression has a *structured form* (a JSON-able dict) and a surface text realised from it by
-templates with synonyms and varied word order. The semantics (:func:`select`) is a pure function
-of the structured form and the scene's object records; the generator only emits an expression if
-the semantics picks out its target and nothing else, and (:func:`ablate`) removing the part that
-makes it unique leaves it ambiguous. :func:`parse` maps every text the templates produce back to
-its structured form, so tests can check the text itself, not just what the generator intended.
-
-Structured form::
-
-    {"type": "category" | "attribute" | "location" | "ordinal" | "relation" | "proximity",
-     "head": {"category"?: str, "colour"?: str, "size"?: str},    # {} = "object"/"one"/"thing"
-     # at most one of:
-     "location": "left" | "right" | "front" | "back",                 # the extreme head match
-     "ordinal": {"k": 2 | 3, "from": "left" | "right"},               # k-th head match
-     "relation": {"name": "left_of" | "right_of" | "in_front_of" | "behind" | "next_to",
-                  "landmark": head},
-     "proximity": {"extreme": "closest" | "farthest", "landmark": head | None}}  # None = camera
-
-Object records (as stored per annotation) need ``category``, ``colour``, ``size``,
-``center_px`` (u, v of the projected 3D centre), ``ground_distance`` (metres, along the table
-from the camera), ``distance`` (metres, camera centre to object centre), ``position_table``
-(x, y, z in the table frame) and ``radius`` (metres, footprint bounding circle).
-
-Spatial meaning (margins make near-ties ambiguous rather than arbitrary):
-
-* left/right: image x (``center_px[0]``) as seen in the image; a difference counts when it is at
-  least ``LR_MARGIN * image width``.
-* front/back: ``ground_distance``, the horizontal distance on the table from the camera to the
-  object's centre; "in front" = nearer the camera. For a camera without roll this is the image y
-  of the object's footprint (lower in the image = in front). Margin ``FB_MARGIN`` metres.
-* closest/farthest to the camera: ``distance``; to a landmark: centre distance on the table.
-  Margin ``DIST_MARGIN`` metres.
-* next to: the gap between the two footprints (centre distance minus both radii) is at most
-  ``NEXT_TO_GAP``; beyond ``NOT_NEXT_TO_GAP`` it is false; in between, unclear.
-
-Relations are three-valued (true, false, unclear). :func:`select` returns every object the
-expression may refer to (true or unclear); :func:`resolve` returns the target only when it is the
-single such object and the expression is definitely true of it.
+A structured form (:mod:`refseg_ros.language.semantics`) is realised as text by templates with
+synonyms and varied word order (:func:`realise`). :func:`parse` maps every text the templates
+produce back to its structured form, so tests can check the text itself, not just what the
+generator intended; commands as people say them go through :mod:`refseg_ros.language.parser`.
+:func:`candidates` lists the forms that pick out one object and need their distinguishing part;
+:func:`generate` draws a few of them per target and says them.
 """
 from __future__ import annotations
 
 import re
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from refseg_ros.data.catalog import CATEGORIES, COLOURS, SIZES
-
-TYPES = ("category", "attribute", "location", "ordinal", "relation", "proximity")
-LOCATIONS = ("left", "right", "front", "back")
-RELATIONS = ("left_of", "right_of", "in_front_of", "behind", "next_to")
-
-LR_MARGIN = 0.05  # fraction of image width
-FB_MARGIN = 0.04  # metres
-DIST_MARGIN = 0.03  # metres
-NEXT_TO_GAP = 0.06  # metres
-NOT_NEXT_TO_GAP = 0.10  # metres
-#: a directional relation is false (not merely unclear) below this fraction of its margin
-FALSE_FRACTION = 1.0 / 3.0
-
-_HEAD_KEYS = ("category", "colour", "size")
-GENERIC_NOUNS = ("object", "one", "thing")
-ORDINAL_WORDS = {2: "second", 3: "third"}
-
-Objects = Sequence[dict]
-
-
-# --------------------------------------------------------------------------- semantics
-def make_head(category: str | None = None, colour: str | None = None, size: str | None = None
-              ) -> dict:
-    head = {"category": category, "colour": colour, "size": size}
-    return {k: v for k, v in head.items() if v is not None}
-
-
-def head_matches(head: dict, obj: dict) -> bool:
-    return all(obj.get(k) == v for k, v in head.items())
-
-
-def _matching(head: dict, objects: Objects, cache: dict | None = None) -> list[int]:
-    if cache is None:
-        return [i for i, o in enumerate(objects) if head_matches(head, o)]
-    key = tuple(sorted(head.items()))
-    if key not in cache:
-        cache[key] = [i for i, o in enumerate(objects) if head_matches(head, o)]
-    return cache[key]
-
-
-def _u(obj: dict) -> float:
-    return float(obj["center_px"][0])
-
-
-def _table_distance(a: dict, b: dict) -> float:
-    pa, pb = a["position_table"], b["position_table"]
-    return float(np.hypot(pa[0] - pb[0], pa[1] - pb[1]))
-
-
-def _directional(diff: float, margin: float) -> bool | None:
-    if diff >= margin:
-        return True
-    if diff < margin * FALSE_FRACTION:
-        return False
-    return None
-
-
-def relation_holds(name: str, t: dict, l: dict, width: int) -> bool | None:
-    """Three-valued truth of "t <name> l" (True, False, or None = unclear)."""
-    if name == "left_of":
-        return _directional(_u(l) - _u(t), LR_MARGIN * width)
-    if name == "right_of":
-        return _directional(_u(t) - _u(l), LR_MARGIN * width)
-    if name == "in_front_of":
-        return _directional(l["ground_distance"] - t["ground_distance"], FB_MARGIN)
-    if name == "behind":
-        return _directional(t["ground_distance"] - l["ground_distance"], FB_MARGIN)
-    if name == "next_to":
-        gap = _table_distance(t, l) - t["radius"] - l["radius"]
-        if gap <= NEXT_TO_GAP:
-            return True
-        if gap > NOT_NEXT_TO_GAP:
-            return False
-        return None
-    raise ValueError(f"unknown relation {name!r}")
-
-
-def _location_key(location: str, width: int) -> tuple[Callable[[dict], float], float]:
-    if location == "left":
-        return _u, LR_MARGIN * width
-    if location == "right":
-        return (lambda o: -_u(o)), LR_MARGIN * width
-    if location == "front":
-        return (lambda o: float(o["ground_distance"])), FB_MARGIN
-    if location == "back":
-        return (lambda o: -float(o["ground_distance"])), FB_MARGIN
-    raise ValueError(f"unknown location {location!r}")
-
-
-def _extreme(cands: list[int], key: Callable[[int], float], margin: float) -> dict[int, bool]:
-    """Candidates whose key is within ``margin`` of the minimum (definite only if alone)."""
-    if not cands:
-        return {}
-    best = min(key(i) for i in cands)
-    chosen = [i for i in cands if key(i) - best < margin]
-    return {i: len(chosen) == 1 for i in chosen}
-
-
-def _evaluate(expr: dict, objects: Objects, width: int, cache: dict | None = None
-              ) -> dict[int, bool]:
-    """Object index -> definitely referred to (True) or possibly (False).
-
-    ``cache`` (any dict, reused only for the same ``objects``) memoises head matches.
-    """
-    head = expr.get("head", {})
-    cands = _matching(head, objects, cache)
-    if "location" in expr:
-        key, margin = _location_key(expr["location"], width)
-        return _extreme(cands, lambda i: key(objects[i]), margin)
-    if "ordinal" in expr:
-        k, side = int(expr["ordinal"]["k"]), expr["ordinal"]["from"]
-        key, margin = _location_key(side, width)
-        ordered = sorted(cands, key=lambda i: key(objects[i]))
-        if len(ordered) < k:
-            return {}
-        pivot = key(objects[ordered[k - 1]])
-        chosen = [i for i in cands if abs(key(objects[i]) - pivot) < margin]
-        return {i: len(chosen) == 1 for i in chosen}
-    if "relation" in expr:
-        rel = expr["relation"]
-        out: dict[int, bool] = {}
-        landmarks = _matching(rel["landmark"], objects, cache)
-        for l in landmarks:
-            for t in cands:
-                if t == l:
-                    continue
-                holds = relation_holds(rel["name"], objects[t], objects[l], width)
-                if holds is not False:
-                    out[t] = out.get(t, False) or bool(holds)
-        if len(landmarks) != 1:  # an ambiguous landmark makes every reading only possible
-            out = {i: False for i in out}
-        return out
-    if "proximity" in expr:
-        prox = expr["proximity"]
-        sign = 1.0 if prox["extreme"] == "closest" else -1.0
-        if prox.get("landmark") is None:
-            return _extreme(cands, lambda i: sign * float(objects[i]["distance"]), DIST_MARGIN)
-        landmarks = _matching(prox["landmark"], objects, cache)
-        out = {}
-        for l in landmarks:
-            others = [i for i in cands if i != l]
-            for i, definite in _extreme(
-                    others, lambda i: sign * _table_distance(objects[i], objects[l]),
-                    DIST_MARGIN).items():
-                out[i] = out.get(i, False) or (definite and len(landmarks) == 1)
-        return out
-    return {i: len(cands) == 1 for i in cands}
-
-
-def select(expr: dict, objects: Objects, width: int, cache: dict | None = None) -> list[int]:
-    """Indices of every object the expression may refer to under the grammar's semantics."""
-    return sorted(_evaluate(expr, objects, width, cache))
-
-
-def resolve(expr: dict, objects: Objects, width: int, cache: dict | None = None) -> int | None:
-    """The one object the expression definitely and uniquely refers to, else ``None``."""
-    result = _evaluate(expr, objects, width, cache)
-    if len(result) == 1:
-        (i, definite), = result.items()
-        if definite:
-            return i
-    return None
-
-
-def ablate(expr: dict) -> list[dict]:
-    """The expression with its distinguishing part removed (one form per removable word).
-
-    category: the category noun -> "the object"; attribute: each attribute word in turn;
-    location / ordinal / relation / proximity: the spatial phrase (the bare head remains).
-    """
-    head = dict(expr.get("head", {}))
-    kind = expr["type"]
-    if kind == "category":
-        return [{"type": "attribute", "head": {}}]
-    if kind == "attribute":
-        outs = []
-        for key in ("colour", "size"):
-            if key in head:
-                reduced = {k: v for k, v in head.items() if k != key}
-                outs.append({"type": "attribute", "head": reduced})
-        return outs
-    return [{"type": "attribute", "head": head}]
-
-
-def flip_structure(expr: dict) -> dict:
-    """The structured form that means the same thing in the horizontally mirrored image."""
-    swap = {"left": "right", "right": "left", "left_of": "right_of", "right_of": "left_of"}
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in expr.items()}
-    if "location" in out:
-        out["location"] = swap.get(out["location"], out["location"])
-    if "ordinal" in out:
-        out["ordinal"]["from"] = swap[out["ordinal"]["from"]]
-    if "relation" in out:
-        out["relation"]["name"] = swap.get(out["relation"]["name"], out["relation"]["name"])
-    return out
-
-
-def flip_objects(objects: Objects, width: int) -> list[dict]:
-    """Object records as seen in the horizontally mirrored image (only image x changes)."""
-    out = []
-    for o in objects:
-        o = dict(o)
-        u, v = o["center_px"]
-        o["center_px"] = [_mirror_u(u, width), v]
-        out.append(o)
-    return out
-
-
-def _mirror_u(u: float, width: int) -> float:
-    # pixel column c maps to width - 1 - c; u is in pixel-centre coordinates
-    return float(width - 1 - u)
-
-
-_LR_WORD = re.compile(r"\b(left|right)(most)?\b")
-
-
-def flip_text(text: str) -> str:
-    """Swap left and right words ("leftmost" <-> "rightmost", "left of" <-> "right of", ...)."""
-    def swap(m: re.Match) -> str:
-        return ("right" if m.group(1) == "left" else "left") + (m.group(2) or "")
-
-    return _LR_WORD.sub(swap, text)
+from refseg_ros.language.semantics import (LOCATIONS, RELATIONS, TYPES, Objects, ablate, make_head,
+                                           matching, resolve, select)
+from refseg_ros.language.vocabulary import COLOURS, GENERIC_NOUNS, NOUNS, ORDINAL_WORDS, SIZES
 
 
 # --------------------------------------------------------------------------- text
-_NOUNS: dict[str, tuple[str, ...]] = {c.name: c.nouns for c in CATEGORIES}
-
 #: (kind, parameters, template). ``{np}`` is the head without article, ``{L}`` the landmark
 #: with its article, ``{ord}`` an ordinal word.
 TEMPLATES: tuple[tuple[str, dict, str], ...] = (
@@ -325,7 +72,7 @@ def realise_np(head: dict, rng: np.random.Generator, allow_clause: bool = False)
     """The head as a noun phrase without article: "[size] [colour] noun" (or "noun that is
     colour"), nouns and size words drawn from their synonyms."""
     category = head.get("category")
-    noun = rng.choice(_NOUNS[category]) if category else rng.choice(GENERIC_NOUNS)
+    noun = rng.choice(NOUNS[category]) if category else rng.choice(GENERIC_NOUNS)
     if category is None and not head:
         noun = "object"  # "the leftmost one" alone reads oddly without an adjective
     colour, size = head.get("colour"), head.get("size")
@@ -381,7 +128,7 @@ def _alternation(words) -> str:
     return "|".join(re.escape(w) for w in sorted(set(words), key=len, reverse=True))
 
 
-_NOUN_TO_CATEGORY = {n: c for c, nouns in _NOUNS.items() for n in nouns}
+_NOUN_TO_CATEGORY = {n: c for c, nouns in NOUNS.items() for n in nouns}
 _SIZE_TO_NAME = {w: s for s, words in SIZES.items() for w in words}
 _NOUN_RE = _alternation(list(_NOUN_TO_CATEGORY) + list(GENERIC_NOUNS))
 _NP_RE = re.compile(rf"^(?:(?P<size>{_alternation(_SIZE_TO_NAME)}) )?"
@@ -487,7 +234,7 @@ def _landmark_head(l: int, objects: Objects, both_sizes: set[str], cache: dict) 
         options += [make_head(o["category"], size=o["size"]),
                     make_head(o["category"], o["colour"], o["size"])]
     for head in options:
-        if _matching(head, objects, cache) == [l]:
+        if matching(head, objects, cache) == [l]:
             return head
     return None
 
@@ -499,7 +246,7 @@ def candidates(t: int, objects: Objects, width: int) -> dict[str, list[dict]]:
     cache: dict = {}
 
     def n(head: dict) -> int:
-        return len(_matching(head, objects, cache))
+        return len(matching(head, objects, cache))
 
     by_cat_sizes: dict[str, set[str]] = {}
     for o in objects:
@@ -539,7 +286,7 @@ def candidates(t: int, objects: Objects, width: int) -> dict[str, list[dict]]:
                 landmarks[l] = lh
     for head in spatial_heads:
         for l, lh in landmarks.items():
-            if len([i for i in _matching(head, objects, cache) if i != l]) < 2:
+            if len([i for i in matching(head, objects, cache) if i != l]) < 2:
                 continue  # "the mug left of the red mug" with two mugs just means "the other mug"
             for name in RELATIONS:
                 add({"type": "relation", "head": head, "relation": {"name": name, "landmark": lh}})
