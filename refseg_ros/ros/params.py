@@ -41,19 +41,19 @@ PARAMS: tuple[ParamSpec, ...] = (
               "1 can be faster than more.", range=(0, 256)),
     ParamSpec("backend", "auto",
               "Per-frame inference: torch, or onnxruntime (CPU only; the frame path is exported to ONNX on "
-              "configure, a few seconds; about 2x less CPU per frame measured here). auto = onnxruntime on "
-              "the CPU when it is installed (torch if the export fails), torch on CUDA.",
+              "configure, a few seconds; less CPU per frame than torch). auto = onnxruntime on the CPU when it "
+              "is installed (torch if the export fails), torch on CUDA.",
               choices=("auto", "torch", "onnxruntime")),
     ParamSpec("int8", True,
-              "onnxruntime backend: int8 weights for the transformer's matmuls (dynamic quantization). "
-              "About 10-25 % less time per frame here, same test-split accuracy as float32 (REC equal, mIoU "
-              "-0.01; README Performance). False: the float32 graph. Ignored on the torch backend."),
+              "onnxruntime backend: int8 weights for the transformer's matmuls (dynamic quantization): less "
+              "time per frame at about the float32 graph's accuracy (docs/performance.md). False: the float32 "
+              "graph. Ignored on the torch backend."),
     ParamSpec("found_threshold", 0.5,
               "Score at or above which a result is marked found (and drawn, masked, targeted).",
               range=(0.0, 1.0), dynamic=True),
     ParamSpec("mask_threshold", -1.0,
               "Mask probability above which a pixel belongs to the object; negative = the checkpoint's own "
-              "(model config mask_threshold, 0.35 for tabletop).", range=(-1.0, 1.0), dynamic=True),
+              "(model config mask_threshold).", range=(-1.0, 1.0), dynamic=True),
     ParamSpec("continuous", True,
               "True: ground every new frame for the active command (up to max_rate_hz). "
               "False: ground one frame per command.", dynamic=True),
