@@ -1,5 +1,5 @@
-"""Issue 8: the inference-only rewrites match the reference model, the ONNX export matches PyTorch
-under onnxruntime, and ``refseg bench --quick`` writes every figure. No timing is asserted."""
+"""The inference-only rewrites match the reference model, the ONNX export matches PyTorch under
+onnxruntime, and ``refseg bench --quick`` writes every figure. No timing is asserted."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from refseg_ros.model.build import build_model
-from refseg_ros.utils.bench import REQUIRED_KEYS
+from refseg_ros.bench.run import REQUIRED_KEYS
 
 
 def _random_model(**overrides):
@@ -99,6 +99,8 @@ def test_onnx_round_trip_matches_pytorch(tmp_path, law, words):
         assert diff["mask_logits_max_abs_diff"] < 1e-3, diff
 
 
+@pytest.mark.ros  # its ROS figures come from a node process over DDS
+@pytest.mark.slow
 @pytest.mark.timeout(1800)  # about 45 s here when the CPU is free; minutes with both cores busy
 def test_refseg_bench_quick_writes_every_figure(tmp_path, ros_env):
     out = tmp_path / "bench.json"

@@ -1,4 +1,4 @@
-"""`refseg bench`: the latency figures of the README's Performance table in one run."""
+"""`refseg bench`: the latency figures of docs/performance.md in one run (``refseg_ros.bench``)."""
 from __future__ import annotations
 
 import argparse
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from refseg_ros.utils.bench import run_bench, summary
+    from refseg_ros.bench.run import run_bench, summary
 
     if args.frames is not None and args.frames < 1:
         print("refseg bench: --frames must be >= 1", file=sys.stderr)

@@ -43,7 +43,9 @@ def parse_overrides(items: list[str] | None) -> dict:
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--device", default="auto",
+                        help="auto, cpu, cuda or cuda:N (default auto: cuda if a GPU is visible; "
+                             "a GPU asked for and missing is an error)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: all cores)")
 

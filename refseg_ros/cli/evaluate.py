@@ -31,11 +31,11 @@ def run(args: argparse.Namespace) -> int:
     from refseg_ros.model.checkpoint import CheckpointError
     from refseg_ros.model.predictor import GroundingPredictor, backend_label, resolve_backend
     from refseg_ros.training.evaluate import evaluate
-    from refseg_ros.training.trainer import pick_device
+    from refseg_ros.utils.device import resolve_device
 
     apply_threads(args)
     try:
-        device = pick_device(args.device)
+        device, _ = resolve_device(args.device, strict=True)
         backend = resolve_backend(args.backend or "torch", device)
         predictor = GroundingPredictor.from_checkpoint(args.checkpoint, device=device, backend=backend,
                                                        int8=args.int8)

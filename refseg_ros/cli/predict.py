@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     from refseg_ros.model.checkpoint import CheckpointError
     from refseg_ros.model.predictor import GroundingPredictor
-    from refseg_ros.training.trainer import pick_device
+    from refseg_ros.utils.device import resolve_device
     from refseg_ros.utils.overlay import draw_groundings
 
     apply_threads(args)
@@ -41,8 +41,9 @@ def run(args: argparse.Namespace) -> int:
         print("refseg predict: --expr is empty", file=sys.stderr)
         return 1
     try:
-        predictor = GroundingPredictor.from_checkpoint(args.checkpoint, device=pick_device(args.device))
-    except (FileNotFoundError, CheckpointError) as exc:
+        device, _ = resolve_device(args.device, strict=True)
+        predictor = GroundingPredictor.from_checkpoint(args.checkpoint, device=device)
+    except (FileNotFoundError, CheckpointError, ValueError) as exc:
         print(f"refseg predict: {exc}", file=sys.stderr)
         return 1
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -44,12 +44,16 @@ def run(args: argparse.Namespace) -> int:
     from refseg_ros.model import build_model
     from refseg_ros.model.checkpoint import CheckpointError, load_checkpoint
     from refseg_ros.training.config import load_train_config
-    from refseg_ros.training.trainer import Trainer, init_distributed, pick_device
+    from refseg_ros.training.distributed import init_distributed, training_device
+    from refseg_ros.training.trainer import Trainer
 
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
     apply_threads(args)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(args.device, local_rank)
+    try:
+        device = training_device(args.device, local_rank)
+    except ValueError as exc:
+        raise SystemExit(f"refseg train: {exc}") from None
     dist = init_distributed(device)
     cfg = load_train_config(args.preset, batch_size=args.batch_size, lr=args.lr, cache_features=args.cache_features,
                             num_workers=args.workers, seed=args.seed)

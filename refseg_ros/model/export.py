@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from refseg_ros.model.vglaw import VGLAW, Command, FoldedCommand
+from refseg_ros.utils.timing import interleaved, percentile_ms
 
 #: ONNX opset: 17 has LayerNormalization, supported by onnxruntime and TensorRT 8.6+
 OPSET = 17
@@ -176,8 +177,7 @@ def ort_session(path: str | Path, threads: int | None = None):
 
     opts = ort.SessionOptions()
     # No busy-waiting between runs: a spinning pool takes the cores from whatever runs next (post-
-    # processing, DDS, another session). Measured here, 2 threads: predict 27-30 -> 23 ms, and the
-    # torch work after it 14 -> 12 ms (issue 8 note).
+    # processing, DDS, another session), which made both the run and the torch work after it slower.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         opts.intra_op_num_threads = threads
@@ -214,14 +214,12 @@ def time_onnx(model: VGLAW, path: str | Path, expressions: list[str], frames: in
     ``*_cpu_ms_p50`` is CPU time of the calling thread: with ``threads=1`` both runtimes compute
     there, so it reads as the idle-machine latency even when the machine is loaded.
     """
-    from refseg_ros.utils.bench import interleaved, ms
-
     session = ort_session(path, threads)
     inputs = example_inputs(model, expressions)
     feed = ort_feed(session, inputs)
     frame = FramePath(model)
     with torch.inference_mode():
         t = interleaved({"ort": lambda: session.run(None, feed), "torch": lambda: frame(*inputs)}, frames, warmup=3)
-    return {"onnxruntime_ms_p50": ms(t["ort"]), "onnxruntime_ms_p95": ms(t["ort"], 95),
-            "torch_ms_p50": ms(t["torch"]), "onnxruntime_cpu_ms_p50": ms(t["ort_cpu"]),
-            "torch_cpu_ms_p50": ms(t["torch_cpu"])}
+    return {"onnxruntime_ms_p50": percentile_ms(t["ort"]), "onnxruntime_ms_p95": percentile_ms(t["ort"], 95),
+            "torch_ms_p50": percentile_ms(t["torch"]), "onnxruntime_cpu_ms_p50": percentile_ms(t["ort_cpu"]),
+            "torch_cpu_ms_p50": percentile_ms(t["torch_cpu"])}

@@ -1,40 +1,17 @@
-"""Small bookkeeping helpers for the node: latency percentiles and per-cause log throttling. No ROS."""
+"""Log throttling for the nodes: once per cause, and a token bucket for routine lines. No ROS.
+
+``LatencyWindow`` lives with the other timing helpers in :mod:`refseg_ros.utils.timing`; it is
+re-exported here for the nodes that take it from this module.
+"""
 from __future__ import annotations
 
 import re
 import threading
 import time
-from collections import deque
 
-import numpy as np
+from refseg_ros.utils.timing import LatencyWindow
 
 __all__ = ["LatencyWindow", "Throttle", "RateLimit"]
-
-
-class LatencyWindow:
-    """The last ``size`` durations (seconds); percentiles for diagnostics."""
-
-    def __init__(self, size: int = 200):
-        self._values: deque[float] = deque(maxlen=size)
-        self._lock = threading.Lock()
-
-    def add(self, seconds: float) -> None:
-        with self._lock:
-            self._values.append(float(seconds))
-
-    def percentile(self, q: float) -> float:
-        """The q-th percentile (0-100) in seconds; NaN with no samples."""
-        with self._lock:
-            if not self._values:
-                return float("nan")
-            return float(np.percentile(np.fromiter(self._values, float), q))
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._values.clear()
 
 
 class Throttle:

@@ -1,0 +1,179 @@
+"""The cached training path's data: what the frozen parts of the model compute, computed once.
+
+* :class:`FeatureCache`: the frozen CNN's stride-4/8/16 features of every training image and of its
+  mirror image, in memory-mapped fp16 files next to the data (shared by runs, resumable);
+* :class:`TextCache`: the frozen text encoder's token features per distinct expression (and its
+  left/right-swapped twin, for mirrored images), computed on first use;
+* :class:`TargetCache`: every target's box and bit-packed mask, decoded once.
+
+A step then runs only the trainable part of the model on gathered rows (``Trainer._cached_batch``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from refseg_ros.model.letterbox import letterbox_images
+
+__all__ = ["FeatureCache", "TargetCache", "TextCache"]
+
+
+def _cache_key(model, dataset) -> str:
+    """Identifies the frozen CNN and the image list, so a cache is reused only when valid."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"backbone": model.cfg.backbone, "input_size": model.cfg.input_size,
+                         "mean": model.cfg.pixel_mean, "std": model.cfg.pixel_std}).encode())
+    for path in dataset.image_paths:
+        h.update(path.encode())
+    return h.hexdigest()[:16]
+
+
+class FeatureCache:
+    """Frozen image features of every image and its mirror, as memory-mapped fp16 arrays.
+
+    Row ``2 * i`` holds image ``i``, row ``2 * i + 1`` its horizontal mirror. Built once (resumable:
+    rows are filled in order and a progress file records how far), shared by concurrent runs.
+    """
+
+    def __init__(self, model, dataset, cache_dir: Path, progress: bool = True) -> None:
+        self.dir = Path(cache_dir) / f"features_{_cache_key(model, dataset)}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        n = len(dataset.image_paths)
+        first = dataset.load_image(0)
+        self.image_hw = first.shape[:2]
+        canvas, _ = letterbox_images(torch.zeros(1, 3, *self.image_hw), model.input_size)
+        with torch.no_grad():
+            shapes = {k: tuple(v.shape[1:]) for k, v in model.image_features(canvas).items()}
+        meta_path = self.dir / "meta.json"
+        if meta_path.exists():
+            meta = json.loads(meta_path.read_text())
+        else:
+            meta = {"rows": 2 * n, "shapes": shapes, "done": 0}
+            meta_path.write_text(json.dumps(meta))
+        self.shapes = {k: tuple(v) for k, v in meta["shapes"].items()}
+        def _open(key: str, shape: tuple) -> np.memmap:
+            path = self.dir / f"{key}.npy"
+            if not path.exists():
+                return np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(2 * n, *shape))
+            return np.load(path, mmap_mode="r" if meta["done"] >= meta["rows"] else "r+")
+
+        self.arrays = {k: _open(k, s) for k, s in self.shapes.items()}
+        if meta["done"] < meta["rows"]:
+            self._fill(model, dataset, meta, meta_path, progress)
+
+    @torch.no_grad()
+    def _fill(self, model, dataset, meta: dict, meta_path: Path, progress: bool, chunk: int = 1) -> None:
+        from tqdm import tqdm
+
+        n = len(dataset.image_paths)
+        start = meta["done"] // 2
+        bar = tqdm(total=n, initial=start, desc="caching frozen features", unit="img", disable=not progress)
+        model_was_training = model.training
+        model.eval()
+        for i0 in range(start, n, chunk):
+            ids = range(i0, min(n, i0 + chunk))
+            imgs = []
+            for i in ids:
+                img = dataset.load_image(i)
+                if img.shape[:2] != self.image_hw:
+                    raise ValueError(f"cached training needs one image size; {dataset.image_paths[i]} is "
+                                     f"{img.shape[1]}x{img.shape[0]}, others {self.image_hw[1]}x{self.image_hw[0]}. "
+                                     "Use --cache-features off.")
+                imgs += [img, img[:, ::-1]]
+            batch = torch.from_numpy(np.ascontiguousarray(np.stack(imgs))).permute(0, 3, 1, 2).float().div_(255)
+            canvas, _ = letterbox_images(batch, model.input_size, fill=model.pixel_mean)
+            feats = model.image_features(canvas)
+            for k, v in feats.items():
+                self.arrays[k][2 * i0:2 * i0 + len(imgs)] = v.to(torch.float16).numpy()
+            meta["done"] = 2 * (i0 + len(ids))
+            if (i0 // chunk) % 200 == 0 or meta["done"] >= meta["rows"]:
+                for a in self.arrays.values():
+                    a.flush()
+                meta_path.write_text(json.dumps(meta))
+            bar.update(len(ids))
+        bar.close()
+        model.train(model_was_training)
+
+    def gather(self, rows: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+        order = np.argsort(rows)  # sorted reads are faster on a memmap
+        out = {}
+        for k, a in self.arrays.items():
+            block = np.empty((len(rows), *a.shape[1:]), dtype=np.float16)
+            block[order] = a[rows[order]]
+            out[k] = torch.from_numpy(block).to(device=device, dtype=torch.float32)
+        return out
+
+
+class TextCache:
+    """Frozen text-encoder token features, computed on first use and kept (fp16) per expression.
+
+    Lazy, because a short CPU run sees only part of a large split, and encoding every distinct
+    expression (and its left/right-swapped twin) of a large split up front takes many minutes.
+    """
+
+    def __init__(self, model, expressions: list[str], device: torch.device) -> None:
+        self.model = model
+        self.expressions = list(expressions)
+        self.n = len(self.expressions)
+        self.device = device
+        self._rows: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _text(self, row: int) -> str:
+        from refseg_ros.language.flip import flip_text
+
+        return self.expressions[row] if row < self.n else flip_text(self.expressions[row - self.n])
+
+    def gather(self, expr_idx: np.ndarray, flipped: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = [int(r) for r in expr_idx + self.n * flipped.astype(np.int64)]
+        missing = list(dict.fromkeys(r for r in rows if r not in self._rows))
+        if missing:
+            with torch.no_grad():
+                tf = self.model.encode_text([self._text(r) for r in missing])
+            for j, r in enumerate(missing):
+                keep = int(tf.mask[j].sum())
+                self._rows[r] = (tf.tokens[j, :keep].to(torch.float16).cpu(), tf.mask[j, :keep].cpu())
+        length = max(self._rows[r][0].shape[0] for r in rows)
+        dim = self._rows[rows[0]][0].shape[1]
+        tokens = torch.zeros(len(rows), length, dim, dtype=torch.float32)
+        mask = torch.zeros(len(rows), length, dtype=self._rows[rows[0]][1].dtype)
+        for j, r in enumerate(rows):
+            t, m = self._rows[r]
+            tokens[j, :t.shape[0]] = t
+            mask[j, :m.shape[0]] = m
+        return tokens.to(self.device), mask.to(self.device)
+
+
+class TargetCache:
+    """Every target's box and bit-packed mask at image resolution (masks decoded once)."""
+
+    def __init__(self, dataset, image_hw: tuple[int, int], progress: bool = True) -> None:
+        from tqdm import tqdm
+
+        h, w = image_hw
+        self.hw = (h, w)
+        keys = list(dataset.target_keys)
+        unique = list(dict.fromkeys(keys))
+        row_of = {k: i for i, k in enumerate(unique)}
+        self.sample_row = np.array([row_of[k] for k in keys], dtype=np.int64)
+        self.boxes = np.zeros((len(unique), 4), np.float32)
+        self.masks = np.zeros((len(unique), (h * w + 7) // 8), np.uint8)
+        for i, k in enumerate(tqdm(unique, desc="decoding target masks", disable=not progress)):
+            box, mask = dataset.target(k, h, w)
+            self.boxes[i] = box
+            self.masks[i] = np.packbits(mask.astype(bool).ravel())
+
+    def gather(self, sample_idx: np.ndarray, flipped: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from refseg_ros.data.augment import hflip_box
+
+        h, w = self.hw
+        rows = self.sample_row[sample_idx]
+        masks = np.unpackbits(self.masks[rows], axis=1, count=h * w).reshape(-1, h, w)
+        boxes = self.boxes[rows].copy()
+        for j in np.nonzero(flipped)[0]:
+            masks[j] = masks[j, :, ::-1]
+            boxes[j] = hflip_box(boxes[j], w)
+        return boxes, masks
