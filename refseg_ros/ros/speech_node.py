@@ -40,7 +40,8 @@ from refseg_ros.language.prompt import initial_prompt
 from refseg_ros.ros.params import descriptor, validate
 from refseg_ros.ros.speech_params import SPEECH_PARAMS, SPEECH_SPECS
 from refseg_ros.ros.runtime import run_node
-from refseg_ros.ros.stats import LatencyWindow, Throttle
+from refseg_ros.ros.stats import Throttle
+from refseg_ros.utils.timing import LatencyWindow
 from refseg_ros.speech.audio import TARGET_RATE, AudioError, list_wavs, pcm16_to_float, read_wav, resample
 from refseg_ros.speech.transcriber import SpeechDependencyError, Transcriber, accept, command_text
 from refseg_ros.speech.vad import UtteranceSegmenter, VadConfig

@@ -1,17 +1,11 @@
-"""Log throttling for the nodes: once per cause, and a token bucket for routine lines. No ROS.
-
-``LatencyWindow`` lives with the other timing helpers in :mod:`refseg_ros.utils.timing`; it is
-re-exported here for the nodes that take it from this module.
-"""
+"""Log throttling for the nodes: once per cause, and a token bucket for routine lines. No ROS."""
 from __future__ import annotations
 
 import re
 import threading
 import time
 
-from refseg_ros.utils.timing import LatencyWindow
-
-__all__ = ["LatencyWindow", "Throttle", "RateLimit"]
+__all__ = ["Throttle", "RateLimit"]
 
 
 class Throttle:

@@ -1,1 +1,1 @@
-"""Small helpers shared by every stage (weight locations, logging)."""
+"""Helpers at the bottom of the import graph (nothing from refseg_ros outside utils): weight locations, device choice, timing, overlay drawing."""
