@@ -1,23 +1,31 @@
-# The two commands a newcomer needs: `make demo` and `make test`. Both bootstrap first.
+# The two commands a newcomer needs: `make demo` and `make test`. Every target but `clean` and
+# `help` sets up the venv first (a repeat setup only checks a stamp). `make help` lists them.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# A per-run DDS domain keeps parallel runs (and other machines on the LAN) apart.
+# DDS stays on this machine; test/conftest.py also picks a random ROS_DOMAIN_ID per test run,
+# which keeps parallel runs apart.
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: setup demo test test-fast info clean
+.PHONY: setup demo test test-fast info clean help
 
-setup:
+setup:  ## create .venv with the pinned dependencies and this package (tools/bootstrap.sh)
 	@bash tools/bootstrap.sh
 
-# The simulated camera + the grounding node + scripted spoken commands; results in demo_out/.
-demo: setup
+demo: setup  ## simulated camera + grounding node + scripted spoken commands; results in demo_out/
 	$(VENV)/bin/refseg demo --out demo_out
 
-test: setup
+test: setup  ## the full test suite (what CI's .ci/run calls)
 	$(PY) -m pytest -q test
 
-info: setup
+# Tests marked `ros` need a ROS 2 install or start ROS processes; the rest run in under a minute.
+test-fast: setup  ## every test that needs no ROS (pytest -m "not ros")
+	$(PY) -m pytest -q -m "not ros" test
+
+info: setup  ## versions, device, ROS and weight packages found
 	$(VENV)/bin/refseg info
 
-clean:
+clean:  ## remove colcon's build/install/log and demo_out/
 	rm -rf build install log demo_out
+
+help:  ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):[^#]*## /  \1\t/' | expand -t 14

@@ -1,4 +1,6 @@
-"""Shared pytest fixtures: an isolated DDS domain per test run, subprocess helpers."""
+"""Shared pytest fixtures: an isolated DDS domain per test run, subprocess helpers, the node
+tests' random checkpoint and camera frames. Helper modules live in test/helpers (on pytest.ini's
+pythonpath)."""
 from __future__ import annotations
 
 import os
@@ -8,9 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-HELPERS = Path(__file__).resolve().parent / "helpers"
 
 
 def _pick_domain_id() -> int:
@@ -48,3 +47,25 @@ def rclpy_context():
 def run_python(args: list[str], env: dict | None = None, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], env=env or dict(os.environ), timeout=timeout,
                           capture_output=True, text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, ros_env) -> Path:
+    """A randomly initialised tabletop model saved with the real checkpoint writer."""
+    path = tmp_path_factory.mktemp("checkpoint") / "random_tabletop.safetensors"
+    code = ("import sys, torch; torch.manual_seed(0); torch.set_num_threads(1)\n"
+            "from refseg_ros.model import build_model, save_checkpoint\n"
+            "save_checkpoint(build_model('tabletop'), sys.argv[1], extra={'note': 'random init, refseg_node tests'})\n")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], env=ros_env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert path.is_file() and path.with_suffix(".json").is_file()
+    return path
+
+
+@pytest.fixture(scope="module")
+def frames():
+    """640x480 RGB frames: from the tabletop generator when it works here, else synthetic."""
+    from scenes import tabletop_frames
+
+    return tabletop_frames((3, 4))

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from refseg_ros import __version__
 
 
@@ -21,6 +23,7 @@ def test_version():
     assert out.stdout.strip() == f"refseg_ros {__version__}"
 
 
+@pytest.mark.ros  # reports rclpy and the ROS messages as found
 def test_info_json_reports_ros_messages_weights_and_device():
     out = subprocess.run(_refseg() + ["info", "--json"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -34,6 +37,7 @@ def test_info_json_reports_ros_messages_weights_and_device():
         assert Path(where).exists(), f"{package}: {where}"
 
 
+@pytest.mark.ros  # reports the ROS messages as found
 def test_info_text_and_help():
     out = subprocess.run(_refseg() + ["info"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "weights:" in out.stdout and "messages: found" in out.stdout

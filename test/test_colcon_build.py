@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from paths import REPO
+
+pytestmark = pytest.mark.ros  # builds with the ROS toolchain (colcon, ament, rosidl) in the venv
 
 VENV = Path(sys.prefix)
 SKIP_DIRS = {".venv", "build", "install", "log", ".git", "data", "runs", "demo_out", "__pycache__",

@@ -82,6 +82,7 @@ def test_scoring_figures_and_summary_files(tmp_path):
     assert json.loads(js.read_text())["n_expressions"] == 3
 
 
+@pytest.mark.ros
 @pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason=f"no shipped checkpoint at {DEFAULT_CHECKPOINT}")
 def test_short_demo_run_scores_the_shipped_checkpoint(tmp_path, ros_env):
     out = tmp_path / "demo_out"

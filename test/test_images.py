@@ -37,6 +37,7 @@ def _raw_msg(arr: np.ndarray, encoding: str, pad: int = 0, bigendian: bool = Fal
                            step=padded.shape[1], data=padded.tobytes())
 
 
+@pytest.mark.ros  # builds sensor_msgs messages
 @pytest.mark.parametrize("encoding", sorted(ENCODING_ARRAYS))
 def test_roundtrip_every_encoding_through_real_message(encoding):
     arr = _random_image(encoding)
@@ -105,6 +106,7 @@ def test_unsupported_encoding_names_it(encoding):
     assert repr(encoding) in str(exc.value)
 
 
+@pytest.mark.ros  # builds sensor_msgs messages
 def test_numpy_to_imgmsg_rejects_mismatched_arrays():
     with pytest.raises(ImageConversionError, match="channel"):
         images.numpy_to_imgmsg(np.zeros((2, 2, 3), np.uint8), "mono8")
@@ -140,6 +142,7 @@ def test_depth_to_metres():
         images.depth_to_metres(mm, "bgr8")
 
 
+@pytest.mark.ros  # builds sensor_msgs messages
 def test_compressed_png_is_lossless_and_jpeg_close():
     rng = np.random.default_rng(1)
     bgr = cv2.GaussianBlur(rng.integers(0, 255, (32, 48, 3), dtype=np.uint8), (5, 5), 0)

@@ -314,6 +314,7 @@ def test_vit_windows_with_padding(small_vit):
     assert [b.window_size for b in small_vit.backbone.blocks] == [4, 0, 4]
 
 
+@pytest.mark.slow
 def test_paper_preset_forward_backward_448():
     torch.manual_seed(0)
     with pytest.warns(UserWarning, match="random weights"):

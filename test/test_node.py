@@ -12,44 +12,25 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import HELPERS, REPO
+from node_process import STARTUP_TIMEOUT, NodeProcess
+from paths import PARAMS_FILE, REPO
+from scenes import box_scene
 
-rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("rclpy")
+from ros_client import FRAME_ID, Client, change_state, diag, get_state, stamp_ns  # noqa: E402
 
-sys.path.insert(0, str(HELPERS))
-from node_process import NodeProcess  # noqa: E402
-
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+pytestmark = pytest.mark.ros
 
 SHIPPED = REPO / "refseg_ros" / "checkpoints" / "tabletop.safetensors"
-PARAMS_FILE = REPO / "config" / "refseg.yaml"
-FRAME_ID = "camera_color_optical_frame"
-STARTUP_TIMEOUT = 240  # import torch + build the model, on a shared 2-core machine
 
 
 # ---- fixtures --------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, ros_env) -> Path:
-    """A randomly initialised tabletop model saved with the real checkpoint writer."""
-    path = tmp_path_factory.mktemp("checkpoint") / "random_tabletop.safetensors"
-    code = ("import sys, torch; torch.manual_seed(0); torch.set_num_threads(1)\n"
-            "from refseg_ros.model import build_model, save_checkpoint\n"
-            "save_checkpoint(build_model('tabletop'), sys.argv[1], extra={'note': 'random init, refseg_node tests'})\n")
-    out = subprocess.run([sys.executable, "-c", code, str(path)], env=ros_env, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert path.is_file() and path.with_suffix(".json").is_file()
-    return path
-
 
 def _broken_onnxruntime(tmp_path_factory) -> Path:
     """A directory whose ``onnxruntime`` package fails to import, as a half-installed wheel would."""
@@ -102,192 +83,12 @@ def main_node(nodes):
     return node
 
 
-class Client:
-    """The test's side of DDS: publishers for the node's inputs, subscribers for its outputs."""
-
-    def __init__(self, ns: str = "", reliable_images: bool = False, visuals: bool = True):
-        from diagnostic_msgs.msg import DiagnosticArray
-        from geometry_msgs.msg import PointStamped
-        from rclpy.parameter_client import AsyncParameterClient
-        from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-        from std_msgs.msg import String
-        from visualization_msgs.msg import MarkerArray
-
-        from refseg_ros.msg import GroundingArray
-        from refseg_ros.srv import Ground
-
-        self.ctx = rclpy.context.Context()
-        rclpy.init(context=self.ctx)
-        self.node = rclpy.create_node("refseg_test_client" + ns.replace("/", "_"), context=self.ctx)
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(self.node)
-        self.received: dict[str, list] = {k: [] for k in
-                                          ("groundings", "mask", "overlay", "markers", "target", "diagnostics")}
-        n = self.node
-
-        def keep(key):
-            return lambda msg: self.received[key].append((time.monotonic(), msg))
-
-        p = self.prefix = f"{ns}/" if ns else ""
-        n.create_subscription(GroundingArray, p + "groundings", keep("groundings"), 50)
-        if visuals:  # the node only draws and encodes these for subscribers
-            n.create_subscription(Image, p + "mask", keep("mask"), 10)
-            n.create_subscription(Image, p + "overlay", keep("overlay"), 10)
-            n.create_subscription(MarkerArray, p + "markers", keep("markers"), 10)
-        n.create_subscription(PointStamped, p + "target", keep("target"), 10)
-        n.create_subscription(DiagnosticArray, "/diagnostics", keep("diagnostics"), 10)
-        self.image_pub = n.create_publisher(Image, p + "image", 10 if reliable_images else qos_profile_sensor_data)
-        self.compressed_pub = n.create_publisher(CompressedImage, p + "image/compressed", 10)
-        self.depth_pub = n.create_publisher(Image, p + "depth", qos_profile_sensor_data)
-        self.info_pub = n.create_publisher(CameraInfo, p + "camera_info", 10)
-        self.command_pub = n.create_publisher(String, p + "command", 10)
-        self.ground = n.create_client(Ground, p + "ground")
-        self.params = AsyncParameterClient(n, f"{ns}/refseg_node")
-        self.sent: dict[int, float] = {}  # image stamp (ns) -> time published
-        self._built: dict = {}
-        self._stamp = 1_700_000_000 * 10**9
-
-    def spin(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.executor.spin_once(timeout_sec=min(0.02, max(0.0, end - time.monotonic())))
-
-    def spin_until(self, predicate, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            self.executor.spin_once(timeout_sec=0.02)
-        return bool(predicate())
-
-    def new_stream(self) -> None:
-        """Jump the stamps ahead, so no depth frame of an earlier stream is within any slop."""
-        self._stamp += 10**9
-
-    def next_stamp(self):
-        from builtin_interfaces.msg import Time
-
-        self._stamp += 33_333_333
-        return Time(sec=self._stamp // 10**9, nanosec=self._stamp % 10**9)
-
-    def wait_connected(self, timeout: float = 60) -> None:
-        ok = self.spin_until(lambda: self.image_pub.get_subscription_count() > 0
-                             and self.command_pub.get_subscription_count() > 0
-                             and self.node.count_publishers(self.prefix + "groundings") > 0, timeout)
-        assert ok, "node's topics not discovered over DDS"
-
-    def command(self, text: str, node: NodeProcess | None = None, expect: str | None = None) -> None:
-        from std_msgs.msg import String
-
-        mark = node.mark() if node else 0
-        self.command_pub.publish(String(data=text))
-        if node is not None and expect is not None:
-            assert node.wait_for(expect, 30, since=mark), f"node did not log {expect!r}:\n{node.since(mark)}"
-
-    def publish_image(self, rgb: np.ndarray, stamp=None, encoding: str = "bgr8", frame_id: str = FRAME_ID):
-        import cv2
-
-        from refseg_ros.ros.images import numpy_to_imgmsg
-
-        key = (id(rgb), encoding)
-        cached = self._built.get(key)  # convert each frame once: a 30 Hz stream must not load this process
-        if cached is not None and cached[0] is rgb:  # (holding rgb keeps its id from being reused)
-            msg = cached[1]
-        else:
-            arr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if encoding == "bgr8" else rgb
-            msg = numpy_to_imgmsg(arr, encoding)
-            self._built[key] = (rgb, msg)
-        msg.header.frame_id = frame_id
-        msg.header.stamp = stamp or self.next_stamp()
-        self.sent[stamp_ns(msg.header.stamp)] = time.monotonic()
-        self.image_pub.publish(msg)
-        return msg.header
-
-    def publish_depth(self, depth_mm: np.ndarray, k, header) -> None:
-        from sensor_msgs.msg import CameraInfo
-
-        from refseg_ros.ros.images import numpy_to_imgmsg
-
-        self.depth_pub.publish(numpy_to_imgmsg(depth_mm, "16UC1", header))
-        info = CameraInfo()
-        info.header = header
-        info.height, info.width = depth_mm.shape
-        info.k = [float(v) for v in np.asarray(k, dtype=np.float64).reshape(-1)]
-        info.distortion_model = "plumb_bob"
-        self.info_pub.publish(info)
-
-    def results_for(self, command: str, since: float = 0.0) -> list:
-        return [(t, m) for t, m in self.received["groundings"] if m.command == command and t >= since]
-
-    def stream_until(self, frames, predicate, timeout: float, rate_hz: float = 10.0, depth=None) -> bool:
-        """Publish ``frames`` (cycled) at ``rate_hz`` until ``predicate()`` or timeout."""
-        self.new_stream()
-        end = time.monotonic() + timeout
-        i = 0
-        while time.monotonic() < end:
-            header = self.publish_image(frames[i % len(frames)])
-            if depth is not None:
-                self.publish_depth(depth[0], depth[1], header)
-            i += 1
-            self.spin(1.0 / rate_hz)
-            if predicate():
-                return True
-        return bool(predicate())
-
-    def set_params(self, **values):
-        from rclpy.parameter import Parameter
-
-        assert self.params.wait_for_services(timeout_sec=30), "parameter services not discovered"
-        future = self.params.set_parameters([Parameter(k, value=v) for k, v in values.items()])
-        assert self.spin_until(future.done, 30), "set_parameters timed out"
-        return future.result().results
-
-    def close(self) -> None:
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.ctx)
-
-
-def stamp_ns(stamp) -> int:
-    return int(stamp.sec) * 10**9 + int(stamp.nanosec)
-
-
 @pytest.fixture(scope="module")
 def client(main_node):
     c = Client()
     c.wait_connected()
     yield c
     c.close()
-
-
-def _synthetic_frame(h: int = 480, w: int = 640, seed: int = 0) -> np.ndarray:
-    """A rendered-looking tabletop: wooden table, soft shading, a red mug, a blue cube, a yellow duck."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    shade = 0.75 + 0.25 * (1 - y / h) * (1 - np.abs(x / w - 0.5))
-    img = (np.array([181, 140, 99], np.float32)[None, None] * shade[..., None]).astype(np.uint8)
-    s = w / 640
-    cv2.rectangle(img, (int(120 * s), int(220 * s)), (int(190 * s), int(300 * s)), (200, 30, 30), -1)  # mug
-    cv2.ellipse(img, (int(195 * s), int(260 * s)), (int(18 * s), int(25 * s)), 0, -90, 90, (200, 30, 30),
-                max(1, int(8 * s)))
-    cv2.rectangle(img, (int(300 * s), int(240 * s)), (int(360 * s), int(300 * s)), (40, 60, 200), -1)  # cube
-    cv2.ellipse(img, (int(480 * s), int(270 * s)), (int(40 * s), int(30 * s)), 0, 0, 360, (240, 210, 40), -1)
-    cv2.circle(img, (int(505 * s), int(235 * s)), int(18 * s), (240, 210, 40), -1)  # duck
-    noise = rng.normal(0, 3, img.shape)
-    return np.clip(img + noise, 0, 255).astype(np.uint8)
-
-
-@pytest.fixture(scope="module")
-def frames():
-    """640x480 RGB frames: from the tabletop generator when it works here, else synthetic."""
-    try:
-        from refseg_ros.data import render_scene
-
-        scenes = [render_scene(seed, 640, 480) for seed in (3, 4)]
-        return [s.image for s in scenes]
-    except Exception:  # noqa: BLE001 - the generator is optional for these structural tests
-        return [_synthetic_frame(seed=i) for i in range(2)]
 
 
 # ---- tests on the main node --------------------------------------------------------------------------
@@ -384,37 +185,18 @@ def test_30hz_stream_is_grounded_at_the_node_rate_without_falling_behind(client,
           f"node processing p50 {np.median([a.processing_time for _, a in results]) * 1000:.0f} ms")
 
     # The node counts the frames it dropped.
-    assert client.spin_until(lambda: _diag(client, "/refseg_node") is not None, 5)
-    values = _diag(client, "/refseg_node")
+    assert client.spin_until(lambda: diag(client, "/refseg_node") is not None, 5)
+    values = diag(client, "/refseg_node")
     assert int(values["frames_dropped"]) > 0 and int(values["frames_processed"]) >= len(results)
     for key in ("latency_p50_ms", "latency_p95_ms", "model", "device"):
         assert values[key] and values[key] != "n/a", key
     assert values["device"] == "cpu" and "random_tabletop" in values["model"]
 
 
-def _diag(client, node_name: str) -> dict | None:
-    for _, arr in reversed(client.received["diagnostics"]):
-        for status in arr.status:
-            if status.name.startswith(node_name + ":"):
-                return {kv.key: kv.value for kv in status.values}
-    return None
-
-
-def _box_scene(h=240, w=320):
-    """A box-shaped object at 0.60 m in front of a 1.20 m wall with sensor holes; fx = fy = 300."""
-    k = np.array([[300.0, 0, (w - 1) / 2], [0, 300.0, (h - 1) / 2], [0, 0, 1]])
-    depth = np.full((h, w), 1200, np.uint16)
-    y0, y1, x0, x1 = int(h * 0.15), int(h * 0.85), int(w * 0.15), int(w * 0.85)
-    depth[y0:y1, x0:x1] = 600
-    rng = np.random.default_rng(1)
-    depth[(rng.random((h, w)) < 0.2) & (depth == 1200)] = 0
-    return depth, k
-
-
 def test_depth_gives_3d_positions_markers_and_target(client, main_node, frames):
     import cv2
 
-    depth, k = _box_scene()
+    depth, k = box_scene()
     rgb = [cv2.resize(f, (320, 240)) for f in frames]
     # Random weights give arbitrary masks; a zero mask threshold makes every mask the whole image,
     # so the expected point is known: the image centre at the object's depth (it covers most pixels).
@@ -447,7 +229,7 @@ def test_depth_gives_3d_positions_markers_and_target(client, main_node, frames):
 def test_missing_depth_under_the_mask_gives_no_position_and_a_warning(client, main_node, frames):
     import cv2
 
-    depth, k = _box_scene()
+    depth, k = box_scene()
     depth[:] = 0  # no valid depth anywhere
     rgb = [cv2.resize(f, (320, 240)) for f in frames]
     client.set_params(mask_threshold=0.0, found_threshold=0.0)
@@ -517,7 +299,7 @@ def test_ground_service(client, main_node, frames):
         assert client.spin_until(future.done, 60)
         return future.result()
 
-    depth, k = _box_scene()
+    depth, k = box_scene()
     req = Ground.Request()
     req.image = numpy_to_imgmsg(cv2.cvtColor(cv2.resize(frames[0], (320, 240)), cv2.COLOR_RGB2BGR), "bgr8")
     req.image.header.frame_id = FRAME_ID
@@ -609,8 +391,8 @@ def test_single_shot_mode_and_stop(client, main_node, frames):
 
 
 def test_diagnostics(client, main_node):
-    assert client.spin_until(lambda: _diag(client, "/refseg_node") is not None, 5)
-    values = _diag(client, "/refseg_node")
+    assert client.spin_until(lambda: diag(client, "/refseg_node") is not None, 5)
+    values = diag(client, "/refseg_node")
     for key in ("lifecycle_state", "model", "device", "frames_received", "frames_processed", "frames_dropped",
                 "latency_p50_ms", "latency_p95_ms", "rate_hz"):
         assert key in values
@@ -618,33 +400,6 @@ def test_diagnostics(client, main_node):
 
 
 # ---- lifecycle, start-up failures ------------------------------------------------------------------
-
-def _change_state(client: Client, ns_node: str, transition_id: int) -> bool:
-    from lifecycle_msgs.msg import Transition
-    from lifecycle_msgs.srv import ChangeState
-
-    cli = client.node.create_client(ChangeState, f"{ns_node}/change_state")
-    try:
-        assert cli.wait_for_service(timeout_sec=30)
-        future = cli.call_async(ChangeState.Request(transition=Transition(id=transition_id)))
-        assert client.spin_until(future.done, 120), "change_state timed out"
-        return future.result().success
-    finally:
-        client.node.destroy_client(cli)
-
-
-def _get_state(client: Client, ns_node: str) -> str:
-    from lifecycle_msgs.srv import GetState
-
-    cli = client.node.create_client(GetState, f"{ns_node}/get_state")
-    try:
-        assert cli.wait_for_service(timeout_sec=30)
-        future = cli.call_async(GetState.Request())
-        assert client.spin_until(future.done, 30)
-        return future.result().current_state.label
-    finally:
-        client.node.destroy_client(cli)
-
 
 def test_lifecycle_managed_node(nodes, client, frames):
     from lifecycle_msgs.msg import Transition
@@ -654,21 +409,21 @@ def test_lifecycle_managed_node(nodes, client, frames):
     node = nodes["managed"]
     assert node.wait_for(r"waiting for a lifecycle manager", STARTUP_TIMEOUT), node.log()
     name = "/managed/refseg_node"
-    assert _get_state(client, name) == "unconfigured"
+    assert get_state(client, name) == "unconfigured"
 
     # A corrupt checkpoint: configure fails with the reason, the node stays unconfigured.
     mark = node.mark()
-    assert not _change_state(client, name, Transition.TRANSITION_CONFIGURE)
+    assert not change_state(client, name, Transition.TRANSITION_CONFIGURE)
     assert node.wait_for(r"ERROR.*configure failed: .*sha256", 10, since=mark), node.since(mark)
-    assert _get_state(client, name) == "unconfigured"
+    assert get_state(client, name) == "unconfigured"
     assert "Traceback" not in node.log()
 
     managed = Client("/managed")
     try:
         # Static parameters can change while unconfigured.
         assert managed.set_params(checkpoint=str(nodes["good_path"]))[0].successful
-        assert _change_state(client, name, Transition.TRANSITION_CONFIGURE)
-        assert _get_state(client, name) == "inactive"
+        assert change_state(client, name, Transition.TRANSITION_CONFIGURE)
+        assert get_state(client, name) == "inactive"
         assert not managed.set_params(device="cpu")[0].successful  # now it would not take effect
 
         # Inactive: no subscriptions, so no results.
@@ -688,8 +443,8 @@ def test_lifecycle_managed_node(nodes, client, frames):
         send_frames(1.5)
         assert not managed.received["groundings"]
 
-        assert _change_state(client, name, Transition.TRANSITION_ACTIVATE)
-        assert _get_state(client, name) == "active"
+        assert change_state(client, name, Transition.TRANSITION_ACTIVATE)
+        assert get_state(client, name) == "active"
         assert managed.spin_until(lambda: managed.command_pub.get_subscription_count() > 0, 30)
         managed.command_pub.publish(String(data="grab the duck"))
         end = time.monotonic() + 60
@@ -700,15 +455,15 @@ def test_lifecycle_managed_node(nodes, client, frames):
         assert arr.header.frame_id == FRAME_ID and [g.expression for g in arr.results] == ["the duck"]
         assert (arr.results[0].mask.height, arr.results[0].mask.width) == frames[0].shape[:2]
 
-        assert _change_state(client, name, Transition.TRANSITION_DEACTIVATE)
+        assert change_state(client, name, Transition.TRANSITION_DEACTIVATE)
         t_off = time.monotonic()
-        assert _get_state(client, name) == "inactive"
+        assert get_state(client, name) == "inactive"
         send_frames(1.5)
         managed.spin(0.5)
         assert not [m for _, m in managed.received["groundings"]
                     if managed.sent.get(stamp_ns(m.header.stamp), 0) > t_off], "grounded while inactive"
-        assert _change_state(client, name, Transition.TRANSITION_CLEANUP)
-        assert _get_state(client, name) == "unconfigured"
+        assert change_state(client, name, Transition.TRANSITION_CLEANUP)
+        assert get_state(client, name) == "unconfigured"
     finally:
         managed.close()
     assert node.proc.poll() is None

@@ -9,6 +9,7 @@ import ast
 import os
 from pathlib import Path
 
+import pytest
 import yaml
 
 from refseg_ros.ros.params import PARAMS
@@ -93,6 +94,7 @@ def test_rviz_layout_shows_overlay_mask_markers_and_camera_frame():
     assert data["Visualization Manager"]["Global Options"]["Fixed Frame"].endswith("optical_frame")
 
 
+@pytest.mark.ros  # imports the node's entry point (rclpy)
 def test_executables():
     script = REPO / "scripts" / "refseg_node"
     assert os.access(script, os.X_OK)

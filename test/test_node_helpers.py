@@ -36,6 +36,7 @@ def test_validate(name, value, ok):
     assert (P.validate(name, value) is None) is ok
 
 
+@pytest.mark.ros
 def test_descriptors_carry_ranges():
     pytest.importorskip("rcl_interfaces")
     d = P.descriptor(P.SPECS["found_threshold"])

@@ -18,15 +18,15 @@ import time
 import numpy as np
 import pytest
 
-from conftest import HELPERS
+from node_process import STARTUP_TIMEOUT, NodeProcess
+from paths import HELPERS, PARAMS_FILE
+from scenes import box_scene
 
 rclpy = pytest.importorskip("rclpy")
-
-sys.path.insert(0, str(HELPERS))
 import stress  # noqa: E402
-from node_process import NodeProcess  # noqa: E402
-from test_node import (PARAMS_FILE, STARTUP_TIMEOUT, Client, _box_scene, _change_state, _diag,  # noqa: E402,F401
-                       _get_state, checkpoint, frames, stamp_ns)
+from ros_client import Client, change_state, diag, get_state, stamp_ns  # noqa: E402
+
+pytestmark = pytest.mark.ros
 
 NS, NSC = "/rel", "/relc"
 
@@ -91,7 +91,7 @@ def test_fuzzed_images_and_commands(client, node, frames):
     assert report["valid_command_results"] >= 1, log[-3000:]
     # (on a CPU this loaded the one result may be for a valid fuzz frame: then nothing to compare)
     _assert_correct(report["check"], min_compared=0)
-    values = _diag(client, f"{NS}/refseg_node")
+    values = diag(client, f"{NS}/refseg_node")
     # Best effort, depth 1: the node sees a share of the fuzz that depends on the CPU's load (5-25 %
     # measured), so the counters are checked against the node's own log, not against what was sent:
     # every "dropping image" line stands for at least one counted image.
@@ -121,7 +121,7 @@ def test_flood_of_images_and_commands(client, node, frames):
     assert report["distinct_commands_grounded"] >= min(3, report["results_during"])
     # Latest wins: after the last command, only it is grounded.
     assert report["results_after_final"] >= 1 and not report["after_final_not_final"]
-    assert _diag(client, f"{NS}/refseg_node")["command"] == report["final"]
+    assert diag(client, f"{NS}/refseg_node")["command"] == report["final"]
     # Memory bounded: no queue of images or commands builds up.
     assert report["rss_max_mb"] <= report["rss_before_mb"] * 1.10, report
     _assert_correct(report["check"])
@@ -198,7 +198,7 @@ def test_camera_and_command_publishers_die_and_come_back(client, node, ros_env):
 def test_depth_stops_arriving_and_returns(client, node, frames):
     import cv2
 
-    depth, k = _box_scene()
+    depth, k = box_scene()
     rgb = [cv2.resize(f, (320, 240)) for f in frames]
     assert all(r.successful for r in client.set_params(mask_threshold=0.0, found_threshold=0.0))
     mark = node.mark()
@@ -270,7 +270,7 @@ def managed(rel_nodes, client):
     n = rel_nodes["relc"]
     assert n.wait_for(r"active: listening on", STARTUP_TIMEOUT), n.log()[-3000:]
     name = f"{NSC}/refseg_node"
-    assert _get_state(client, name) == "active"
+    assert get_state(client, name) == "active"
     c = Client(NSC)
     assert c.spin_until(lambda: c.compressed_pub.get_subscription_count() > 0
                         and c.command_pub.get_subscription_count() > 0, 30)
@@ -334,8 +334,8 @@ def test_lifecycle_cycles_do_not_leak(managed, client, frames):
     mark = n.mark()
     figures = {}
     for cycle in range(1, 101):
-        assert _change_state(client, name, Transition.TRANSITION_DEACTIVATE), f"deactivate {cycle}"
-        assert _change_state(client, name, Transition.TRANSITION_ACTIVATE), f"activate {cycle}"
+        assert change_state(client, name, Transition.TRANSITION_DEACTIVATE), f"deactivate {cycle}"
+        assert change_state(client, name, Transition.TRANSITION_ACTIVATE), f"activate {cycle}"
         if cycle in (10, 100):
             time.sleep(0.5)
             figures[cycle] = stress.proc_status(n.proc.pid)
@@ -344,7 +344,7 @@ def test_lifecycle_cycles_do_not_leak(managed, client, frames):
     assert figures[100]["threads"] <= figures[10]["threads"] + 1, figures
     assert figures[100]["fds"] <= figures[10]["fds"] + 2, figures
     assert figures[100]["rss_mb"] <= figures[10]["rss_mb"] * 1.05, figures
-    assert _get_state(client, name) == "active"
+    assert get_state(client, name) == "active"
     # One subscription per input, not 101.
     assert client.node.count_subscribers(f"{NSC}/image/compressed") == 1
     assert client.node.count_subscribers(f"{NSC}/command") == 1

@@ -8,9 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from conftest import HELPERS
+from paths import HELPERS
 
 rclpy = pytest.importorskip("rclpy")
+pytestmark = pytest.mark.ros
 
 
 @pytest.fixture

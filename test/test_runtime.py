@@ -14,6 +14,7 @@ import sys
 import pytest
 
 pytest.importorskip("rclpy")
+pytestmark = pytest.mark.ros
 
 PROBE = r'''
 import os, signal, sys, time

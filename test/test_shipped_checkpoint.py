@@ -9,8 +9,10 @@ import pytest
 
 from refseg_ros.model.predictor import DEFAULT_CHECKPOINT
 
-pytestmark = pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(),
-                                reason=f"no shipped checkpoint at {DEFAULT_CHECKPOINT}")
+pytestmark = [
+    pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason=f"no shipped checkpoint at {DEFAULT_CHECKPOINT}"),
+    pytest.mark.slow,  # renders a test split and evaluates the shipped model on it
+]
 
 
 @pytest.fixture(scope="module")

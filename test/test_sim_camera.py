@@ -79,6 +79,7 @@ def test_ground_truth_record_round_trips(scene):
     np.testing.assert_allclose(np.reshape(gt["K"], (3, 3)), scene.K)
 
 
+@pytest.mark.ros
 def test_view_messages_in_every_encoding(scene):
     pytest.importorskip("rclpy")
     from refseg_ros.ros.images import depth_to_metres, imgmsg_to_numpy
@@ -160,6 +161,7 @@ def _stamp(msg) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
+@pytest.mark.ros
 def test_sim_camera_streams_the_scene_with_consistent_frames_and_ground_truth(camera, rclpy_context, scene):
     from refseg_ros.ros.images import depth_to_metres, imgmsg_to_numpy
 
@@ -204,6 +206,7 @@ def test_sim_camera_streams_the_scene_with_consistent_frames_and_ground_truth(ca
         assert np.linalg.norm(surface - o["position_cam"]) < o["radius"] + 0.03, (k, surface, o["position_cam"])
 
 
+@pytest.mark.ros
 def test_reshuffle_service_moves_to_the_next_scene(camera, rclpy_context):
     from refseg_ros.ros.images import imgmsg_to_numpy
 
@@ -228,6 +231,7 @@ def test_reshuffle_service_moves_to_the_next_scene(camera, rclpy_context):
     assert str(since // 1_000_000_000) in result.message  # the answer names the first frame's stamp
 
 
+@pytest.mark.ros
 def test_parameters_are_checked_at_run_time(camera, rclpy_context):
     from rclpy.parameter import Parameter
     from rclpy.parameter_client import AsyncParameterClient

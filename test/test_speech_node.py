@@ -5,27 +5,25 @@ in a rendered tabletop frame. Also: silence, noise and a 60 s recording.
 
 The commands are grammar expressions of one rendered scene, so its ground truth says which object
 each one means. Without a shipped checkpoint the grounding node runs a randomly initialised model
-(written by test_node's fixture): then the chain (WAV -> text -> command -> groundings) is checked
-but not whether the right object is found, which needs the trained model.
+(written by conftest's ``checkpoint`` fixture): then the chain (WAV -> text -> command ->
+groundings) is checked but not whether the right object is found, which needs the trained model.
 """
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import HELPERS
+from node_process import STARTUP_TIMEOUT, NodeProcess
+from paths import PARAMS_FILE
 
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("faster_whisper", reason="the speech extra is installed by tools/bootstrap.sh")
 
-sys.path.insert(0, str(HELPERS))
-from node_process import NodeProcess  # noqa: E402
-from test_node import FRAME_ID, PARAMS_FILE, STARTUP_TIMEOUT, Client, checkpoint  # noqa: E402,F401
+from ros_client import FRAME_ID, Client  # noqa: E402
 
 from refseg_ros.language.parser import Action, parse_command  # noqa: E402
 from refseg_ros.language.vocabulary import keywords  # noqa: E402
@@ -33,6 +31,8 @@ from refseg_ros.model.predictor import DEFAULT_CHECKPOINT  # noqa: E402
 from refseg_ros.speech.audio import TARGET_RATE, read_wav, write_wav  # noqa: E402
 from refseg_ros.speech.synth import synthesise  # noqa: E402
 from refseg_ros.speech.wer import WerTotals  # noqa: E402
+
+pytestmark = pytest.mark.ros
 
 SHIPPED = DEFAULT_CHECKPOINT.is_file()
 N_COMMANDS = 10

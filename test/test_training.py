@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each test trains in `refseg` subprocesses
+
 VENV_BIN = Path(sys.executable).parent
 
 

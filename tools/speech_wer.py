@@ -20,8 +20,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from refseg_ros.language.prompt import initial_prompt  # noqa: E402
 from refseg_ros.language.vocabulary import keywords  # noqa: E402
 from refseg_ros.speech.audio import read_wav  # noqa: E402

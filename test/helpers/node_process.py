@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+STARTUP_TIMEOUT = 240  # seconds: import torch + build the model, on a shared 2-core machine
+
 
 def node_command(executable: str = "refseg_node") -> list[str]:
     """The installed console script next to this interpreter, else ``python -m``."""

@@ -23,9 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [p for p in (str(HERE), str(HERE.parent)) if p not in sys.path]
-
 COLOURS = ("red", "green", "blue", "yellow", "orange", "purple", "white", "pink")
 OBJECTS = ("mug", "cube", "ball", "duck", "teddy bear", "lego brick", "jenga block", "torus")
 PLACES = ("", " on the left", " on the right", " next to the duck", " behind the mug", " in front")
@@ -198,7 +195,7 @@ def results_between(client, t0: float, t1: float) -> list:
 
 def publish_frame(client, frames, i: int, sent: dict) -> None:
     """Publish frame ``i`` (cycled) and remember which frame went out under which stamp."""
-    from test_node import stamp_ns
+    from ros_client import stamp_ns
 
     header = client.publish_image(frames[i % len(frames)])
     sent[stamp_ns(header.stamp)] = i % len(frames)
@@ -208,7 +205,7 @@ def check_results(client, results, sent: dict, frames, n_check: int = 8, rng=Non
     """Structure of every result, and a sample compared with the ``ground`` service on the same
     frame and command (``sent``: stamp -> frame index, from :func:`publish_frame`)."""
     from refseg_ros.srv import Ground
-    from test_node import stamp_ns
+    from ros_client import stamp_ns
 
     wrong_expr, unknown, compared, mismatched = [], 0, 0, []
     for _, arr in results:
@@ -258,7 +255,7 @@ def flood(client, node, frames, seconds: float, image_hz: float = 100.0, command
     quiet stream: the last command must be the one grounded (latest wins)."""
     from std_msgs.msg import String
 
-    from test_node import stamp_ns
+    from ros_client import stamp_ns
 
     rng = random.Random(seed)
     commands = valid_commands(rng, 400)
@@ -333,7 +330,7 @@ def soak(client, node, frames, seconds: float, fps: float = 30.0, command_period
     """``fps`` frames with a new command every ``command_period`` s; RSS each second; latencies."""
     from std_msgs.msg import String
 
-    from test_node import stamp_ns
+    from ros_client import stamp_ns
 
     rng = random.Random(seed)
     n_commands = int(seconds / command_period) + 1
@@ -403,9 +400,9 @@ def soak(client, node, frames, seconds: float, fps: float = 30.0, command_period
 # ---- script --------------------------------------------------------------------------------------------
 
 def _frames(width: int = 640, height: int = 480, n: int = 3) -> list[np.ndarray]:
-    from latency_benchmark import _frames as rendered
+    from scenes import tabletop_frames
 
-    frames = rendered(n)
+    frames = tabletop_frames(range(n))
     if frames[0].shape[:2] != (height, width):
         import cv2
 
@@ -430,7 +427,7 @@ def main() -> int:
     import rclpy  # noqa: F401 - fail early without ROS
 
     from node_process import NodeProcess
-    from test_node import Client
+    from ros_client import Client
 
     node_args = ["-r", "__ns:=/stress", "-p", f"num_threads:={args.threads}", "-p", "warn_throttle_sec:=2.0"]
     if args.checkpoint:
@@ -474,7 +471,7 @@ def fuzz_drill(client, node, frames, n: int, seed: int = 2) -> dict:
     """Fuzzed images and commands, then a valid command that must be grounded correctly."""
     from std_msgs.msg import String
 
-    from test_node import stamp_ns
+    from ros_client import stamp_ns
 
     rng = random.Random(seed)
     mark = node.mark()
