@@ -158,7 +158,6 @@ def test_damaged_weight_files_give_checkpoint_error(saved, tmp_path):
     assert out.counts["CheckpointError: NaN or infinite"] >= 1
 
 
-@pytest.mark.slow
 def test_mutated_sidecars_give_checkpoint_error(saved, tmp_path):
     rng = random.Random(11)
     meta = json.loads(sidecar_path(saved).read_text())
