@@ -9,13 +9,17 @@ sim_camera renders the tabletop scenes and publishes image, depth and camera_inf
 refseg_node grounds the commands with depth (3D positions, markers); rviz shows the overlay,
 mask and markers (config/refseg.rviz). tf2_ros's static_transform_publisher places the optical
 frame under ``camera_link`` with the usual optical rotation (x right, y down, z forward from
-x forward, y left, z up), so rviz can use either frame. Without launch_ros the same processes
+x forward, y left, z up), so rviz can use either frame. Without tf2_ros or rviz2 installed the
+demo still runs: a warning says which of the two is skipped (rviz's fixed frame is the optical
+frame, so the transform is a convenience). With ``namespace:=/robot`` every node, rviz included,
+moves there (the rviz layout's topics are relative). Without launch_ros the same processes
 run directly: ``sim_camera``, ``refseg_node --ros-args -p use_depth:=true`` (or ``refseg demo``
 for the scripted, scored run).
 """
+from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.conditions import IfCondition
+from launch.logging import get_logger
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
@@ -23,6 +27,7 @@ from launch_ros.substitutions import FindPackageShare
 OPTICAL_FRAME = "camera_color_optical_frame"
 
 ARGUMENTS = (
+    ("namespace", "", "Namespace of every node (rviz2 too) and their relative topics."),
     ("params_file", PathJoinSubstitution([FindPackageShare("refseg_ros"), "config", "refseg.yaml"]),
      "Parameter file for refseg_node."),
     ("rviz_config", PathJoinSubstitution([FindPackageShare("refseg_ros"), "config", "refseg.rviz"]),
@@ -40,18 +45,28 @@ ARGUMENTS = (
 )
 
 
+def _installed(package: str) -> bool:
+    try:
+        get_package_prefix(package)
+        return True
+    except PackageNotFoundError:
+        return False
+
+
 def _nodes(context):
     def arg(name: str) -> str:
         return LaunchConfiguration(name).perform(context)
 
+    namespace = arg("namespace")
     overrides = {"use_depth": True, "image_reliability": "reliable", "device": arg("device")}
     if arg("checkpoint"):
         overrides["checkpoint"] = arg("checkpoint")
-    return [
+    nodes = [
         Node(
             package="refseg_ros",
             executable="sim_camera",
             name="sim_camera",
+            namespace=namespace,
             output="screen",
             emulate_tty=True,
             parameters=[{
@@ -68,26 +83,39 @@ def _nodes(context):
             package="refseg_ros",
             executable="refseg_node",
             name="refseg_node",
+            namespace=namespace,
             output="screen",
             emulate_tty=True,
             parameters=[LaunchConfiguration("params_file"), overrides],
         ),
-        Node(
+    ]
+    # Both are conveniences: a missing one is a warning, never a half-started demo.
+    log = get_logger("demo.launch")
+    if _installed("tf2_ros"):
+        nodes.append(Node(
             package="tf2_ros",
             executable="static_transform_publisher",
             name="camera_optical_frame_publisher",
             arguments=["--x", "0", "--y", "0", "--z", "0",
                        "--roll", "-1.5707963", "--pitch", "0", "--yaw", "-1.5707963",
                        "--frame-id", arg("parent_frame"), "--child-frame-id", OPTICAL_FRAME],
-        ),
-        Node(
-            package="rviz2",
-            executable="rviz2",
-            name="rviz2",
-            arguments=["-d", LaunchConfiguration("rviz_config")],
-            condition=IfCondition(LaunchConfiguration("rviz")),
-        ),
-    ]
+        ))
+    else:
+        log.warning(f"tf2_ros is not installed: no static transform {arg('parent_frame')} -> {OPTICAL_FRAME} "
+                    f"(rviz's fixed frame is {OPTICAL_FRAME}, so nothing is missing from the view)")
+    if arg("rviz").strip().lower() in ("true", "1", "yes", "on"):
+        if _installed("rviz2"):
+            nodes.append(Node(
+                package="rviz2",
+                executable="rviz2",
+                name="rviz2",
+                namespace=namespace,
+                arguments=["-d", LaunchConfiguration("rviz_config")],
+            ))
+        else:
+            log.warning("rviz2 is not installed: not starting it (the overlay, mask and markers are still "
+                        "published for any viewer)")
+    return nodes
 
 
 def generate_launch_description():

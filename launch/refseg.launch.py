@@ -27,8 +27,15 @@ ARGUMENTS = (
     ("device", "", "auto, cpu, cuda or cuda:N; empty = from params_file."),
     ("checkpoint", "", "Model checkpoint (.safetensors); empty = from params_file (default: the shipped one)."),
     ("use_depth", "", "true/false: publish 3D positions from depth; empty = from params_file."),
-    ("log_level", "info", "Logging level of the node."),
+    ("log_level", "info", "Logging level of refseg_node's own messages (rcl and the middleware stay at info)."),
 )
+
+
+def _logger(context, namespace: str, node_name: str) -> str:
+    """The node's logger name: its full namespace (with any pushed one) and name, joined by dots."""
+    if not namespace.startswith("/"):
+        namespace = context.launch_configurations.get("ros_namespace", "") + "/" + namespace
+    return ".".join([part for part in namespace.split("/") if part] + [node_name])
 
 
 def _node(context):
@@ -40,11 +47,13 @@ def _node(context):
     use_depth = LaunchConfiguration("use_depth").perform(context).strip().lower()
     if use_depth:
         overrides["use_depth"] = use_depth in ("true", "1", "yes", "on")
+    namespace = LaunchConfiguration("namespace").perform(context)
+    level = LaunchConfiguration("log_level").perform(context)
     return [Node(
         package="refseg_ros",
         executable="refseg_node",
         name="refseg_node",
-        namespace=LaunchConfiguration("namespace"),
+        namespace=namespace,
         output="screen",
         emulate_tty=True,
         parameters=[LaunchConfiguration("params_file"), overrides],
@@ -54,7 +63,8 @@ def _node(context):
             ("depth", LaunchConfiguration("depth_topic")),
             ("camera_info", LaunchConfiguration("camera_info_topic")),
         ],
-        arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
+        # A plain --log-level would also turn on every rcl and middleware logger of the process.
+        arguments=["--ros-args", "--log-level", f"{_logger(context, namespace, 'refseg_node')}:={level}"],
     )]
 
 

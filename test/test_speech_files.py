@@ -39,7 +39,9 @@ def test_voice_launch_starts_speech_and_grounding_nodes_on_one_command_topic():
     assert {"source", "audio_file", "checkpoint"} <= declared  # read in _nodes() by name
     assert {"config", "speech.yaml", "refseg.yaml"} <= _consts(table)
 
-    nodes = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "Node"]
+    # refseg_node is a LifecycleNode action: speech_node starts on its activation (test_launch_files.py)
+    nodes = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+             and getattr(n.func, "id", "") in ("Node", "LifecycleNode")]
     by_exe = {}
     for call in nodes:
         kw = {k.arg: k.value for k in call.keywords}
