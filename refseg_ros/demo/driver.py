@@ -31,6 +31,7 @@ class DemoDriver:
         from std_srvs.srv import Trigger
 
         from refseg_ros.msg import GroundingArray
+        from refseg_ros.ros.commands import command_qos
 
         self._rclpy = rclpy
         self.context = rclpy.context.Context()
@@ -47,7 +48,8 @@ class DemoDriver:
         self.node.create_subscription(Image, "image", self._on_image,
                                       QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2,
                                                  reliability=ReliabilityPolicy.RELIABLE))
-        self.command_pub = self.node.create_publisher(String, "command", 10)
+        # Durable like every command publisher: a command is not lost if the node subscribes late.
+        self.command_pub = self.node.create_publisher(String, "command", command_qos())
         self.reshuffle = self.node.create_client(Trigger, "reshuffle")
         self._Trigger, self._String = Trigger, String
         self.executor = SingleThreadedExecutor(context=self.context)

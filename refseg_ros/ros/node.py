@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleState, Node as LifecycleNode, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -36,6 +37,7 @@ from refseg_ros.language.parser import Action, parse_command
 from refseg_ros.msg import GroundingArray
 from refseg_ros.ros import messages as M
 from refseg_ros.ros import params as P
+from refseg_ros.ros.commands import APPLY, HOLD, STALE, CommandInbox, Delivery, command_qos
 from refseg_ros.ros.diagnostics import NodeStats, grounding_status
 from refseg_ros.ros.images import ImageConversionError
 from refseg_ros.ros.runtime import run_node
@@ -73,6 +75,8 @@ class GroundingNode(LifecycleNode):
         self._model_desc, self._device = "not loaded", "none"
         self._subs: list = []
         self._input_topics: list[str] = []
+        self._inbox = CommandInbox(self._p["command_max_age_s"])
+        self._command_subs: list = []  # from configure to cleanup: a command sent early is kept
         self._service = None
 
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -108,6 +112,8 @@ class GroundingNode(LifecycleNode):
                 self._scheduler.set_rate(param.value)
             elif param.name == "continuous":
                 self._scheduler.set_continuous(param.value)
+            elif param.name == "command_max_age_s":
+                self._inbox.max_age_s = float(param.value)
             self.get_logger().info(f"parameter {param.name} set to {param.value!r}")
 
     # ---- lifecycle ---------------------------------------------------------------------------------
@@ -120,6 +126,9 @@ class GroundingNode(LifecycleNode):
             self._unload_model()
             return TransitionCallbackReturn.FAILURE
         self._create_outputs()
+        # Commands are taken from configure on (held until active); durable publishers keep theirs
+        # for us meanwhile. Not earlier: clients read a command subscriber as "the model is loaded".
+        self._create_command_inputs()
         self._state = "inactive"
         self.get_logger().info(f"configured: {self._model_desc} on {self._device}")
         return TransitionCallbackReturn.SUCCESS
@@ -136,17 +145,22 @@ class GroundingNode(LifecycleNode):
         self._worker.start()
         if self._p["default_command"] and self._scheduler.command is None:
             self._apply_command(self._p["default_command"], source="default_command")
+        held = self._inbox.activate(time.time_ns())
+        if held is not None:
+            self._deliver(held)
         self.get_logger().info(f"active: listening on {', '.join(self._input_topics)}")
         return ret
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._state = "inactive"
+        self._inbox.deactivate()
         self._destroy_inputs()
         self._worker.stop()
         self.get_logger().info("deactivated: not listening to images or commands")
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._destroy_command_inputs()
         self._destroy_outputs()
         self._unload_model()
         self._state = "unconfigured"
@@ -165,6 +179,8 @@ class GroundingNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _release(self) -> None:
+        self._inbox.deactivate()
+        self._destroy_command_inputs()
         self._destroy_inputs()
         self._worker.stop()
         self._destroy_outputs()
@@ -237,7 +253,6 @@ class GroundingNode(LifecycleNode):
         else:
             topic = "image"
             self._subs.append(self.create_subscription(Image, topic, self._on_image, qos, callback_group=g))
-        self._subs.append(self.create_subscription(String, "command", self._on_command, 10, callback_group=g))
         self._input_topics = [self.resolve_topic_name(topic), self.resolve_topic_name("command")]
         if self._p["use_depth"]:
             # camera_info: reliable-compatible either way (drivers publish it reliable).
@@ -247,6 +262,23 @@ class GroundingNode(LifecycleNode):
             self._subs.append(self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, sync_qos,
                                                        callback_group=g))
             self._input_topics += [self.resolve_topic_name("depth"), self.resolve_topic_name("camera_info")]
+
+    def _create_command_inputs(self) -> None:
+        g = self._io_group
+        # Volatile hears every publisher; durable also gets the newest command a durable publisher
+        # sent before this subscription existed. The inbox drops the second copy of a message.
+        self._command_subs = [
+            self.create_subscription(String, "command", self._on_command, 10, callback_group=g),
+            self.create_subscription(String, "command", self._on_command, command_qos(), callback_group=g,
+                                     # a volatile publisher cannot match it; the volatile one hears it
+                                     event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda _: None)),
+        ]
+
+    def _destroy_command_inputs(self) -> None:
+        for sub in self._command_subs:
+            self.destroy_subscription(sub)
+        self._command_subs = []
+        self._inbox.clear_held()
 
     def _destroy_inputs(self) -> None:
         for sub in self._subs:
@@ -275,8 +307,18 @@ class GroundingNode(LifecycleNode):
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._matcher.push("camera_info", stamp_to_ns(msg.header.stamp), msg)
 
-    def _on_command(self, msg: String) -> None:
-        self._apply_command(msg.data, source="command")
+    def _on_command(self, msg: String, info) -> None:  # two arguments: rclpy passes the MessageInfo
+        self._deliver(self._inbox.receive(msg.data, info, time.time_ns()))
+
+    def _deliver(self, delivery: Delivery) -> None:
+        shown = delivery.text if len(delivery.text) <= 80 else delivery.text[:77] + "..."
+        if delivery.action == APPLY:
+            self._apply_command(delivery.text, source="command")
+        elif delivery.action == HOLD:
+            self.get_logger().info(f"command {shown!r} held until the node is active (now {self._state})")
+        elif delivery.action == STALE:
+            self._warn(f"dropping command {shown!r}: {delivery.describe_age()}, older than command_max_age_s "
+                       f"({self._inbox.max_age_s:g} s)", key="stale-command")
 
     def _apply_command(self, text: str, source: str) -> None:
         """Parse ``text`` once and put it in force (latest wins); log it (rate-limited under a flood)."""
@@ -364,6 +406,7 @@ class GroundingNode(LifecycleNode):
 
     def close(self) -> None:
         """Stop the worker and release everything (called on exit, whatever the lifecycle state)."""
+        self._destroy_command_inputs()
         self._destroy_inputs()
         self._worker.stop()
 

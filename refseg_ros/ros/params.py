@@ -61,6 +61,10 @@ PARAMS: tuple[ParamSpec, ...] = (
               range=(0.0, 1000.0), dynamic=True),
     ParamSpec("default_command", "",
               "Command active from activation on (e.g. 'the red mug'); empty = wait for the command topic."),
+    ParamSpec("command_max_age_s", 30.0,
+              "Commands older than this (s since the publisher sent them) when the node could act on them are "
+              "dropped with a log line. A command sent before the node was active is grounded once it is, if "
+              "still this fresh; 0 = any age.", range=(0.0, 86400.0), dynamic=True),
     ParamSpec("max_command_chars", 300, "Longer commands are rejected with a warning.",
               range=(1, 100000), dynamic=True),
     ParamSpec("max_expressions", 5, "Most objects grounded from one command; extra ones are dropped with a warning.",

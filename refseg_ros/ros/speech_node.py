@@ -13,13 +13,17 @@ Topics (relative names; remap them):
 
 ==============  ========================  ====================================================
 ``audio`` in    std_msgs/Int16MultiArray  mono PCM16 at ``topic_rate`` Hz (``source: topic``)
-``command``     std_msgs/String           the transcript, for ``refseg_node``'s ``command``
+``command``     std_msgs/String           the transcript, for ``refseg_node``'s ``command`` (durable)
 ``transcript``  std_msgs/String (JSON)    text, raw, confidence, duration, latency, start, source
 ==============  ========================  ====================================================
 
 Empty and low-confidence transcripts are dropped with a log line; so are utterances that arrive
 faster than the recogniser can take them (``max_queue``). The details topic is JSON in a String
 so that it needs no generated message type: ``json.loads(msg.data)["confidence"]``.
+
+``command`` is published transient local, depth 1 (:func:`refseg_ros.ros.commands.command_qos`): a
+grounding node that subscribes later still gets the newest transcript, and an ``audio_file`` run
+stays up (``wait_for_subscribers``) until someone has subscribed, so what it heard is delivered.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ from rclpy.node import Node
 from std_msgs.msg import Int16MultiArray, String
 
 from refseg_ros.language.prompt import initial_prompt
+from refseg_ros.ros.commands import command_qos
 from refseg_ros.ros.params import descriptor, validate
 from refseg_ros.ros.speech_params import SPEECH_PARAMS, SPEECH_SPECS
 from refseg_ros.ros.runtime import run_node
@@ -76,7 +81,7 @@ class SpeechNode(Node):
         self._latency = LatencyWindow(200)
         self._counts = dict(utterances=0, published=0, dropped=0, overflow=0)
 
-        self._cmd_pub = self.create_publisher(String, "command", 10)
+        self._cmd_pub = self.create_publisher(String, "command", command_qos())
         self._details_pub = self.create_publisher(String, "transcript", 10)
 
         # Bad input (a missing file) fails before the recogniser takes seconds to load.
@@ -201,7 +206,8 @@ class SpeechNode(Node):
             time.sleep(0.05)
         if timeout > 0 and self._cmd_pub.get_subscription_count() == 0:
             self.get_logger().warning(f"nobody subscribes to {self.resolve_topic_name('command')} after "
-                                      f"{timeout:.0f} s; playing anyway")
+                                      f"{timeout:.0f} s; playing anyway (the newest transcript is kept "
+                                      f"for a later subscriber)")
 
     def _play(self, files: list[Path]) -> None:
         try:
@@ -294,6 +300,9 @@ class SpeechNode(Node):
     def _warn(self, message: str) -> None:
         self._log_throttled(message, "warning")
 
+    def has_command_subscribers(self) -> bool:
+        return self._cmd_pub.get_subscription_count() > 0
+
     @property
     def file_mode(self) -> bool:
         return self._player is not None
@@ -325,8 +334,13 @@ def _spin_until_finished(executor, node: SpeechNode) -> None:
     while rclpy.ok() and not node.finished.is_set():
         executor.spin_once(timeout_sec=0.1)
     if node.finished.is_set():
-        end = time.monotonic() + 1.0  # let reliable deliveries of the last messages complete
-        while time.monotonic() < end:
+        # The durable publisher hands its last command to a late subscriber only while it lives:
+        # wait for one (up to wait_for_subscribers), then let reliable deliveries complete.
+        deadline = time.monotonic() + float(node._p["wait_for_subscribers"])
+        while rclpy.ok() and not node.has_command_subscribers() and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        end = time.monotonic() + 1.0
+        while rclpy.ok() and time.monotonic() < end:
             executor.spin_once(timeout_sec=0.05)
         node.get_logger().info(f"audio_file done: {node.summary()}")
 

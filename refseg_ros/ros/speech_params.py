@@ -25,8 +25,9 @@ SPEECH_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("file_gap_s", 0.5,
               "Seconds of silence inserted after each file of audio_file (a directory's files are separate "
               "utterances).", range=(0.0, 60.0)),
-    ParamSpec("wait_for_subscribers", 5.0,
-              "With audio_file: seconds to wait for a subscriber on 'command' before playing (0 = do not wait).",
+    ParamSpec("wait_for_subscribers", 60.0,
+              "With audio_file: seconds to wait for a subscriber on 'command' before playing, and again "
+              "before exiting if none came (the newest transcript is kept for it); 0 = do not wait.",
               range=(0.0, 600.0)),
     ParamSpec("microphone_device", "",
               "sounddevice input device (name or index); empty = the system default."),

@@ -1,0 +1,126 @@
+"""How a command on the ``command`` topic reaches the grounding node: never lost, never stale, once.
+
+A command can be spoken before ``refseg_node`` listens (it loads its model on configure; an
+``audio_file`` run of ``speech_node`` may be done by then). So every command publisher in this
+package keeps its newest command for late subscribers (:func:`command_qos`: transient local, depth
+1), and the node subscribes with that profile from configure on, next to a volatile subscription
+that hears every other publisher (``ros2 topic pub`` and user scripts default to volatile, which a
+transient-local subscription cannot match). A durable publisher reaches both subscriptions, so
+:class:`CommandInbox` drops the second copy by publisher and sequence number; it also drops
+commands older than ``command_max_age_s`` (a durable publisher hands its last command to every
+node that starts later, however old) and holds the newest command while the node is not active.
+
+Ages come from the publisher's send time (``MessageInfo.source_timestamp``, wall clock), because
+std_msgs/String has no header. Pure logic: no ROS imports outside :func:`command_qos`.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+__all__ = ["command_qos", "Delivery", "CommandInbox"]
+
+APPLY, HOLD, DUPLICATE, STALE = "apply", "hold", "duplicate", "stale"
+
+
+def command_qos():
+    """QoS of every command publisher and of the node's durable command subscription."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    # Depth 1: only the newest command matters (the node applies the latest one anyway).
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What to do with one received command: ``action`` is apply, hold, duplicate or stale."""
+    action: str
+    text: str
+    age_s: float | None = None  # None when the publisher gave no send time
+
+    def describe_age(self) -> str:
+        return "of unknown age" if self.age_s is None else f"{self.age_s:.1f} s old"
+
+
+class CommandInbox:
+    """Each command message once, only while fresh; the newest one held while the node is not active.
+
+    ``max_age_s`` <= 0 accepts any age. ``remember`` bounds how many publishers' sequence numbers
+    are kept for de-duplication (the least recently heard is forgotten first). Thread-safe: in a
+    multi-threaded executor a command can arrive while the node activates, and must then be
+    either held and handed over by :meth:`activate`, or applied, never left behind.
+    """
+
+    def __init__(self, max_age_s: float, remember: int = 64) -> None:
+        self.max_age_s = float(max_age_s)
+        self._remember = remember
+        self._lock = threading.Lock()
+        self._active = False
+        self._last: OrderedDict[tuple, int] = OrderedDict()  # publisher -> highest order seen
+        self._held: tuple[str, int] | None = None  # (text, send time ns or 0)
+
+    def receive(self, text: str, info: Mapping[str, Any] | None, now_ns: int) -> Delivery:
+        """Classify a message from either subscription; ``info`` is rclpy's MessageInfo (or None)."""
+        sent_ns = int((info or {}).get("source_timestamp") or 0)
+        with self._lock:
+            if self._seen_before(info, sent_ns):
+                return Delivery(DUPLICATE, text)
+            delivery = self._aged(text, sent_ns, now_ns)
+            if delivery.action == STALE or self._active:
+                return delivery
+            self._held = (text, sent_ns)  # newest wins, like the active command
+            return Delivery(HOLD, text, delivery.age_s)
+
+    def activate(self, now_ns: int) -> Delivery | None:
+        """From now on commands apply; returns the one held meanwhile, aged now (apply or stale), or None."""
+        with self._lock:
+            self._active = True
+            if self._held is None:
+                return None
+            (text, sent_ns), self._held = self._held, None
+            return self._aged(text, sent_ns, now_ns)
+
+    def deactivate(self) -> None:
+        with self._lock:
+            self._active = False
+
+    def clear_held(self) -> None:
+        with self._lock:
+            self._held = None
+
+    @property
+    def held(self) -> str | None:
+        held = self._held
+        return None if held is None else held[0]
+
+    def _aged(self, text: str, sent_ns: int, now_ns: int) -> Delivery:
+        if sent_ns <= 0:
+            return Delivery(APPLY, text)
+        # A publisher's clock slightly ahead of ours is not a command from the future.
+        age = max(0.0, (now_ns - sent_ns) / 1e9)
+        stale = self.max_age_s > 0 and age > self.max_age_s
+        return Delivery(STALE if stale else APPLY, text, age)
+
+    def _seen_before(self, info: Mapping[str, Any] | None, sent_ns: int) -> bool:
+        gid = (info or {}).get("publisher_gid")
+        if not gid:
+            return False
+        key = (gid.get("implementation_identifier"), bytes(gid.get("data") or b""))
+        seq = (info or {}).get("publication_sequence_number")
+        # Without sequence numbers (some middlewares) the send time orders one publisher's messages.
+        order = int(seq) if seq is not None else sent_ns
+        if order <= 0:
+            return False
+        last = self._last.get(key)
+        if last is not None and order <= last:
+            # Each subscription delivers in order, so anything at or below the highest seen from
+            # this publisher came through the other subscription already (or was superseded).
+            return True
+        self._last[key] = order
+        self._last.move_to_end(key)
+        while len(self._last) > self._remember:
+            self._last.popitem(last=False)
+        return False
