@@ -1,0 +1,48 @@
+"""Vocabulary rescoring of the recogniser's n-best transcripts (refseg_ros.speech.transcriber). No ROS."""
+from __future__ import annotations
+
+import pytest
+
+from refseg_ros.language.vocabulary import keywords
+from refseg_ros.speech.transcriber import pick_hypothesis
+
+VOCAB = keywords()
+
+
+def test_pick_hypothesis_adds_the_bonus_per_vocabulary_word():
+    hyps = [("I want the fish.", -0.30), ("I want the dish.", -0.45), ("I want the wish.", -0.50)]
+    assert pick_hypothesis(hyps, 0.0, VOCAB) == 0  # no bonus: the decoder's own best
+    assert pick_hypothesis(hyps, 0.1, VOCAB) == 0  # "dish" is not close enough
+    assert pick_hypothesis(hyps, 0.3, VOCAB) == 1
+    # A confident transcript has no close competitor: nothing rewrites it.
+    assert pick_hypothesis([("pick up the red mug", -0.05), ("pick up the red mud", -1.2)], 0.3, VOCAB) == 0
+    # Ties keep the earlier (likelier) one; an empty list has no pick.
+    assert pick_hypothesis([("the mug", -0.5), ("the cup", -0.5)], 0.3, VOCAB) == 0
+    assert pick_hypothesis([], 0.3, VOCAB) == -1
+
+
+@pytest.mark.slow
+def test_rescoring_fixes_an_unsure_word_and_keeps_a_clear_command(tmp_path):
+    pytest.importorskip("faster_whisper", reason="the speech extra is installed by tools/bootstrap.sh")
+    from refseg_ros.language.prompt import initial_prompt
+    from refseg_ros.speech.heldout import Voice, add_noise, speak
+    from refseg_ros.speech.synth import espeak_available
+    from refseg_ros.speech.transcriber import Transcriber
+
+    if not espeak_available():
+        pytest.skip("espeak-ng is not installed")
+    prompt = initial_prompt("command")
+    greedy = Transcriber(initial_prompt=prompt)
+    rescored = Transcriber(initial_prompt=prompt, nbest=5, keyword_bonus=0.3, vocabulary=VOCAB)
+    assert rescored.rescoring and not greedy.rescoring
+    clear = speak("pick up the red mug", Voice("espeak", "en-us", 150), tmp_path / "clear.wav")
+    a, b = greedy.transcribe(clear), rescored.transcribe(clear)
+    assert a.text == b.text and "greedy" not in b.extra
+    # A voice and noise where greedy decoding heard "fish" (tools/keyword_accuracy.py, dev split).
+    unsure = add_noise(speak("I want the dish", Voice("espeak", "en-us+f3", 165, 70), tmp_path / "u.wav"),
+                       20.0, "pink", seed=70)
+    b = rescored.transcribe(unsure)
+    assert "dish" in b.text.lower(), b
+    if "greedy" in b.extra:  # the first pass's text is kept for the transcript details
+        assert b.extra["greedy"] != b.text
+    assert b.latency_s > 0 and b.confidence > 0
