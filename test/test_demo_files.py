@@ -36,7 +36,7 @@ def test_demo_launch_is_a_launch_ros_description_importing_nothing_else():
     assert "generate_launch_description" in funcs and not funcs["generate_launch_description"].args.args
     modules = {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     modules |= {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert modules <= {"launch", "launch_ros"}
+    assert modules <= {"launch", "launch_ros", "ament_index_python"}  # every ROS 2 install has all three
     compile(LAUNCH.read_text(), str(LAUNCH), "exec")
 
 
@@ -51,7 +51,7 @@ def test_demo_launch_starts_camera_node_tf_and_rviz():
         assert script.read_text().startswith("#!/usr/bin/env python3")
     assert nodes["static_transform_publisher"]["package"].value == "tf2_ros"
     assert nodes["rviz2"]["package"].value == "rviz2"
-    assert "condition" in nodes["rviz2"]  # rviz:=false for a headless machine
+    # rviz:=false and a missing rviz2/tf2_ros: test_launch_files runs the description with both
 
     # the camera's parameters exist on the camera node, with the frame the node publishes
     from refseg_ros.ros.sim_camera import DEFAULT_FRAME_ID, SPECS

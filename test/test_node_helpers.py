@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from refseg_ros.ros import params as P
-from refseg_ros.ros.stats import LatencyWindow, Throttle
+from refseg_ros.ros.stats import Throttle
+from refseg_ros.utils.timing import LatencyWindow
 from refseg_ros.utils.overlay import PALETTE_RGB, color_for, draw_groundings
 
 

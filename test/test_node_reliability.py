@@ -347,7 +347,7 @@ def test_lifecycle_cycles_do_not_leak(managed, client, frames):
     assert get_state(client, name) == "active"
     # One subscription per input, not 101.
     assert client.node.count_subscribers(f"{NSC}/image/compressed") == 1
-    assert client.node.count_subscribers(f"{NSC}/command") == 1
+    assert client.node.count_subscribers(f"{NSC}/command") == 2  # volatile + transient local (commands.command_qos)
     c.command_pub.publish(String(data="grab the duck"))
     c.spin(1.0)
     t0 = time.monotonic()

@@ -36,8 +36,8 @@ pytestmark = pytest.mark.ros
 
 SHIPPED = DEFAULT_CHECKPOINT.is_file()
 N_COMMANDS = 10
-#: Keyword WER bar (object, colour, size and spatial words): about twice the 11.9-14.3 % measured on
-#: these commands (2026-12-01; README, "Talking to the robot"). Greedy decoding of the same audio repeats.
+#: Keyword WER bar (object, colour, size and spatial words): about twice the rate measured on
+#: these commands (docs/speech.md). Greedy decoding of the same audio repeats.
 KEYWORD_WER_BAR = 0.25
 SPEECH_TIMEOUT = 400  # start-up + real-time playback + transcription, on a shared 2-core machine
 
