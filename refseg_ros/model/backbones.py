@@ -75,6 +75,8 @@ class LanguageAwareBackbone(nn.Module):
     """
 
     embed_dim: int
+    #: inference knock-out (``VGLAW.knock_out``): skip the word attention entirely
+    word_attention_off: bool = False
     #: names of submodules whose weights come from a pinned weight package (not stored when frozen)
     pinned_modules: tuple[str, ...] = ()
 
@@ -130,7 +132,7 @@ class LanguageAwareBackbone(nn.Module):
         with adaptation(self.adaptive_layers, phi, self.law_basis, qkv):
             for i, block in enumerate(self.blocks):
                 x = block(x, hw=hw)
-                if self.word_attn is None:
+                if self.word_attn is None or self.word_attention_off:
                     continue
                 if folded_words:
                     x = self.word_attn[i].forward_folded(x, folded.word_keys[:, i], folded.word_bias[:, i],

@@ -149,6 +149,8 @@ class VGLAW(nn.Module):
         #: how this model was built (recorded in checkpoints)
         self.preset: str = cfg.name
         self.overrides: dict[str, Any] = {}
+        #: inference knock-outs (:meth:`knock_out`); never stored in checkpoints
+        self.knocked_out: frozenset[str] = frozenset()
 
     @property
     def device(self) -> torch.device:
@@ -158,6 +160,22 @@ class VGLAW(nn.Module):
     def input_size(self) -> tuple[int, int]:
         """Model input ``(width, height)``."""
         return self.cfg.input_size
+
+    KNOCK_OUTS = ("law", "word_attention")
+
+    def knock_out(self, *parts: str) -> "VGLAW":
+        """Switch parts of the language path off at inference, to measure what each one carries.
+
+        ``"law"``: Phi = 0, so every adapted layer runs its static weight W0; ``"word_attention"``:
+        the word cross-attention adds nothing (as if its output projection were zero). No argument
+        restores the model. Commands computed before the call keep their old Phi: clear caches.
+        """
+        unknown = sorted(set(parts) - set(self.KNOCK_OUTS))
+        if unknown:
+            raise ValueError(f"unknown knock-out {unknown}; choose from {self.KNOCK_OUTS}")
+        self.knocked_out = frozenset(parts)
+        self.backbone.word_attention_off = "word_attention" in self.knocked_out
+        return self
 
     # ---- language side: once per expression ----------------------------------------------------
     def encode_text(self, expressions: list[str]) -> TextFeatures:
@@ -172,6 +190,8 @@ class VGLAW(nn.Module):
             w = mask.unsqueeze(-1).to(tokens.dtype)
             sentence = (tokens * w).sum(1) / w.sum(1).clamp(min=1)
         phi = self.law(tokens, mask) if self.law is not None else None
+        if phi is not None and "law" in self.knocked_out:
+            phi = torch.zeros_like(phi)
         if self.backbone.word_attn is None:
             return Command(phi, sentence)
         trimmed = text.trimmed()

@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""The equal-budget VG-LAW experiment: pure VG-LAW, the hybrid (VG-LAW + word attention) and
+static weights, trained on the same tabletop data with the same samples, schedule and threads,
+then scored on the test and compositional splits with the knock-outs of the language path.
+
+Every step is resumable and skipped when its output exists, so the same command continues an
+interrupted experiment on any machine:
+
+    .venv/bin/python tools/ablation.py run --root /work/runs/V          # data, train, eval
+    .venv/bin/python tools/ablation.py run --root R --arms pure hybrid  # a subset, in this order
+    .venv/bin/python tools/ablation.py commands --root R                # print the commands only
+    .venv/bin/python tools/ablation_table.py                            # the markdown tables
+
+Data and runs go under ``--root`` (outside the repository); the eval JSONs (small) go to
+``refseg_ros/checkpoints/ablations/`` named ``<arm>_<split>_<knock-out>.json``.
+The budget is counted in samples, not wall time: the CPU may be shared.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+OUT_DIR = REPO / "refseg_ros" / "checkpoints" / "ablations"
+VENV_BIN = REPO / ".venv" / "bin"
+
+#: arm -> (model overrides on top of the tabletop preset, knock-outs scored at inference)
+ARMS: dict[str, tuple[list[str], list[tuple[str, ...]]]] = {
+    "pure": (["word_attention=false"], [(), ("law",)]),
+    "hybrid": (["word_attention=true"], [(), ("law",), ("word_attention",), ("law", "word_attention")]),
+    "static": (["law=false", "word_attention=false"], [()]),
+}
+#: split -> (scenes, seed); the test/compositional seeds are those of the shipped data
+DATA = {"train": (1200, 0), "val": (100, 1), "test": (150, 2), "compositional": (100, 3)}
+EVAL_SPLITS = ("test", "compositional")
+
+
+def knock_label(parts: tuple[str, ...]) -> str:
+    return "+".join(parts) if parts else "none"
+
+
+def bin_path(name: str) -> str:
+    path = VENV_BIN / name
+    return str(path) if path.exists() else name
+
+
+def data_commands(root: Path) -> list[list[str]]:
+    cmds = []
+    for split, (scenes, seed) in DATA.items():
+        if not (root / "data" / f"{split}.json").exists():
+            cmds.append([bin_path("refseg"), "data", "tabletop", "--out", str(root / "data"), "--split", split,
+                         "--scenes", str(scenes), "--seed", str(seed), "--workers", "2", "--no-progress"])
+    return cmds
+
+
+def train_command(root: Path, arm: str, args) -> list[str]:
+    cmd = [bin_path("refseg"), "train", "--preset", "tabletop", "--data", str(root / "data"),
+           "--out", str(root / "runs" / f"{arm}_s{args.seed}"), "--epochs", str(args.epochs),
+           "--epoch-samples", str(args.epoch_samples), "--batch-size", str(args.batch_size),
+           "--threads", str(args.threads), "--val-samples", str(args.val_samples), "--seed", str(args.seed),
+           "--no-progress", "--resume"]
+    for override in ARMS[arm][0]:
+        cmd += ["--set", override]
+    return cmd
+
+
+def finished_epochs(run_dir: Path) -> int:
+    sidecar = run_dir / "checkpoints" / "last.json"
+    if not sidecar.exists():
+        return 0
+    return int((json.loads(sidecar.read_text()).get("extra") or {}).get("epoch") or 0)
+
+
+def eval_json(arm: str, split: str, parts: tuple[str, ...], seed: int) -> Path:
+    suffix = "" if seed == 0 else f"_s{seed}"
+    return OUT_DIR / f"{arm}{suffix}_{split}_{knock_label(parts)}.json"
+
+
+def eval_one(ckpt: Path, data: Path, split: str, parts: tuple[str, ...], out: Path, threads: int,
+             meta: dict) -> None:
+    """Score ``ckpt`` on ``split`` with ``parts`` of the language path knocked out; write JSON."""
+    import torch
+
+    from refseg_ros.data.dataset import TabletopRefDataset
+    from refseg_ros.model.predictor import GroundingPredictor
+    from refseg_ros.training.evaluate import evaluate
+
+    torch.set_num_threads(threads)
+    predictor = GroundingPredictor.from_checkpoint(ckpt, device="cpu")
+    predictor.model.knock_out(*parts)
+    predictor.clear_cache()
+    dataset = TabletopRefDataset(str(data), split)
+    metrics = evaluate(predictor, dataset, progress=False)
+    metrics.update({"split": split, "knock_out": list(parts), "path": "batched, torch", **meta})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(metrics, indent=2) + "\n")
+
+
+def _run(cmd: list[str], dry: bool) -> None:
+    print("+ nice -n 10 " + shlex.join(cmd), flush=True)
+    if not dry:
+        subprocess.run(["nice", "-n", "10", *cmd], check=True, cwd=REPO)
+
+
+def run(args) -> int:
+    root = Path(args.root)
+    for cmd in data_commands(root):
+        _run(cmd, args.dry)
+    for arm in args.arms:
+        run_dir = root / "runs" / f"{arm}_s{args.seed}"
+        if finished_epochs(run_dir) < args.epochs:
+            t0 = time.time()
+            _run(train_command(root, arm, args), args.dry)
+            if not args.dry:
+                print(f"{arm}: trained in {(time.time() - t0) / 60:.1f} min", flush=True)
+        ckpt = run_dir / "checkpoints" / "last.safetensors"
+        for split in EVAL_SPLITS:
+            for parts in ARMS[arm][1]:
+                out = eval_json(arm, split, parts, args.seed)
+                if out.exists():
+                    continue
+                cmd = [sys.executable, str(Path(__file__).resolve()), "eval-one", "--checkpoint", str(ckpt),
+                       "--data", str(root / "data"), "--split", split, "--out", str(out),
+                       "--threads", str(args.threads), "--arm", arm, "--seed", str(args.seed),
+                       "--samples", str(args.epochs * args.epoch_samples)]
+                if parts:
+                    cmd += ["--knock-out", *parts]
+                _run(cmd, args.dry)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    for name in ("run", "commands"):
+        p = sub.add_parser(name)
+        p.add_argument("--root", type=Path, required=True, help="data and run directories (outside the repo)")
+        p.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
+        p.add_argument("--epochs", type=int, default=4)
+        p.add_argument("--epoch-samples", type=int, default=2500)
+        p.add_argument("--batch-size", type=int, default=16)
+        p.add_argument("--threads", type=int, default=2)
+        p.add_argument("--val-samples", type=int, default=300)
+        p.add_argument("--seed", type=int, default=0)
+    e = sub.add_parser("eval-one")
+    e.add_argument("--checkpoint", type=Path, required=True)
+    e.add_argument("--data", type=Path, required=True)
+    e.add_argument("--split", required=True)
+    e.add_argument("--out", type=Path, required=True)
+    e.add_argument("--threads", type=int, default=2)
+    e.add_argument("--knock-out", nargs="*", default=[])
+    e.add_argument("--arm", default="")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--samples", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.cmd == "eval-one":
+        meta = {"arm": args.arm, "seed": args.seed, "train_samples": args.samples,
+                "overrides": ARMS.get(args.arm, ([], []))[0], "checkpoint": args.checkpoint.name}
+        sidecar = args.checkpoint.with_suffix(".json")
+        if sidecar.exists():
+            extra = json.loads(sidecar.read_text()).get("extra") or {}
+            meta.update({"epoch": extra.get("epoch"), "global_step": extra.get("global_step"),
+                         "train_config": extra.get("train_config")})
+        eval_one(args.checkpoint, args.data, args.split, tuple(args.knock_out), args.out, args.threads, meta)
+        return 0
+    args.dry = args.cmd == "commands"
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
