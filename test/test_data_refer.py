@@ -403,15 +403,9 @@ def test_train_and_eval_paper_preset_on_refer(refer, tmp_path):
 
 
 def test_data_check_command(refer, tmp_path, capsys):
-    from refseg_ros.cli.main import build_parser
-
-    parser = build_parser()
-    try:
-        parser.parse_args(["data", "check", "--data", "x"])
-    except SystemExit:
-        pytest.skip("`refseg data check` is not wired into refseg_ros/cli/data.py yet")
-    root, _ = refer
     from refseg_ros.cli.main import main
+
+    root, _ = refer
 
     assert main(["data", "check", "--format", "refer", "--data", str(root), "--dataset", "refcoco",
                  "--split-by", "unc"]) == 0
@@ -422,3 +416,5 @@ def test_data_check_command(refer, tmp_path, capsys):
     assert main(["data", "check", "--format", "refer", "--data", str(copy), "--dataset", "refcoco",
                  "--split-by", "unc"]) == 1
     assert "is not in instances.json" in capsys.readouterr().out
+    assert main(["data", "check", "--data", str(tmp_path / "nowhere"), "--dataset", "refcoco"]) == 1
+    assert "not found" in capsys.readouterr().out

@@ -3,6 +3,10 @@
 ``refseg data tabletop --out DIR --scenes N --seed S [--split NAME] [--workers W]
 [--width 320 --height 240]`` renders the missing scenes of one split and writes its index
 ``DIR/<split>.json`` (format: docs/data-format.md). Re-running resumes.
+
+``refseg data check --format refer --data ROOT [--dataset refcoco] [--split-by unc]`` opens a
+RefCOCO-family dataset as training would and lists every problem with its file and ref (exit 1
+if there is one), before hours of training find the first one mid-epoch.
 """
 from __future__ import annotations
 
@@ -32,10 +36,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tab.add_argument("--height", type=int, default=240, help="image height (default 240)")
     tab.add_argument("--no-progress", action="store_true", help="no progress bar")
     tab.add_argument("--json", action="store_true", help="print the summary as JSON")
+    chk = sub.add_parser(
+        "check", help="check a REFER-layout dataset (RefCOCO, RefCOCO+, RefCOCOg, ReferIt)",
+        description="Open every split of a dataset's scheme as `refseg train --format refer` "
+                    "would, decode every mask, and print counts and problems (exit 1 if any).")
+    chk.add_argument("--format", choices=("refer",), default="refer", help="dataset layout (refer)")
+    chk.add_argument("--data", required=True, help="REFER root (holds <dataset>/refs(<split_by>).p)")
+    chk.add_argument("--dataset", default="refcoco",
+                     help="refcoco, refcoco+, refcocog or refclef (default refcoco)")
+    chk.add_argument("--split-by", default=None, help="split scheme (default: the dataset's usual one)")
+    chk.add_argument("--image-dir", default=None, help="images folder (default: found under --data)")
+    chk.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(_data_parser=parser)
 
 
+def _check(args: argparse.Namespace) -> int:
+    from refseg_ros.data.refer import check_refer, format_check
+
+    try:
+        report = check_refer(args.data, args.dataset, args.split_by, args.image_dir)
+    except (OSError, ValueError) as exc:  # no such dataset or scheme: the message names the file
+        print(f"error: {exc}")
+        return 1
+    print(json.dumps(report, indent=2) if args.json else format_check(report))
+    return 1 if report["problems"] else 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "data_command", None) == "check":
+        return _check(args)
     if getattr(args, "data_command", None) != "tabletop":
         args._data_parser.print_help()
         return 2

@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import os
+import pickle
 import sys
 from pathlib import Path
 
@@ -84,7 +85,10 @@ def run(args: argparse.Namespace) -> int:
             {"argv": sys.argv, "preset": args.preset, "init": str(args.init) if args.init else None,
              "model_overrides": model.overrides, "train_config": cfg.to_dict(), "world_size": dist.world},
             indent=2, default=str))
-    train_set = open_dataset(args)
+    try:
+        train_set = open_dataset(args)
+    except (OSError, ValueError, pickle.UnpicklingError) as exc:  # names the file (and ref) at fault
+        raise SystemExit(f"refseg train: cannot open the training data: {exc}") from None
     val_set = None
     if args.val_split:
         try:
