@@ -7,6 +7,13 @@
 ``refseg data check --format refer --data ROOT [--dataset refcoco] [--split-by unc]`` opens a
 RefCOCO-family dataset as training would and lists every problem with its file and ref (exit 1
 if there is one), before hours of training find the first one mid-epoch.
+
+``refseg data tabletop-v2 --out DIR --scenes N --seed S --split NAME`` renders Tabletop v2
+(textured objects, physical lenses, no/multi-target and negation expressions, noisy wording;
+splits train, val, test, wording, categories, cameras, compositional).
+
+``refseg data stats --data DIR --split NAME [--json] [--sheet out.png]`` summarises a split
+(v1 or v2) and draws a contact sheet of 16 random scenes with one expression's targets outlined.
 """
 from __future__ import annotations
 
@@ -47,7 +54,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     chk.add_argument("--split-by", default=None, help="split scheme (default: the dataset's usual one)")
     chk.add_argument("--image-dir", default=None, help="images folder (default: found under --data)")
     chk.add_argument("--json", action="store_true", help="print the report as JSON")
+    v2 = sub.add_parser(
+        "tabletop-v2", help="render Tabletop v2 scenes (textured objects, real lenses, 0..n targets)",
+        description="Render scenes 0..N-1 of a v2 split (resuming) and write DIR/<split>.json "
+                    "(format version 2, docs/data-format.md). Splits: train, val, test, wording, "
+                    "categories, cameras, compositional (any other name behaves like train).")
+    v2.add_argument("--out", required=True, help="output directory")
+    v2.add_argument("--scenes", type=int, required=True, help="number of scenes in the split")
+    v2.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    v2.add_argument("--split", default="train", help="split name (default train)")
+    v2.add_argument("--workers", type=int, default=2, help="rendering processes (default 2)")
+    v2.add_argument("--long-side", type=int, default=320,
+                    help="image long side in pixels; aspect 4:3, 16:9 or 3:4 per scene (default 320)")
+    v2.add_argument("--no-progress", action="store_true", help="no progress bar")
+    v2.add_argument("--json", action="store_true", help="print the summary as JSON")
+    st = sub.add_parser("stats", help="summarise a generated split (v1 or v2)",
+                        description="Scenes, expressions, categories, counts per expression type, "
+                                    "camera ranges, aspects, textured share and asset sources.")
+    st.add_argument("--data", required=True, help="the --out directory of the split")
+    st.add_argument("--split", default="train", help="split name (default train)")
+    st.add_argument("--json", action="store_true", help="print JSON")
+    st.add_argument("--sheet", default=None, help="write a contact sheet of 16 random scenes here")
     parser.set_defaults(_data_parser=parser)
+
+
+def _tabletop_v2(args: argparse.Namespace) -> int:
+    if args.scenes < 0 or args.workers < 1 or args.long_side < 64:
+        print("error: --scenes >= 0, --workers >= 1, --long-side >= 64")
+        return 2
+    from refseg_ros.data.v2.generate import generate_split_v2
+
+    stats = generate_split_v2(args.out, args.split, args.scenes, args.seed, workers=args.workers,
+                              long_side=args.long_side, progress=not args.no_progress)
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    print(f"{stats['split']}: {stats['rendered']} scenes rendered, {stats['skipped']} already "
+          f"there, {stats['seconds']} s")
+    print(f"index {stats['index']}: {stats['images']} images, {stats['annotations']} objects, "
+          f"{stats['expressions']} expressions")
+    for kind, n in stats["by_type"].items():
+        print(f"  {kind}: {n}")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    import os
+
+    from refseg_ros.data.v2.stats import contact_sheet, load_index, split_stats
+
+    if not os.path.exists(os.path.join(args.data, f"{args.split}.json")):
+        print(f"error: {os.path.join(args.data, args.split + '.json')} not found")
+        return 1
+    index = load_index(args.data, args.split)
+    stats = split_stats(index)
+    if args.sheet:
+        stats["sheet"] = contact_sheet(args.data, index, args.sheet)
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        for key, value in stats.items():
+            print(f"{key}: {value}")
+    return 0
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -65,6 +133,10 @@ def _check(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "data_command", None) == "check":
         return _check(args)
+    if getattr(args, "data_command", None) == "tabletop-v2":
+        return _tabletop_v2(args)
+    if getattr(args, "data_command", None) == "stats":
+        return _stats(args)
     if getattr(args, "data_command", None) != "tabletop":
         args._data_parser.print_help()
         return 2

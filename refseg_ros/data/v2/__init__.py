@@ -1,0 +1,1 @@
+"""Tabletop v2 generator (see docs/data-format.md)."""

