@@ -148,3 +148,23 @@ def test_stats_fields_on_a_hand_made_index():
     assert st["categories"] == 2 and st["textured_objects"] == 0.5
     assert st["hfov_deg"] == [70.0, 70.0] and st["roll_deg"] == [10.0, 10.0]
     assert st["assets"]["pybullet_data"]["count"] == 1 and "licence" in st["assets"]["pybullet_data"]
+
+
+def test_without_the_asset_wheels_v2_falls_back_to_primitives(monkeypatch, caplog):
+    from refseg_ros.data.v2 import assets, splits
+
+    real = assets.source_root
+    monkeypatch.setattr(assets, "source_root",
+                        lambda source: None if source == assets.LIBERO else real(source))
+    assets.available_assets.cache_clear()
+    try:
+        with caplog.at_level("WARNING"):
+            avail = assets.available_assets()
+        assert avail and not any(a.textured for a in avail)
+        assert "recoloured primitives only" in caplog.text
+        assert assets.photo_textures() == []
+        cats = splits.available_categories()
+        assert {"mug", "duck", "bunny"} <= set(cats) and "ketchup" not in cats
+        assert not set(splits.rules_for("train").categories) & set(splits.HELD_OUT_CATEGORIES)
+    finally:
+        assets.available_assets.cache_clear()

