@@ -16,26 +16,33 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["BenchClient", "NodeProcess", "stamp_ns"]
+__all__ = ["BenchClient", "NodeProcess", "Spinning", "node_command", "stamp_ns"]
 
 
 def stamp_ns(stamp) -> int:
     return int(stamp.sec) * 10**9 + int(stamp.nanosec)
 
 
-class NodeProcess:
-    """``refseg_node --ros-args ...`` (the console script next to this interpreter, else
-    ``python -m``), with stdout and stderr collected by a thread."""
+def node_command(executable: str = "refseg_node") -> list[str]:
+    """The installed console script next to this interpreter, else ``python -m``."""
+    exe = Path(sys.executable).with_name(executable)
+    module = {"refseg_node": "refseg_ros.ros.node"}.get(executable, f"refseg_ros.ros.{executable}")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", module]
 
-    def __init__(self, ros_args: list[str], env: dict | None = None) -> None:
-        exe = Path(sys.executable).with_name("refseg_node")
-        command = [str(exe)] if exe.exists() else [sys.executable, "-m", "refseg_ros.ros.node"]
+
+class NodeProcess:
+    """``<executable> --ros-args ...`` run as a user runs it (its own process group), with stdout
+    and stderr collected line by line in a thread. The test suite starts its nodes with it too."""
+
+    def __init__(self, ros_args: list[str], env: dict | None = None, name: str = "refseg_node",
+                 executable: str = "refseg_node") -> None:
         self.lines: list[str] = []
         self._lock = threading.Lock()
-        self.proc = subprocess.Popen(command + ["--ros-args", *ros_args], env=env or dict(os.environ),
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     errors="replace", start_new_session=True)
-        self._reader = threading.Thread(target=self._read, daemon=True, name="refseg_node-log")
+        self.proc = subprocess.Popen(node_command(executable) + ["--ros-args", *ros_args],
+                                     env=env or dict(os.environ), stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, errors="replace",
+                                     start_new_session=True)
+        self._reader = threading.Thread(target=self._read, daemon=True, name=f"{name}-log")
         self._reader.start()
 
     def _read(self) -> None:
@@ -48,12 +55,16 @@ class NodeProcess:
             return "\n".join(self.lines)
 
     def mark(self) -> int:
-        """Position in the log; pass to ``wait_for`` to look only at later lines."""
+        """Position in the log; pass to ``wait_for``/``since`` to look only at later lines."""
         with self._lock:
             return len(self.lines)
 
-    def wait_for(self, pattern: str, timeout: float, since: int = 0) -> bool:
-        """Whether a log line after ``since`` matches ``pattern`` before the timeout or the exit."""
+    def since(self, mark: int) -> str:
+        with self._lock:
+            return "\n".join(self.lines[mark:])
+
+    def wait_for(self, pattern: str, timeout: float, since: int = 0) -> re.Match | None:
+        """First match of ``pattern`` in a log line after ``since``; None on timeout or exit."""
         rx = re.compile(pattern)
         deadline = time.monotonic() + timeout
         while True:
@@ -61,10 +72,11 @@ class NodeProcess:
             if exited:
                 self._reader.join(timeout=2)  # the last lines
             with self._lock:
-                if any(rx.search(line) for line in self.lines[since:]):
-                    return True
+                for line in self.lines[since:]:
+                    if m := rx.search(line):
+                        return m
             if exited or time.monotonic() >= deadline:
-                return False
+                return None
             time.sleep(0.05)
 
     def stop(self, timeout: float = 15) -> int:
@@ -80,7 +92,26 @@ class NodeProcess:
         return self.proc.returncode
 
 
-class BenchClient:
+class Spinning:
+    """Spinning helpers for a client that owns ``self.executor``."""
+
+    executor = None
+
+    def spin(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=min(0.02, max(0.0, end - time.monotonic())))
+
+    def spin_until(self, predicate, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate():
+                return True
+            self.executor.spin_once(timeout_sec=0.02)
+        return bool(predicate())
+
+
+class BenchClient(Spinning):
     """Publishers for the node's ``image`` and ``command``, a subscriber for its ``groundings``
     (and, with ``visuals``, for ``mask``, ``overlay`` and ``markers``, which the node only draws
     for subscribers, as rviz would be)."""
@@ -114,19 +145,6 @@ class BenchClient:
         self.sent: dict[int, float] = {}  # image stamp (ns) -> time.monotonic() published
         self._built: dict[int, tuple[np.ndarray, object]] = {}
         self._stamp = 1_700_000_000 * 10**9
-
-    def spin(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.executor.spin_once(timeout_sec=min(0.02, max(0.0, end - time.monotonic())))
-
-    def spin_until(self, predicate, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            self.executor.spin_once(timeout_sec=0.02)
-        return bool(predicate())
 
     def wait_connected(self, timeout: float = 60) -> None:
         ok = self.spin_until(lambda: self.image_pub.get_subscription_count() > 0

@@ -11,15 +11,13 @@ from rclpy.qos import qos_profile_sensor_data
 
 from node_process import NodeProcess
 
+from refseg_ros.bench.ros_client import Spinning, stamp_ns
+
 #: the frame id the client stamps on the images it publishes
 FRAME_ID = "camera_color_optical_frame"
 
 
-def stamp_ns(stamp) -> int:
-    return int(stamp.sec) * 10**9 + int(stamp.nanosec)
-
-
-class Client:
+class Client(Spinning):
     """The test's side of DDS: publishers for the node's inputs, subscribers for its outputs."""
 
     def __init__(self, ns: str = "", reliable_images: bool = False, visuals: bool = True):
@@ -63,19 +61,6 @@ class Client:
         self.sent: dict[int, float] = {}  # image stamp (ns) -> time published
         self._built: dict = {}
         self._stamp = 1_700_000_000 * 10**9
-
-    def spin(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.executor.spin_once(timeout_sec=min(0.02, max(0.0, end - time.monotonic())))
-
-    def spin_until(self, predicate, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            self.executor.spin_once(timeout_sec=0.02)
-        return bool(predicate())
 
     def new_stream(self) -> None:
         """Jump the stamps ahead, so no depth frame of an earlier stream is within any slop."""
