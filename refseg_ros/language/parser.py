@@ -161,21 +161,72 @@ _PUNCT = {",", ".", ";", "!", "?", ":", "-", "--", "---"}  # a free-standing das
 _TOKEN = re.compile(r"[a-z0-9]+(?:['\-][a-z0-9]+)*|[,.;!?:]|(?<!\S)-+(?!\S)")
 
 
+_SPLIT_ALWAYS_LONGEST = tuple(sorted(_SPLIT_ALWAYS, key=len, reverse=True))
+_SPLIT_IF_NEW_PHRASE_LONGEST = tuple(sorted(_SPLIT_IF_NEW_PHRASE, key=len, reverse=True))
+
+# Every step below moves an index by at least one token and tries a fixed set of phrases there,
+# and no list is sliced inside a loop, so parsing time grows linearly with the command's length
+# (commands come from the network; ``max_command_chars`` may allow long ones).
+
+
+# id -> (the phrase tuple itself, kept so its id is never reused; its phrases by first word)
+_BY_FIRST_WORD: dict[int, tuple[object, dict[str, tuple[tuple[str, ...], ...]]]] = {}
+
+
+def _by_first_word(phrases) -> dict[str, tuple[tuple[str, ...], ...]]:
+    """``phrases`` grouped by their first word, each group in the original (longest first) order."""
+    entry = _BY_FIRST_WORD.get(id(phrases))
+    if entry is None or entry[0] is not phrases:
+        groups: dict[str, list[tuple[str, ...]]] = {}
+        for p in phrases:
+            groups.setdefault(p[0], []).append(p)
+        entry = _BY_FIRST_WORD[id(phrases)] = (phrases, {k: tuple(v) for k, v in groups.items()})
+    return entry[1]
+
+
 def _match_prefix(tokens: list[str], start: int, phrases) -> tuple[str, ...] | None:
-    for p in phrases:
+    """The first of ``phrases`` (a module-level tuple, longest first) that ``tokens[start:]`` begins with."""
+    if start >= len(tokens):
+        return None
+    for p in _by_first_word(phrases).get(tokens[start], ()):
         if tuple(tokens[start:start + len(p)]) == p:
             return p
     return None
 
 
-def _starts_new_phrase(tokens: list[str], i: int) -> bool:
-    """True when tokens[i:] begins a new noun phrase or request (not a continuation)."""
-    j = i
-    while j < len(tokens):  # skip fillers such as "and also please"
-        p = _match_prefix(tokens, j, _LEAD)
+_TRAIL_BY_LAST_WORD: dict[str, tuple[tuple[str, ...], ...]] = {
+    last: tuple(p for p in _TRAIL if p[-1] == last) for last in {p[-1] for p in _TRAIL}}
+
+
+def _match_suffix(tokens: list[str], start: int, end: int) -> tuple[str, ...] | None:
+    """The first of the trailing phrases that ends ``tokens[start:end]`` and is shorter than it."""
+    if end <= start:
+        return None
+    for p in _TRAIL_BY_LAST_WORD.get(tokens[end - 1], ()):
+        if end - start > len(p) and tuple(tokens[end - len(p):end]) == p:
+            return p
+    return None
+
+
+def _after_fillers(tokens: list[str], i: int, memo: dict[int, int]) -> int:
+    """Where tokens[i:] continues after its leading fillers ("and also please"). ``memo`` keeps
+    each answer, so a run of fillers is walked once, not once per conjunction in it."""
+    path = []
+    while i < len(tokens) and i not in memo:
+        p = _match_prefix(tokens, i, _LEAD)
         if p is None or p[0] in _DETERMINERS:
             break
-        j += len(p)
+        path.append(i)
+        i += len(p)
+    end = memo.get(i, i)
+    for k in path:
+        memo[k] = end
+    return end
+
+
+def _starts_new_phrase(tokens: list[str], i: int, memo: dict[int, int]) -> bool:
+    """True when tokens[i:] begins a new noun phrase or request (not a continuation)."""
+    j = _after_fillers(tokens, i, memo)
     if j >= len(tokens):
         return False
     return tokens[j] in _DETERMINERS or tokens[j] in _VERB_STARTS
@@ -183,6 +234,7 @@ def _starts_new_phrase(tokens: list[str], i: int) -> bool:
 
 def _split(tokens: list[str]) -> list[list[str]]:
     segments: list[list[str]] = [[]]
+    after_fillers: dict[int, int] = {}
     in_between = False
     i = 0
     while i < len(tokens):
@@ -201,18 +253,16 @@ def _split(tokens: list[str]) -> list[list[str]]:
             segments.append([])
             i += 1
             continue
-        always = next((p for p in sorted(_SPLIT_ALWAYS, key=len, reverse=True)
-                       if tuple(tokens[i:i + len(p)]) == p), None)
+        always = _match_prefix(tokens, i, _SPLIT_ALWAYS_LONGEST)
         if always and segments[-1]:
             segments.append([])
             i += len(always)
             continue
-        conj = next((p for p in sorted(_SPLIT_IF_NEW_PHRASE, key=len, reverse=True)
-                     if tuple(tokens[i:i + len(p)]) == p), None)
+        conj = _match_prefix(tokens, i, _SPLIT_IF_NEW_PHRASE_LONGEST)
         if conj:
             if in_between and conj == ("and",):
                 in_between = False  # "between the duck and the mug": part of the relation
-            elif _starts_new_phrase(tokens, i + len(conj)) and segments[-1]:
+            elif _starts_new_phrase(tokens, i + len(conj), after_fillers) and segments[-1]:
                 segments.append([])
                 i += len(conj)
                 continue
@@ -223,43 +273,48 @@ def _split(tokens: list[str]) -> list[list[str]]:
 
 def _strip_segment(seg: list[str]) -> list[str]:
     verb: tuple[str, ...] | None = None
+    start, end = 0, len(seg)
     changed = True
-    while changed and seg:
+    while changed and start < end:
         changed = False
-        p = _match_prefix(seg, 0, _LEAD)
+        p = _match_prefix(seg, start, _LEAD)
+        if p and start + len(p) > end:
+            p = None
         # "first"/"next"/"second" are ordinals inside an expression ("the second cube" keeps its
         # article, so only a bare leading ordinal before a determiner or verb is a filler).
         if p and p[0] in ("first", "second", "next", "finally", "lastly") and not (
-                len(seg) > 1 and (seg[1] in _DETERMINERS or seg[1] in _VERB_STARTS)):
+                end - start > 1 and (seg[start + 1] in _DETERMINERS or seg[start + 1] in _VERB_STARTS)):
             p = None
         if p and not (p[0] in _DETERMINERS):
-            seg = seg[len(p):]
+            start += len(p)
             changed = True
             continue
-        v = _match_prefix(seg, 0, _VERBS)
-        if v and len(seg) > len(v):
+        v = _match_prefix(seg, start, _VERBS)
+        if v and start + len(v) > end:
+            v = None
+        if v and end - start > len(v):
             verb = verb or v
-            seg = seg[len(v):]
-            while seg and seg[0] in _OBJECT_PRONOUNS:
-                seg = seg[1:]
+            start += len(v)
+            while start < end and seg[start] in _OBJECT_PRONOUNS:
+                start += 1
             changed = True
             continue
-        if v and len(seg) == len(v):
+        if v and end - start == len(v):
             return []  # only a verb ("pick up"): no object named
-    if tuple(seg) in _TRAIL:
+    if tuple(seg[start:end]) in _TRAIL:
         return []  # a segment that is only politeness: ", thanks"
     changed = True
-    while changed and seg:
+    while changed and start < end:
         changed = False
-        for p in _TRAIL:
-            if len(seg) > len(p) and tuple(seg[-len(p):]) == p:
-                seg = seg[:-len(p)]
-                changed = True
-                break
-        if (verb and verb[0] in ("pick", "lift", "take", "hand", "pass") and len(seg) > 1
-                and seg[-1] in ("up", "out", "over")):
-            seg = seg[:-1]  # "pick the mug up"
+        p = _match_suffix(seg, start, end)
+        if p is not None:
+            end -= len(p)
             changed = True
+        if (verb and verb[0] in ("pick", "lift", "take", "hand", "pass") and end - start > 1
+                and seg[end - 1] in ("up", "out", "over")):
+            end -= 1  # "pick the mug up"
+            changed = True
+    seg = seg[start:end]
     if verb and " ".join(verb) in _PLACING_VERBS:
         for k in range(1, len(seg)):
             if _match_prefix(seg, k, _DESTINATION):
@@ -324,7 +379,7 @@ def parse_command(text: object, max_chars: int = DEFAULT_MAX_CHARS,
         if len(segments) > 1 and _after_stop(segments[-1]) == []:
             return ParsedCommand(Action.STOP, notes=tuple(notes))  # "grab the duck, no, cancel"
 
-    expressions: list[str] = []
+    expressions: dict[str, None] = {}  # ordered, and a set for the duplicate check
     dropped_pronouns = []
     for seg in _split(tokens):
         seg = _strip_segment(seg)
@@ -334,12 +389,12 @@ def parse_command(text: object, max_chars: int = DEFAULT_MAX_CHARS,
         if expr in _PRONOUNS or (len(seg) == 2 and seg[0] == "the" and seg[1] in _PRONOUNS):
             dropped_pronouns.append(expr)
             continue
-        if expr not in expressions:
-            expressions.append(expr)
+        expressions.setdefault(expr)
     if not expressions:
         reason = (f"{dropped_pronouns[0]!r} does not say which object" if dropped_pronouns
                   else "no object described")
         return ParsedCommand(Action.INVALID, reason=f"{reason} in {clean[:80]!r}", notes=tuple(notes))
+    expressions = list(expressions)
     if len(expressions) > max_expressions:
         notes.append(f"grounding the first {max_expressions} of {len(expressions)} objects "
                      f"(max_expressions); dropped {expressions[max_expressions:]}")

@@ -8,6 +8,13 @@ y down, z forward), in metres, like ``Grounding.position``.
 
 Distortion is ignored: use rectified images, or registered depth from a driver that aligns depth
 to the colour camera (``K`` of the colour ``camera_info``).
+
+``camera_info`` comes from the network, so its camera model is checked against physical ranges
+before anything is back-projected: focal lengths ``fx, fy`` in [``MIN_FOCAL_PX``, ``MAX_FOCAL_PX``]
+pixels (a sub-pixel focal length turns any offset into kilometres, a denormal one into infinity),
+and the principal point at most ``PRINCIPAL_POINT_MARGIN`` image widths (heights) outside the
+image (a cropped or shifted sensor keeps it near; 1e308 is no camera). Out of range: no position,
+with a reason. A point that is still not finite is never returned.
 """
 from __future__ import annotations
 
@@ -15,7 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Intrinsics", "PositionResult", "mask_centroid", "object_position"]
+__all__ = ["Intrinsics", "PositionResult", "mask_centroid", "object_position", "MIN_FOCAL_PX", "MAX_FOCAL_PX",
+           "PRINCIPAL_POINT_MARGIN"]
+
+MIN_FOCAL_PX = 1.0
+MAX_FOCAL_PX = 1e5
+PRINCIPAL_POINT_MARGIN = 2.0
 
 
 @dataclass(frozen=True)
@@ -38,7 +50,26 @@ class Intrinsics:
 
     @property
     def valid(self) -> bool:
+        """Intrinsics are present (finite, positive focal lengths); see :meth:`problem` for plausible."""
         return bool(np.isfinite([self.fx, self.fy, self.cx, self.cy]).all() and self.fx > 0 and self.fy > 0)
+
+    def problem(self, width: int = 0, height: int = 0) -> str:
+        """Why these are not a physical camera's intrinsics for a ``width`` x ``height`` image
+        (default: their own size; 0 = unknown, the principal point is then not checked), or ""."""
+        if not self.valid:
+            return "camera intrinsics are missing or invalid (K has fx or fy <= 0, or a non-finite value)"
+        width, height = width or self.width, height or self.height
+        bad = [f"{name}={value:.6g}" for name, value in (("fx", self.fx), ("fy", self.fy))
+               if not MIN_FOCAL_PX <= value <= MAX_FOCAL_PX]
+        m = PRINCIPAL_POINT_MARGIN
+        if width and not -m * width <= self.cx <= (1 + m) * width:
+            bad.append(f"cx={self.cx:.6g}")
+        if height and not -m * height <= self.cy <= (1 + m) * height:
+            bad.append(f"cy={self.cy:.6g}")
+        if not bad:
+            return ""
+        return (f"camera intrinsics outside physical ranges ({', '.join(bad)}; fx, fy must lie in "
+                f"[{MIN_FOCAL_PX:g}, {MAX_FOCAL_PX:g}] px, cx, cy within {m:g} image sizes of the image)")
 
     def scaled_to(self, width: int, height: int) -> "Intrinsics":
         """The same camera at another resolution (a driver publishing camera_info for a binned image)."""
@@ -86,8 +117,11 @@ def object_position(mask: np.ndarray, depth_m: np.ndarray, intrinsics: Intrinsic
         raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
     h, w = mask.shape
     if not intrinsics.valid:
-        return PositionResult(None, 0, "camera intrinsics are missing or invalid (K has fx or fy <= 0)")
+        return PositionResult(None, 0, intrinsics.problem())
     k = intrinsics.scaled_to(w, h)
+    problem = k.problem(w, h)
+    if problem:
+        return PositionResult(None, 0, problem)
     depth = np.asarray(depth_m, dtype=np.float32)
     if depth.ndim != 2 or depth.size == 0:
         return PositionResult(None, 0, f"depth image has shape {depth.shape}, expected (H, W)")
@@ -108,4 +142,6 @@ def object_position(mask: np.ndarray, depth_m: np.ndarray, intrinsics: Intrinsic
     z = float(np.median(values))
     u, v = centroid
     point = np.array([(u - k.cx) * z / k.fx, (v - k.cy) * z / k.fy, z], dtype=np.float64)
+    if not np.isfinite(point).all():
+        return PositionResult(None, int(values.size), "the back-projected point is not finite")
     return PositionResult(point, int(values.size))

@@ -49,6 +49,17 @@ SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_ENCODINGS)
 
 #: Largest image side accepted (a guard against absurd or malicious dimensions).
 MAX_SIDE = 16384
+#: Default cap on width x height of any image decoded here (node parameter ``max_image_pixels``,
+#: ``refseg predict --max-image-pixels``): what a frame costs downstream grows with its pixels, so
+#: this cap is what bounds the node's memory (docs/reliability.md).
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+def check_pixels(width: int, height: int, max_pixels: int, what: str) -> None:
+    """ImageConversionError when a ``width`` x ``height`` image is over ``max_pixels`` or ``MAX_SIDE``."""
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > max_pixels:
+        raise ImageConversionError(f"{what} of {width}x{height} pixels refused (at most {MAX_SIDE} a side and "
+                                   f"{max_pixels} pixels, max_image_pixels)")
 
 
 def encoding_info(encoding: str) -> EncodingInfo:
@@ -60,10 +71,11 @@ def encoding_info(encoding: str) -> EncodingInfo:
         ) from None
 
 
-def imgmsg_to_numpy(msg) -> np.ndarray:
+def imgmsg_to_numpy(msg, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Return the image as an (H, W) or (H, W, C) array in native byte order.
 
     The result may share memory with ``msg.data`` and be read-only; copy before writing to it.
+    Images over ``max_pixels`` are refused from their fields, before anything is copied.
     """
     encoding = str(msg.encoding)
     info = encoding_info(encoding)
@@ -71,8 +83,7 @@ def imgmsg_to_numpy(msg) -> np.ndarray:
     where = f"(encoding {encoding}, {width}x{height}, step {step})"
     if height <= 0 or width <= 0:
         raise ImageConversionError(f"empty image {where}")
-    if height > MAX_SIDE or width > MAX_SIDE:
-        raise ImageConversionError(f"image larger than {MAX_SIDE} px on a side {where}")
+    check_pixels(width, height, max_pixels, f"image {where}")
     row_bytes = width * info.channels * info.dtype.itemsize
     if step < row_bytes:
         raise ImageConversionError(
@@ -126,6 +137,9 @@ def to_rgb8(arr: np.ndarray, encoding: str) -> np.ndarray:
     """Convert a decoded colour or mono image to contiguous HxWx3 uint8 RGB for the model."""
     import cv2
 
+    expected = _ENCODINGS[encoding].dtype if encoding in _ENCODINGS else None
+    if expected is not None and arr.dtype != expected:
+        raise ImageConversionError(f"{arr.dtype} pixels do not fit encoding {encoding!r} ({expected})")
     if encoding in ("rgb8",):
         out = arr
     elif encoding in ("bgr8", "8UC3"):
@@ -159,9 +173,6 @@ def depth_to_metres(arr: np.ndarray, encoding: str) -> np.ndarray:
 # --- CompressedImage -------------------------------------------------------------------------------
 
 _COMPRESSED_DEPTH_HEADER = 12  # image_transport's ConfigHeader: int32 format + float32[2] quantisation
-#: Most pixels a CompressedImage may decode to: a few kB of PNG can claim 30,000 x 30,000 pixels
-#: (2.7 GB decoded), so the size in the file header is checked before decoding.
-MAX_COMPRESSED_PIXELS = 50_000_000
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -194,15 +205,19 @@ def compressed_dimensions(data: bytes) -> tuple[str, int, int]:
     raise ImageConversionError(f"CompressedImage data is neither JPEG nor PNG (starts {bytes(data[:8])!r})")
 
 
-def _check_compressed_size(data: bytes) -> None:
+def _check_compressed_size(data: bytes, max_pixels: int) -> None:
+    # A few kB of PNG can claim 30,000 x 30,000 pixels (2.7 GB decoded): the size in the header
+    # is checked before the decoder allocates anything.
     kind, width, height = compressed_dimensions(data)
-    if width <= 0 or height <= 0 or width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_COMPRESSED_PIXELS:
-        raise ImageConversionError(f"compressed {kind} of {width}x{height} pixels refused (at most {MAX_SIDE} "
-                                   f"a side and {MAX_COMPRESSED_PIXELS} pixels)")
+    if width <= 0 or height <= 0:
+        raise ImageConversionError(f"compressed {kind} of {width}x{height} pixels refused (empty)")
+    check_pixels(width, height, max_pixels, f"compressed {kind}")
 
 
-def compressed_to_numpy(msg) -> tuple[np.ndarray, str]:
-    """Decode a CompressedImage; returns (array, encoding), colour images as bgr8."""
+def compressed_to_numpy(msg, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[np.ndarray, str]:
+    """Decode a CompressedImage; returns (array, encoding), colour images as bgr8 (16-bit colour is
+    reduced to 8 bits, as a colour camera's image would be); images over ``max_pixels`` are
+    refused from their header."""
     import cv2
 
     fmt = str(msg.format).lower()
@@ -215,17 +230,22 @@ def compressed_to_numpy(msg) -> tuple[np.ndarray, str]:
                                        "publish depth as 16UC1")
         if data.size <= _COMPRESSED_DEPTH_HEADER:
             raise ImageConversionError(f"compressedDepth payload too short ({data.size} bytes)")
-        _check_compressed_size(data[_COMPRESSED_DEPTH_HEADER:].tobytes())
+        _check_compressed_size(data[_COMPRESSED_DEPTH_HEADER:].tobytes(), max_pixels)
         img = cv2.imdecode(data[_COMPRESSED_DEPTH_HEADER:], cv2.IMREAD_UNCHANGED)
         if img is None or img.dtype != np.uint16 or img.ndim != 2:
             raise ImageConversionError(f"could not decode compressedDepth data ({data.size} bytes)")
         return img, "16UC1"
-    _check_compressed_size(data.tobytes())
+    _check_compressed_size(data.tobytes(), max_pixels)
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ImageConversionError(f"could not decode CompressedImage ({data.size} bytes, format {msg.format!r})")
+    if img.dtype not in (np.uint8, np.uint16) or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (3, 4)):
+        raise ImageConversionError(f"CompressedImage decodes to {img.dtype} {img.shape}, not 8- or 16-bit grey "
+                                   "or colour")
     if img.ndim == 2:
         return img, "mono8" if img.dtype == np.uint8 else "mono16"
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
     if img.shape[2] == 4:
         return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR), "bgr8"
     return img, "bgr8"

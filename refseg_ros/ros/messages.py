@@ -16,37 +16,52 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from refseg_ros.msg import Grounding, GroundingArray
 from refseg_ros.ros.geometry import Intrinsics, object_position
-from refseg_ros.ros.images import (SUPPORTED_ENCODINGS, ImageConversionError, compressed_to_numpy, depth_to_metres,
-                                   imgmsg_to_numpy, numpy_to_imgmsg, to_rgb8)
+from refseg_ros.ros.images import (MAX_IMAGE_PIXELS, SUPPORTED_ENCODINGS, ImageConversionError, check_pixels,
+                                   compressed_dimensions, compressed_to_numpy, depth_to_metres, imgmsg_to_numpy,
+                                   numpy_to_imgmsg, to_rgb8)
 
 #: Encodings ``to_rgb8`` turns into the model's RGB input (depth encodings are not frames to ground).
 COLOUR_ENCODINGS = ("bgr8", "rgb8", "bgra8", "rgba8", "mono8", "mono16", "8UC1", "8UC3", "8UC4")
+#: Bytes of a CompressedImage read for its size in the subscription callback (a JPEG whose frame
+#: header lies further in is checked when the worker decodes it).
+_HEADER_BYTES = 1 << 16
 
 
 # ---- in ----------------------------------------------------------------------------------------------
-def colour_problem(msg) -> str:
+def colour_problem(msg, max_pixels: int = MAX_IMAGE_PIXELS) -> str:
     """Why ``msg`` cannot be a colour frame ("" if it may be; JPEG/PNG data is checked on decode).
-    Cheap: sizes and encoding only, no pixel copies."""
+    Cheap: sizes and encoding only, no pixel copies (a JPEG/PNG header is read for its size)."""
     if isinstance(msg, CompressedImage):
-        return "" if len(msg.data) else f"empty CompressedImage (format {msg.format!r})"
+        if not len(msg.data):
+            return f"empty CompressedImage (format {msg.format!r})"
+        if "compresseddepth" in str(msg.format).lower():
+            return f"CompressedImage format {msg.format!r} is depth, not a colour image"
+        try:
+            _, width, height = compressed_dimensions(bytes(msg.data[:_HEADER_BYTES]))
+            check_pixels(width, height, max_pixels, "compressed image")
+        except ImageConversionError as exc:
+            if "without a readable frame header" not in str(exc):  # a header past the first bytes: decode checks
+                return str(exc)
+        return ""
     if msg.encoding not in COLOUR_ENCODINGS:
         if msg.encoding in SUPPORTED_ENCODINGS:
             return (f"image encoding {msg.encoding!r} is not a colour or mono image "
                     f"(use one of {', '.join(COLOUR_ENCODINGS)})")
         return f"unsupported image encoding {msg.encoding!r}; supported: {', '.join(COLOUR_ENCODINGS)}"
     try:
-        imgmsg_to_numpy(msg)
+        imgmsg_to_numpy(msg, max_pixels)
     except ImageConversionError as exc:
         return str(exc)
     return ""
 
 
-def decode_colour(msg) -> np.ndarray:
-    """An Image or CompressedImage as ``uint8 (H, W, 3)`` RGB; raises ``ImageConversionError``."""
+def decode_colour(msg, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """An Image or CompressedImage as ``uint8 (H, W, 3)`` RGB; raises ``ImageConversionError``
+    (also for images over ``max_pixels``, refused before decoding)."""
     if isinstance(msg, CompressedImage):
-        arr, encoding = compressed_to_numpy(msg)
+        arr, encoding = compressed_to_numpy(msg, max_pixels)
     else:
-        arr, encoding = imgmsg_to_numpy(msg), msg.encoding
+        arr, encoding = imgmsg_to_numpy(msg, max_pixels), msg.encoding
     return to_rgb8(arr, encoding)
 
 
@@ -59,19 +74,22 @@ class DepthView:
     problem: str = ""
 
     @classmethod
-    def from_messages(cls, depth_msg, info) -> "DepthView":
+    def from_messages(cls, depth_msg, info, max_pixels: int = MAX_IMAGE_PIXELS) -> "DepthView":
         """From a depth Image (16UC1 mm / 32FC1 m) and a CameraInfo; problems are reported, not raised."""
         try:
-            depth = depth_to_metres(imgmsg_to_numpy(depth_msg), depth_msg.encoding)
+            depth = depth_to_metres(imgmsg_to_numpy(depth_msg, max_pixels), depth_msg.encoding)
         except ImageConversionError as exc:
             return cls(problem=f"bad depth image: {exc}")
         intrinsics = Intrinsics.from_k(info.k, info.width, info.height)
         if not intrinsics.valid:
             return cls(problem="camera_info has no intrinsics (K is zero)")
+        problem = intrinsics.problem()
+        if problem:
+            return cls(problem=f"camera_info: {problem}")
         return cls(depth, intrinsics)
 
 
-def match_depth(matcher, stamp_ns: int, slop_s: float, wait, stopped) -> DepthView:
+def match_depth(matcher, stamp_ns: int, slop_s: float, wait, stopped, max_pixels: int = MAX_IMAGE_PIXELS) -> DepthView:
     """The depth (and camera_info) for the colour frame stamped ``stamp_ns``, from ``matcher``.
 
     The depth frame usually lands within milliseconds of the colour one. Until a depth frame
@@ -88,7 +106,7 @@ def match_depth(matcher, stamp_ns: int, slop_s: float, wait, stopped) -> DepthVi
     info = matcher.match("camera_info", stamp_ns) or matcher.latest("camera_info")
     if info is None:
         return DepthView(problem="no camera_info received (needed to back-project depth)")
-    return DepthView.from_messages(depth_msg, info)
+    return DepthView.from_messages(depth_msg, info, max_pixels)
 
 
 @dataclass(frozen=True)

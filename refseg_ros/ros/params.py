@@ -10,11 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ParamSpec", "PARAMS", "SPECS", "DEVICE_CHOICES", "RELIABILITY_CHOICES", "validate", "descriptor",
-           "declare_all", "refuse_change"]
+from refseg_ros.utils.device import CUDA_NAME
+
+__all__ = ["ParamSpec", "PARAMS", "SPECS", "DEVICE_CHOICES", "RELIABILITY_CHOICES", "DEFAULT_MAX_IMAGE_PIXELS",
+           "validate", "check_values", "descriptor", "declare_all", "refuse_change"]
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")  # and "cuda:N"
 RELIABILITY_CHOICES = ("best_effort", "reliable")
+#: 4096 x 4096: above a 4K UHD frame and a 12-megapixel still; docs/reliability.md has the memory
+#: this bounds. ``refseg predict --max-image-pixels`` has the same default.
+DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
 
 
 @dataclass(frozen=True)
@@ -65,10 +70,18 @@ PARAMS: tuple[ParamSpec, ...] = (
               "Commands older than this (s since the publisher sent them) when the node could act on them are "
               "dropped with a log line. A command sent before the node was active is grounded once it is, if "
               "still this fresh; 0 = any age.", range=(0.0, 86400.0), dynamic=True),
+    ParamSpec("max_frame_age_s", 2.0,
+              "Frames received longer ago than this (s) are not grounded: after the camera falls silent a new "
+              "command waits for a new frame instead of being answered on an old one. Diagnostics warn "
+              "'no images arriving' past the same age. 0 = any age.", range=(0.0, 3600.0), dynamic=True),
     ParamSpec("max_command_chars", 300, "Longer commands are rejected with a warning.",
               range=(1, 100000), dynamic=True),
     ParamSpec("max_expressions", 5, "Most objects grounded from one command; extra ones are dropped with a warning.",
               range=(1, 64), dynamic=True),
+    ParamSpec("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS,
+              "Largest colour or depth image (width x height) grounded; larger ones (raw, or compressed: read "
+              "from the PNG/JPEG header before decoding) are dropped with a warning. Bounds the node's memory "
+              "(docs/reliability.md).", range=(1, 268_435_456)),
     ParamSpec("use_compressed", False,
               "Subscribe to <image>/compressed (sensor_msgs/CompressedImage) instead of <image>."),
     ParamSpec("image_reliability", "best_effort",
@@ -90,6 +103,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("overlay_alpha", 0.45, "Opacity of the mask tint on the overlay image.", range=(0.0, 1.0), dynamic=True),
     ParamSpec("marker_scale", 0.05, "Diameter (m) of the rviz sphere marking each object.",
               range=(0.001, 10.0), dynamic=True),
+    ParamSpec("service_queue_size", 4,
+              "ground service calls waiting or running at once; more are answered at once with success false and "
+              "message 'busy' (counted as service_busy in diagnostics).", range=(1, 64)),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", range=(0.05, 3600.0)),
     ParamSpec("warn_throttle_sec", 5.0, "The same warning is logged at most once per this many seconds.",
               range=(0.0, 3600.0), dynamic=True),
@@ -108,13 +124,26 @@ def validate(name: str, value: Any, specs: dict[str, ParamSpec] | None = None) -
         return None
     if name == "device":
         v = str(value)
-        if v in DEVICE_CHOICES or (v.startswith("cuda:") and v[5:].isdigit()):
+        if v in DEVICE_CHOICES or CUDA_NAME.fullmatch(v):
             return None
         return f"device must be one of auto, cpu, cuda, cuda:N (got {v!r})"
     if spec.choices and value not in spec.choices:
         return f"{name} must be one of {', '.join(spec.choices)} (got {value!r})"
     if spec.range is not None and not (spec.range[0] <= value <= spec.range[1]):
         return f"{name} must be in [{spec.range[0]}, {spec.range[1]}] (got {value})"
+    return None
+
+
+#: Pairs of parameters that must be ordered ``(low, high)``: each is checked on its own range by
+#: ``validate``, and a change of either is checked against the other's current value.
+ORDERED_PAIRS: tuple[tuple[str, str], ...] = (("depth_min", "depth_max"),)
+
+
+def check_values(values: dict[str, Any]) -> str | None:
+    """A reason ``values`` (name -> value, a whole table or part of it) disagree with each other, or None."""
+    for low, high in ORDERED_PAIRS:
+        if low in values and high in values and not values[low] < values[high]:
+            return f"{low} ({values[low]}) must be below {high} ({values[high]})"
     return None
 
 
@@ -138,11 +167,14 @@ def descriptor(spec: ParamSpec):
     return d
 
 
-def refuse_change(changes: list[tuple[str, Any]], state: str, specs: dict[str, ParamSpec] | None = None) -> str | None:
+def refuse_change(changes: list[tuple[str, Any]], state: str, specs: dict[str, ParamSpec] | None = None,
+                  current: dict[str, Any] | None = None) -> str | None:
     """Why a node in lifecycle ``state`` refuses the ``(name, value)`` changes, or None to accept them.
 
     Values are checked like :func:`validate`; a parameter that is not ``dynamic`` can only change
     while the node is unconfigured, so a running node never disagrees with its parameters.
+    ``current``: the node's values now, so that the changes are checked against the parameters
+    they must agree with (:func:`check_values`).
     """
     specs = SPECS if specs is None else specs
     for name, value in changes:
@@ -155,6 +187,8 @@ def refuse_change(changes: list[tuple[str, Any]], state: str, specs: dict[str, P
         if not spec.dynamic and state != "unconfigured":
             return (f"{name} is applied on configure/activate; deactivate and clean up the node "
                     f"(lifecycle state now {state}) before changing it")
+    if current is not None:
+        return check_values({**current, **dict(changes)})
     return None
 
 
@@ -170,4 +204,9 @@ def declare_all(node, specs: tuple[ParamSpec, ...] = PARAMS) -> dict[str, Any]:
             node.get_logger().error(f"parameter {reason}; using the default {spec.default!r}")
             value = spec.default
         values[spec.name] = value
+    for low, high in ORDERED_PAIRS:
+        reason = check_values({k: values[k] for k in (low, high) if k in values})
+        if reason:
+            node.get_logger().error(f"parameter {reason}; using the defaults of both")
+            values.update({k: p.default for p in specs for k in (low, high) if p.name == k})
     return values

@@ -7,7 +7,13 @@ ask for ``strict=True``: the same request raises a ``ValueError`` saying why.
 """
 from __future__ import annotations
 
-__all__ = ["resolve_device"]
+import re
+
+__all__ = ["CUDA_NAME", "resolve_device"]
+
+#: ``cuda`` or ``cuda:N`` with N in ASCII digits (``str.isdigit`` also takes superscripts and other
+#: scripts' digits, which ``int`` or torch then reject far from where the name was given).
+CUDA_NAME = re.compile(r"cuda(?::([0-9]+))?")
 
 
 def resolve_device(requested: str, local_rank: int = 0, strict: bool = False) -> tuple[str, str]:
@@ -24,17 +30,19 @@ def resolve_device(requested: str, local_rank: int = 0, strict: bool = False) ->
     if name == "auto":
         name = "cuda" if has_cuda else "cpu"
     if name.startswith("cuda"):
+        match = CUDA_NAME.fullmatch(name)
+        if match is None:
+            if strict:
+                raise ValueError(f"device '{requested}' is not cuda or cuda:N (N in digits 0-9)")
+            if has_cuda:
+                return "cuda:0", f"device '{requested}' is not cuda or cuda:N; using cuda:0"
         if not has_cuda:
             if strict:
                 raise ValueError(f"device '{requested}' requested but CUDA is not available "
                                  f"(torch {torch.__version__}, no GPU visible); use --device cpu or auto")
             return "cpu", (f"device '{requested}' requested but CUDA is not available "
                            f"(torch {torch.__version__}, no GPU visible); falling back to cpu")
-        index_text = name.partition(":")[2]
-        if index_text and not index_text.isdigit():
-            if strict:
-                raise ValueError(f"device '{requested}' is not cuda or cuda:N")
-            return name, ""  # as given: torch reports it where the device is used
+        index_text = match.group(1) or ""
         index = int(index_text) if index_text else local_rank
         count = torch.cuda.device_count()
         if index >= count:
