@@ -24,6 +24,7 @@ The blocks, the word attention and the position inputs are in :mod:`refseg_ros.m
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,27 +274,65 @@ class ViTBackbone(LanguageAwareBackbone):
         return self.vit.norm(x)
 
 
-def load_vit_weights(vit: VisionTransformer, path: str | Path) -> None:
-    """Load a user-supplied timm ViT state dict (safetensors or weights-only torch file).
+#: prefixes of a ViT's weights inside a detector's state dict (detectron2 ViTDet: ``backbone.net.``)
+_VIT_PREFIXES = ("backbone.net.", "backbone.bottom_up.net.", "net.", "backbone.")
+#: timm/DeiT/MAE entries this model has no slot for (class and register tokens, classifiers)
+_VIT_DROP = ("cls_token", "reg_token", "dist_token", "mask_token", "head.", "head_dist.", "fc_norm.",
+             "attn_pool.", "decoder")
 
-    Classifier, class/register tokens and their position slots are dropped; the position grid is
-    resampled to this model's; anything else that does not fit is reported, not silently ignored.
-    """
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from safetensors or a weights-only torch file (``model``/``state_dict``/
+    ``model_ema`` wrappers unwrapped). detectron2's ``.pkl`` files are pickles of numpy arrays,
+    which are never unpickled here: convert them to safetensors first."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"vit_checkpoint {path} does not exist")
+    if path.suffix == ".pkl":
+        raise ValueError(f"vit_checkpoint {path}: pickled numpy files are not loaded; convert it once with "
+                         "detectron2's own tools to a .pth or .safetensors state dict")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("model", "state_dict", "model_ema"):
-            if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-                state = state[key]
-                break
-    drop = ("cls_token", "reg_token", "dist_token", "head.", "head_dist.", "fc_norm.", "attn_pool.")
-    state = {k: v for k, v in state.items() if not k.startswith(drop)}
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("model", "state_dict", "model_ema", "module"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict):
+        raise ValueError(f"vit_checkpoint {path} holds no state dict")
+    return {k: torch.as_tensor(v) for k, v in state.items()}
+
+
+def vit_state_from(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str, list[str]]:
+    """The ViT's own entries of ``state`` under timm names, the layout found, and the keys left
+    behind (a detector's pyramid and heads, classifiers). Layouts: timm (``blocks.0.attn.qkv...``),
+    detectron2 ViTDet (``backbone.net.blocks.0...``), DataParallel's ``module.`` in front of either."""
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    layout, prefix = "timm", ""
+    for candidate in _VIT_PREFIXES:
+        if any(k.startswith(candidate + "blocks.") for k in state):
+            layout, prefix = ("detectron2" if "net." in candidate else "prefixed"), candidate
+            break
+    own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    left = [k for k in state if not k.startswith(prefix)]
+    left += [prefix + k for k in own if k.startswith(_VIT_DROP)]
+    own = {k: v for k, v in own.items() if not k.startswith(_VIT_DROP)}
+    return own, layout, left
+
+
+def load_vit_weights(vit: VisionTransformer, path: str | Path) -> dict[str, int]:
+    """Load a user-supplied ViT state dict: timm or detectron2 ViTDet layout, safetensors or a
+    weights-only torch file.
+
+    The position grid is resampled to this model's (class/register slots dropped); ViTDet's
+    relative position tables have no slot here and count as unexpected. Prints the matched,
+    missing and unexpected counts; raises ``ValueError`` when nothing matches (a wrong file) or a
+    matching name has another shape (patch size or width). Returns the counts.
+    """
+    path = Path(path).expanduser()
+    state, layout, left = vit_state_from(read_state_dict(path))
     if "pos_embed" in state:
         pos = state["pos_embed"]
         n = pos.shape[1]
@@ -309,10 +348,17 @@ def load_vit_weights(vit: VisionTransformer, path: str | Path) -> None:
            if k in own and own[k].shape != v.shape]
     if bad:
         raise ValueError(f"vit_checkpoint {path} does not fit this ViT (patch size or width?): {bad[:5]}")
+    matched = [k for k in state if k in own]
+    if not matched:
+        raise ValueError(f"vit_checkpoint {path}: no key matches this ViT ({layout} layout guessed; first "
+                         f"keys {list(state)[:3] or left[:3]}); expected timm names or detectron2's "
+                         "backbone.net.*")
     missing, unexpected = vit.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        warnings.warn(f"vit_checkpoint {path.name}: {len(missing)} missing keys {missing[:5]}, "
-                      f"{len(unexpected)} unexpected {unexpected[:5]}", stacklevel=4)
+    counts = {"matched": len(matched), "missing": len(missing), "unexpected": len(unexpected) + len(left)}
+    print(f"vit_checkpoint {path.name} ({layout} layout): {counts['matched']} matched, "
+          f"{counts['missing']} missing {list(missing)[:4]}, {counts['unexpected']} unexpected "
+          f"{(list(unexpected) + left)[:4]}", file=sys.stderr)
+    return counts
 
 
 #: backbone name -> builder(cfg, text_dim, pretrained)

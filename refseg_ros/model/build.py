@@ -13,12 +13,14 @@ from refseg_ros.model.vglaw import VGLAW
 
 def build_from_config(cfg: ModelConfig) -> VGLAW:
     """Assemble a model; pinned weights (MiniLM, MobileNetV2) are loaded from their packages."""
-    text = TextEncoder(cfg.text_encoder, max_tokens=cfg.max_tokens, train_layers=cfg.text_train_layers)
+    text = TextEncoder(cfg.text_encoder, max_tokens=cfg.max_tokens, train_layers=cfg.text_train_layers,
+                       layers=cfg.text_layers)
     backbone = build_backbone(cfg, text.dim)
     law = None
     if cfg.law:
         law = LanguageAdaptiveWeights(backbone.num_adapted_layers, text.dim, groups=cfg.law_groups,
-                                      reduction=cfg.law_reduction, rank=cfg.law_rank)
+                                      reduction=cfg.law_reduction, rank=cfg.law_rank,
+                                      pool_scale=cfg.law_pool_scale, norm=cfg.law_norm)
     head = build_head(cfg, cfg.embed_dim, text.dim)
     return VGLAW(cfg, text, backbone, head, law)
 

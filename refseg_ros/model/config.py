@@ -21,6 +21,7 @@ _CHOICES = {
     "mask_decoder": ("deconv", "skip"),
     "box_source": ("head", "mask"),
     "mask_components": ("all", "largest"),
+    "mask_kernel": ("linear", "sentence"),
 }
 
 
@@ -80,6 +81,15 @@ class ModelConfig:
     # connected component is kept
     box_source: str = "head"
     mask_components: str = "all"
+    # Paper-faithful options; the defaults are the repository's earlier forms.
+    text_layers: int = 0  # keep the encoder's first N layers (0 = all): a 12-layer BERT-base as 6 layers
+    law_pool_scale: bool = False  # word-pooling scores scaled by 1/sqrt(d_l / G)
+    law_norm: bool = False  # LayerNorm on the pooled feature before the reduction's GELU
+    box_mlp_dim: int = 0  # hidden width of the box MLP (0 = embed_dim)
+    # the mask's 1x1 kernel: "linear" (a projection of the sentence feature, scaled, with a bias) or
+    # "sentence" (the sentence feature itself, as published; the mask map then has d_l channels)
+    mask_kernel: str = "linear"
+    deconv_width: int = 0  # deconv decoder's middle width (0 = max(mask_dim, embed_dim / 2))
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes carried into checkpoints
 
     def __post_init__(self) -> None:
@@ -102,6 +112,8 @@ class ModelConfig:
             raise ValueError(f"mask_threshold must lie in (0, 1); got {self.mask_threshold}")
         if self.max_tokens < 3:
             raise ValueError("max_tokens must leave room for [CLS], one word and [SEP]")
+        if min(self.text_layers, self.box_mlp_dim, self.deconv_width) < 0:
+            raise ValueError("text_layers, box_mlp_dim and deconv_width must be >= 0 (0 = the default)")
         if any(not 0 <= i < self.depth for i in self.global_blocks):
             raise ValueError(f"global_blocks {self.global_blocks} outside 0..{self.depth - 1}")
 

@@ -99,11 +99,11 @@ class LanguageAdaptivePooling(nn.Module):
 class BoxHead(nn.Module):
     """LAP + 3-layer MLP; ``kind`` is ``"lap_mlp"`` (published) or ``"attn_centre"``."""
 
-    def __init__(self, kind: str, dim: int, text_dim: int, k: int) -> None:
+    def __init__(self, kind: str, dim: int, text_dim: int, k: int, hidden: int = 0) -> None:
         super().__init__()
         self.kind = kind
         self.lap = LanguageAdaptivePooling(dim, text_dim, k)
-        self.mlp = _mlp(dim, dim, 4 if kind == "lap_mlp" else 2)
+        self.mlp = _mlp(dim, hidden or dim, 4 if kind == "lap_mlp" else 2)
         last = self.mlp[-1]
         # Start from small centred boxes (objects are small): sigmoid(bias) = (0.5, 0.5, 0.1, 0.1).
         small = math.log(0.1 / 0.9)
@@ -126,11 +126,12 @@ class BoxHead(nn.Module):
 
 
 class DeconvDecoder(nn.Module):
-    """Published: two stride-2 transposed convolutions, stride 16 -> 4, ending at ``out_dim``."""
+    """Published: two stride-2 transposed convolutions, stride 16 -> 4, ending at ``out_dim``
+    (``width``: the channels between them; 0 = ``max(out_dim, dim // 2)``)."""
 
-    def __init__(self, dim: int, out_dim: int) -> None:
+    def __init__(self, dim: int, out_dim: int, width: int = 0) -> None:
         super().__init__()
-        mid = max(out_dim, dim // 2)
+        mid = width or max(out_dim, dim // 2)
         self.up = nn.Sequential(
             nn.ConvTranspose2d(dim, mid, 2, stride=2), LayerNorm2d(mid), nn.GELU(),
             nn.ConvTranspose2d(mid, out_dim, 2, stride=2))
@@ -172,20 +173,30 @@ class SkipDecoder(nn.Module):
 
 
 class MaskHead(nn.Module):
-    """Stride-4 map dotted per position with the projected sentence feature."""
+    """Stride-4 map dotted per position with the sentence feature: projected, scaled and with a
+    bias (``kernel="linear"``), or the raw feature as the 1x1 kernel (``"sentence"``, published;
+    the decoder then ends at ``text_dim`` channels)."""
 
-    def __init__(self, decoder: nn.Module, mask_dim: int, text_dim: int, prior: float = 0.05) -> None:
+    def __init__(self, decoder: nn.Module, mask_dim: int, text_dim: int, prior: float = 0.05,
+                 kernel: str = "linear") -> None:
         super().__init__()
         self.decoder = decoder
+        if kernel == "sentence":
+            self.txt, self.scale, self.bias = None, 1.0, None
+            return
         self.txt = nn.Linear(text_dim, mask_dim)
         self.scale = mask_dim ** -0.5
         # Focal-loss style prior: the object covers a few percent of the image.
         self.bias = nn.Parameter(torch.tensor(math.log(prior / (1 - prior))))
 
+    def _kernel(self, sentence: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return sentence.to(dtype) if self.txt is None else self.txt(sentence.to(dtype))
+
     def forward(self, backbone_out: BackboneOutput, sentence: torch.Tensor) -> torch.Tensor:
         fmap = self.decoder(backbone_out.feature_map(), backbone_out.skips)
-        kernel = self.txt(sentence.to(fmap.dtype))
-        logits = torch.einsum("bchw,bc->bhw", fmap, kernel) * self.scale + self.bias
+        logits = torch.einsum("bchw,bc->bhw", fmap, self._kernel(sentence, fmap.dtype)) * self.scale
+        if self.bias is not None:
+            logits = logits + self.bias
         return logits.unsqueeze(1)
 
     def _output_projection(self) -> nn.Conv2d | None:
@@ -198,8 +209,9 @@ class MaskHead(nn.Module):
         """``(kernel (B, K), bias (B,))`` for :meth:`forward_folded`, once per command. The scale is
         applied here, and a final 1x1 decoder convolution is moved onto the kernel: ``k . (W x + b)
         = (W^T k) . x + k . b``, so a frame skips that convolution."""
-        kernel = self.txt(sentence.to(self.txt.weight.dtype)) * self.scale
-        bias = self.bias.expand(kernel.shape[0])
+        dtype = self.txt.weight.dtype if self.txt is not None else torch.float32
+        kernel = self._kernel(sentence, dtype) * self.scale
+        bias = (self.bias if self.bias is not None else kernel.new_zeros(())).expand(kernel.shape[0])
         out = self._output_projection()
         if out is not None:
             if out.bias is not None:
@@ -241,9 +253,10 @@ class GroundingHead(nn.Module):
 
 
 def build_head(cfg, dim: int, text_dim: int) -> GroundingHead:
+    mask_dim = text_dim if cfg.mask_kernel == "sentence" else cfg.mask_dim
     if cfg.mask_decoder == "skip":
-        decoder: nn.Module = SkipDecoder(dim, cfg.mask_dim, width=cfg.decoder_width)
+        decoder: nn.Module = SkipDecoder(dim, mask_dim, width=cfg.decoder_width)
     else:
-        decoder = DeconvDecoder(dim, cfg.mask_dim)
-    return GroundingHead(BoxHead(cfg.box_head, dim, text_dim, cfg.lap_dim),
-                         MaskHead(decoder, cfg.mask_dim, text_dim))
+        decoder = DeconvDecoder(dim, mask_dim, width=cfg.deconv_width)
+    return GroundingHead(BoxHead(cfg.box_head, dim, text_dim, cfg.lap_dim, hidden=cfg.box_mlp_dim),
+                         MaskHead(decoder, mask_dim, text_dim, kernel=cfg.mask_kernel))

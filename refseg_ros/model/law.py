@@ -1,7 +1,7 @@
 """Language-adaptive weight generation (VG-LAW, Su et al. CVPR 2023, Sec. 3.2).
 
 For visual layer i: a learnable embedding e_i pools the token features F_l with a G-group attention
-(padding masked), an FC + GELU reduces the pooled vector to d_l / r, and Phi maps it to a
+(padding masked; optionally scaled by 1/sqrt(d_l / G)), an FC (optionally LayerNorm) + GELU reduces the pooled vector to d_l / r, and Phi maps it to a
 d_w x d_w matrix. The layer's qkv weight becomes W_i = W0_i + P Phi_i Q^T (dynamic channel fusion,
 Li et al. ICLR 2021) with P, Q static and shared by all blocks. Phi is zero-initialised, so an untrained
 model is exactly its static backbone.
@@ -29,10 +29,12 @@ class LanguageAdaptiveWeights(nn.Module):
         groups: G, the number of token-attention groups (must divide d_l).
         reduction: r, so the reduced feature has d_l / r dimensions.
         rank: d_w, Phi_i is d_w x d_w.
+        pool_scale: divide the pooling scores by sqrt(d_l / G), as dot-product attention does.
+        norm: LayerNorm (per layer) on the reduced feature before its GELU.
     """
 
     def __init__(self, num_layers: int, text_dim: int, groups: int = 4, reduction: int = 16,
-                 rank: int = 32) -> None:
+                 rank: int = 32, pool_scale: bool = False, norm: bool = False) -> None:
         super().__init__()
         if text_dim % groups:
             raise ValueError(f"law_groups={groups} must divide the text width {text_dim}")
@@ -43,6 +45,10 @@ class LanguageAdaptiveWeights(nn.Module):
         self.reduce_bias = nn.Parameter(torch.zeros(num_layers, hidden))
         self.phi_weight = nn.Parameter(torch.zeros(num_layers, rank * rank, hidden))
         self.phi_bias = nn.Parameter(torch.zeros(num_layers, rank * rank))
+        self.pool_scale = (text_dim // groups) ** -0.5 if pool_scale else 1.0
+        # one LayerNorm per adapted layer, as (layers, hidden) affine parameters
+        self.norm_weight = nn.Parameter(torch.ones(num_layers, hidden)) if norm else None
+        self.norm_bias = nn.Parameter(torch.zeros(num_layers, hidden)) if norm else None
         nn.init.trunc_normal_(self.layer_embed, std=0.02)
         nn.init.uniform_(self.reduce_weight, -1 / math.sqrt(text_dim), 1 / math.sqrt(text_dim))
 
@@ -53,6 +59,8 @@ class LanguageAdaptiveWeights(nn.Module):
         tok = tokens.reshape(b, length, g, dim // g)
         emb = self.layer_embed.reshape(self.num_layers, g, dim // g)
         logits = torch.einsum("blgd,ngd->bngl", tok, emb)
+        if self.pool_scale != 1.0:
+            logits = logits * self.pool_scale
         logits = logits.masked_fill(~mask[:, None, None, :], float("-inf"))
         alpha = logits.softmax(dim=-1)
         return torch.einsum("bngl,blgd->bngd", alpha, tok).reshape(b, self.num_layers, dim)
@@ -60,7 +68,10 @@ class LanguageAdaptiveWeights(nn.Module):
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``(B, L, d_l), (B, L) -> Phi (B, num_layers, d_w, d_w)``."""
         h0 = self.pool(tokens, mask)
-        h1 = F.gelu(torch.einsum("bnd,nhd->bnh", h0, self.reduce_weight) + self.reduce_bias)
+        h1 = torch.einsum("bnd,nhd->bnh", h0, self.reduce_weight) + self.reduce_bias
+        if self.norm_weight is not None:
+            h1 = F.layer_norm(h1, h1.shape[-1:]) * self.norm_weight + self.norm_bias
+        h1 = F.gelu(h1)
         phi = torch.einsum("bnh,nkh->bnk", h1, self.phi_weight) + self.phi_bias
         return phi.reshape(tokens.shape[0], self.num_layers, self.rank, self.rank)
 

@@ -71,9 +71,12 @@ class TextEncoder(nn.Module):
         name: a key of ``TEXT_ENCODERS`` or a local folder with a transformers model + tokenizer.
         max_tokens: truncation length including [CLS] and [SEP] (the paper: 40).
         train_layers: 0 freezes everything, -1 trains everything, N > 0 trains the top N layers.
+        layers: keep only the encoder's first N layers (0 = all), e.g. the paper's 6-layer BERT
+            from a 12-layer BERT-base folder.
     """
 
-    def __init__(self, name: str = "minilm-l6", max_tokens: int = 40, train_layers: int = 0) -> None:
+    def __init__(self, name: str = "minilm-l6", max_tokens: int = 40, train_layers: int = 0,
+                 layers: int = 0) -> None:
         super().__init__()
         folder, self.provenance = resolve_text_encoder(name)
         # Local files only: no hub lookups, also for anything transformers resolves lazily.
@@ -96,7 +99,17 @@ class TextEncoder(nn.Module):
                 hf_logging.enable_progress_bar()
         self.max_tokens = max_tokens
         self.dim = int(self.model.config.hidden_size)
+        self._keep_layers(layers)
         self._set_trainable(train_layers)
+
+    def _keep_layers(self, layers: int) -> None:
+        stack = self.model.encoder.layer
+        if layers <= 0 or layers == len(stack):
+            return
+        if layers > len(stack):
+            raise ValueError(f"text_layers={layers}: the text encoder has only {len(stack)} layers")
+        self.model.encoder.layer = stack[:layers]
+        self.model.config.num_hidden_layers = layers
 
     def _set_trainable(self, train_layers: int) -> None:
         layers = self.model.encoder.layer
