@@ -168,3 +168,26 @@ def test_without_the_asset_wheels_v2_falls_back_to_primitives(monkeypatch, caplo
         assert not set(splits.rules_for("train").categories) & set(splits.HELD_OUT_CATEGORIES)
     finally:
         assets.available_assets.cache_clear()
+
+
+def test_mesh_simplification_keeps_shape_and_texture_coordinates(tmp_path, monkeypatch):
+    from refseg_ros.data.v2 import meshcache
+
+    # a finely tessellated unit square plate: 2 * 90 * 90 triangles with per-vertex uvs
+    n = 91
+    xs, ys = np.meshgrid(np.linspace(0, 1, n), np.linspace(0, 1, n))
+    lines = [f"v {x:.5f} {y:.5f} {0.02 * x * y:.5f}" for x, y in zip(xs.ravel(), ys.ravel())]
+    lines += [f"vt {x:.5f} {y:.5f}" for x, y in zip(xs.ravel(), ys.ravel())]
+    for r in range(n - 1):
+        for c in range(n - 1):
+            a, b, d, e = r * n + c + 1, r * n + c + 2, (r + 1) * n + c + 1, (r + 1) * n + c + 2
+            lines += [f"f {a}/{a} {b}/{b} {e}/{e}", f"f {a}/{a} {e}/{e} {d}/{d}"]
+    src = tmp_path / "plate.obj"
+    src.write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("REFSEG_CACHE", str(tmp_path / "cache"))
+    out = meshcache.prepared(str(src), None)
+    assert meshcache.prepared(str(src), None) == out  # made once
+    v, vt, _, faces, _ = meshcache._parse(out)
+    assert 0 < len(faces) <= meshcache.MAX_FACES < 2 * 90 * 90
+    assert np.allclose(v.min(0)[:2], 0, atol=0.02) and np.allclose(v.max(0)[:2], 1, atol=0.02)
+    assert len(vt) == n * n and faces[:, :, 1].min() >= 1 and faces[:, :, 1].max() <= n * n

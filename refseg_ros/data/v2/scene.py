@@ -23,7 +23,7 @@ from refseg_ros.data.tabletop import (NEAR, TABLE_HALF, TABLE_SCALE, TABLE_TOP, 
                                       TabletopRenderer, _plain, _read_obj_vertices,
                                       _rotation_rpy)
 from refseg_ros.data.v2 import assets as A
-from refseg_ros.data.v2 import cameras
+from refseg_ros.data.v2 import cameras, meshcache
 
 FAR = 12.0
 MIN_GAP = 0.012  # metres between footprints
@@ -101,8 +101,7 @@ class TabletopV2Renderer(TabletopRenderer):
             return np.zeros(3), np.array([0.7, 0.7, 1.0]), 0.35
         if a.primitive == "capsule":  # lying on its side: length along x
             return np.zeros(3), np.array([1.0, 0.4, 0.4]), 0.5
-        path = A.asset_file(a)
-        v = _read_obj_vertices(path) * np.asarray(a.stretch) * a.scale
+        v = _read_obj_vertices(self._mesh_file(a)) * np.asarray(a.stretch) * a.scale
         vr = v @ _rotation_rpy(a.rpy).T
         lo, hi = vr.min(0), vr.max(0)
         centre = (lo + hi) / 2
@@ -113,9 +112,18 @@ class TabletopV2Renderer(TabletopRenderer):
         ext = float(dims.max())
         return centre / ext, dims / ext, radius / ext
 
+    @staticmethod
+    def _mesh_file(a: A.Asset) -> str:
+        """The file pybullet loads: the render-ready copy for the asset wheels' models."""
+        path = A.asset_file(a)
+        if a.source != A.LIBERO:
+            return path
+        return meshcache.prepared(path, A._obj_texture(path) if a.textured else None)
+
     def _texture(self, path: str) -> int:
         if path not in self._tex_ids:
-            self._tex_ids[path] = self.p.loadTexture(path)
+            self._tex_ids[path] = self.p.loadTexture(meshcache.prepared_texture(path)
+                                                     if path in self._photo else path)
         return self._tex_ids[path]
 
     def _create(self, o: dict, a: A.Asset, position) -> int:
@@ -133,7 +141,7 @@ class TabletopV2Renderer(TabletopRenderer):
         else:
             centre, _, _ = self._shape(a.key)
             scale = (np.asarray(a.stretch) * a.scale * s).tolist()
-            vis = p.createVisualShape(p.GEOM_MESH, fileName=A.asset_file(a), meshScale=scale,
+            vis = p.createVisualShape(p.GEOM_MESH, fileName=self._mesh_file(a), meshScale=scale,
                                       visualFramePosition=(-centre * s).tolist(),
                                       visualFrameOrientation=p.getQuaternionFromEuler(a.rpy),
                                       rgbaColor=rgba)
@@ -180,7 +188,8 @@ class TabletopV2Renderer(TabletopRenderer):
                          chosen[int(rng.integers(len(chosen)))]})
         for o in objs:
             options = [a for a in avail if a.category == o["category"]]
-            textured = [a for a in options if a.textured]
+            textured = [a for a in options if a.textured and (
+                rules.compositional or (A.texture_colour(a.key)[0], a.category) not in HELD_OUT_PAIRS)]
             painted = [a for a in options if not a.textured]
             use_tex = textured and not o.get("painted") and (not painted
                                                               or rng.random() < TEXTURED_SHARE)
