@@ -7,6 +7,7 @@ Every step is resumable and skipped when its output exists, so the same command 
 interrupted experiment on any machine:
 
     .venv/bin/python tools/ablation.py run --root /work/runs/V          # data, train, eval
+                                        # (2 arms side by side, 1 thread each, 3 x 2000 samples)
     .venv/bin/python tools/ablation.py run --root R --arms pure hybrid  # a subset, in this order
     .venv/bin/python tools/ablation.py commands --root R                # print the commands only
     .venv/bin/python tools/ablation_table.py                            # the markdown tables
@@ -38,6 +39,8 @@ ARMS: dict[str, tuple[list[str], list[tuple[str, ...]]]] = {
 #: split -> (scenes, seed); the test/compositional seeds are those of the shipped data
 DATA = {"train": (1200, 0), "val": (100, 1), "test": (150, 2), "compositional": (100, 3)}
 EVAL_SPLITS = ("test", "compositional")
+#: expressions scored per split (evenly spread over its scenes; compositional: all of them)
+EVAL_MAX_SAMPLES = {"test": 1200, "compositional": 0}
 
 
 def knock_label(parts: tuple[str, ...]) -> str:
@@ -82,7 +85,7 @@ def eval_json(arm: str, split: str, parts: tuple[str, ...], seed: int) -> Path:
 
 
 def eval_one(ckpt: Path, data: Path, split: str, parts: tuple[str, ...], out: Path, threads: int,
-             meta: dict) -> None:
+             meta: dict, max_samples: int = 0) -> None:
     """Score ``ckpt`` on ``split`` with ``parts`` of the language path knocked out; write JSON."""
     import torch
 
@@ -95,7 +98,7 @@ def eval_one(ckpt: Path, data: Path, split: str, parts: tuple[str, ...], out: Pa
     predictor.model.knock_out(*parts)
     predictor.clear_cache()
     dataset = TabletopRefDataset(str(data), split)
-    metrics = evaluate(predictor, dataset, progress=False)
+    metrics = evaluate(predictor, dataset, max_samples=max_samples or None, progress=False)
     metrics.update({"split": split, "knock_out": list(parts), "path": "batched, torch", **meta})
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics, indent=2) + "\n")
@@ -107,31 +110,59 @@ def _run(cmd: list[str], dry: bool) -> None:
         subprocess.run(["nice", "-n", "10", *cmd], check=True, cwd=REPO)
 
 
+def cache_ready(root: Path) -> bool:
+    """The trainer's frozen-feature cache of the training split is complete (runs may share it)."""
+    for meta in (root / "data" / "cache").glob("features_*/meta.json"):
+        m = json.loads(meta.read_text())
+        if m["done"] >= m["rows"]:
+            return True
+    return False
+
+
 def run(args) -> int:
     root = Path(args.root)
     for cmd in data_commands(root):
         _run(cmd, args.dry)
-    for arm in args.arms:
-        run_dir = root / "runs" / f"{arm}_s{args.seed}"
-        if finished_epochs(run_dir) < args.epochs:
-            t0 = time.time()
-            _run(train_command(root, arm, args), args.dry)
-            if not args.dry:
-                print(f"{arm}: trained in {(time.time() - t0) / 60:.1f} min", flush=True)
-        ckpt = run_dir / "checkpoints" / "last.safetensors"
-        for split in EVAL_SPLITS:
-            for parts in ARMS[arm][1]:
-                out = eval_json(arm, split, parts, args.seed)
-                if out.exists():
-                    continue
-                cmd = [sys.executable, str(Path(__file__).resolve()), "eval-one", "--checkpoint", str(ckpt),
-                       "--data", str(root / "data"), "--split", split, "--out", str(out),
-                       "--threads", str(args.threads), "--arm", arm, "--seed", str(args.seed),
-                       "--samples", str(args.epochs * args.epoch_samples)]
-                if parts:
-                    cmd += ["--knock-out", *parts]
-                _run(cmd, args.dry)
+    if args.lanes <= 1 or args.dry:
+        for arm in args.arms:
+            run_arm(root, arm, args)
+        return 0
+    # Arms side by side (``lanes`` processes of ``threads`` each); the first one builds the shared
+    # feature cache, the others start once it is complete.
+    from concurrent.futures import ThreadPoolExecutor
+
+    def lane(i: int, arm: str) -> None:
+        while i > 0 and not cache_ready(root):
+            time.sleep(20)
+        run_arm(root, arm, args)
+
+    with ThreadPoolExecutor(max_workers=args.lanes) as pool:
+        for f in [pool.submit(lane, i, arm) for i, arm in enumerate(args.arms)]:
+            f.result()
     return 0
+
+
+def run_arm(root: Path, arm: str, args) -> None:
+    run_dir = root / "runs" / f"{arm}_s{args.seed}"
+    if finished_epochs(run_dir) < args.epochs:
+        t0 = time.time()
+        _run(train_command(root, arm, args), args.dry)
+        if not args.dry:
+            print(f"{arm}: trained in {(time.time() - t0) / 60:.1f} min", flush=True)
+    ckpt = run_dir / "checkpoints" / "last.safetensors"
+    for split in EVAL_SPLITS:
+        for parts in ARMS[arm][1]:
+            out = eval_json(arm, split, parts, args.seed)
+            if out.exists():
+                continue
+            cmd = [sys.executable, str(Path(__file__).resolve()), "eval-one", "--checkpoint", str(ckpt),
+                   "--data", str(root / "data"), "--split", split, "--out", str(out),
+                   "--max-samples", str(EVAL_MAX_SAMPLES[split]),
+                   "--threads", str(args.threads), "--arm", arm, "--seed", str(args.seed),
+                   "--samples", str(args.epochs * args.epoch_samples)]
+            if parts:
+                cmd += ["--knock-out", *parts]
+            _run(cmd, args.dry)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,10 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name)
         p.add_argument("--root", type=Path, required=True, help="data and run directories (outside the repo)")
         p.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
-        p.add_argument("--epochs", type=int, default=4)
-        p.add_argument("--epoch-samples", type=int, default=2500)
-        p.add_argument("--batch-size", type=int, default=16)
-        p.add_argument("--threads", type=int, default=2)
+        p.add_argument("--epochs", type=int, default=3)
+        p.add_argument("--epoch-samples", type=int, default=2000)
+        p.add_argument("--batch-size", type=int, default=8)
+        p.add_argument("--threads", type=int, default=1, help="torch threads per process")
+        p.add_argument("--lanes", type=int, default=2, help="arms trained side by side (processes)")
         p.add_argument("--val-samples", type=int, default=300)
         p.add_argument("--seed", type=int, default=0)
     e = sub.add_parser("eval-one")
@@ -157,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--arm", default="")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--samples", type=int, default=0)
+    e.add_argument("--max-samples", type=int, default=0, help="evenly spread expressions (0 = all)")
     args = parser.parse_args(argv)
     if args.cmd == "eval-one":
         meta = {"arm": args.arm, "seed": args.seed, "train_samples": args.samples,
@@ -166,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             extra = json.loads(sidecar.read_text()).get("extra") or {}
             meta.update({"epoch": extra.get("epoch"), "global_step": extra.get("global_step"),
                          "train_config": extra.get("train_config")})
-        eval_one(args.checkpoint, args.data, args.split, tuple(args.knock_out), args.out, args.threads, meta)
+        eval_one(args.checkpoint, args.data, args.split, tuple(args.knock_out), args.out, args.threads, meta,
+                 args.max_samples)
         return 0
     args.dry = args.cmd == "commands"
     return run(args)
