@@ -16,7 +16,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 ARMS = {"pure": "pure VG-LAW (`word_attention=false`)",
         "hybrid": "VG-LAW + word attention (shipped recipe)",
-        "static": "static weights (`law=false word_attention=false`)"}
+        "static": "static weights (`law=false word_attention=false`)",
+        "shipped": "shipped checkpoint (hybrid, 100,000 samples; not trained here)"}
 KNOCKS = {"none": "intact", "law": "Phi = 0", "word_attention": "word attention off",
           "law+word_attention": "both off"}
 SPLITS = ("test", "compositional")
@@ -57,7 +58,7 @@ def overall_table(found: dict) -> str:
 
 
 def type_table(found: dict, split: str) -> str:
-    runs = [(arm, found.get((arm, split, "none"))) for arm in ARMS]
+    runs = [(arm, found.get((arm, split, "none"))) for arm in ARMS if arm != "shipped"]
     types = sorted({t for _, m in runs if m for t in m.get("by_type", {})})
     header = ["type"] + [f"{arm} Prec@0.5 / mIoU" for arm, _ in runs] + ["n"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
