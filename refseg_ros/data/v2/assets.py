@@ -84,6 +84,10 @@ CATEGORIES_V2: tuple[CategoryV2, ...] = (
     CategoryV2("storage box", ("storage box", "bin"), ("container",)),
     CategoryV2("rack", ("rack", "dish rack"), ("drying rack",)),
     CategoryV2("cutlery", ("cutlery", "silverware"), ("utensils",)),
+    CategoryV2("moka pot", ("moka pot", "coffee pot", "espresso maker"), ("stovetop coffee maker",)),
+    CategoryV2("wine bottle", ("wine bottle", "bottle of wine", "bottle"), ("vino",)),
+    CategoryV2("dish drainer", ("dish drainer", "drainer"), ("draining basket",)),
+    CategoryV2("plant", ("plant", "potted plant", "flowers"), ("houseplant",)),
 )
 CATEGORY_V2: dict[str, CategoryV2] = {c.name: c for c in CATEGORIES_V2}
 
@@ -107,10 +111,12 @@ class Asset:
     primitive: str | None = None  # "cylinder" | "capsule" | None (a mesh)
     textured: bool = False
     stretch: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    parts: tuple[str, ...] = ()  # further meshes of a model made of parts (same frame)
 
 
-def _libero(key, category, path, scale=1.0, rpy=(0.0, 0.0, 0.0)) -> Asset:
-    return Asset(f"libero/{key}", category, LIBERO, path, rpy, scale, textured=True)
+def _libero(key, category, path, rpy=(0.0, 0.0, 0.0), parts=()) -> Asset:
+    # sizes: the mesh scale of the source's MJCF (mjcf_scale), i.e. LIBERO's object sizes
+    return Asset(f"libero/{key}", category, LIBERO, path, rpy, textured=True, parts=tuple(parts))
 
 
 _Y_UP = (_HALF_PI, 0.0, 0.0)
@@ -141,9 +147,9 @@ ASSETS: tuple[Asset, ...] = (
     _libero("white_porcelain_mug", "mug", f"{_T}/white_porcelain_mug/porcelain_mug.obj"),
     _libero("red_coffee_mug", "mug", f"{_T}/red_coffee_mug/red_coffee_mug.obj"),
     _libero("white_yellow_mug", "mug", f"{_T}/white_yellow_mug/white_yellow_mug.obj"),
-    _libero("libero_mug", "mug", "custom_objects/libero_mug/libero_mug.obj", rpy=_Y_UP),
+    _libero("libero_mug", "mug", "custom_objects/libero_mug/libero_mug.obj", _Y_UP),
     _libero("libero_mug_yellow", "mug", "custom_objects/libero_mug_yellow/libero_mug_yellow.obj",
-            rpy=_Y_UP),
+            _Y_UP),
     _libero("akita_black_bowl", "bowl", f"{_S}/akita_black_bowl/akita_black_bowl.obj"),
     _libero("red_akita_bowl", "bowl", f"{_S}/red_akita_black_bowl/akita_black_bowl.obj"),
     _libero("yellow_bowl", "bowl", f"{_S}/yellow_bowl/yellow_bowl.obj"),
@@ -165,30 +171,42 @@ ASSETS: tuple[Asset, ...] = (
     _libero("storage_box", "storage box", f"{_T}/white_storage_box/white_storage_box.obj"),
     _libero("wooden_tray", "tray", f"{_T}/wooden_tray/wooden_tray.obj"),
     _libero("utensils", "cutlery", f"{_T}/dining_set_group/dining_set_utensils.obj"),
-    _libero("ketchup", "ketchup", f"{_H}/ketchup/textured.obj", 0.01, _Y_UP),
-    _libero("blue_ketchup", "ketchup", f"{_H}/blue_ketchup/textured.obj", 0.01, _Y_UP),
-    _libero("green_ketchup", "ketchup", f"{_H}/green_ketchup/textured.obj", 0.01, _Y_UP),
-    _libero("bbq_sauce", "bbq sauce", f"{_H}/bbq_sauce/bbq_sauce.obj", 0.01),
-    _libero("green_bbq_sauce", "bbq sauce", f"{_H}/green_bbq_sauce/bbq_sauce.obj", 0.01),
-    _libero("salad_dressing", "salad dressing", f"{_H}/salad_dressing/textured.obj", 0.01, _Y_UP),
-    _libero("red_salad_dressing", "salad dressing", f"{_H}/red_salad_dressing/textured.obj", 0.01,
+    _libero("ketchup", "ketchup", f"{_H}/ketchup/textured.obj", _Y_UP),
+    _libero("blue_ketchup", "ketchup", f"{_H}/blue_ketchup/textured.obj", _Y_UP),
+    _libero("green_ketchup", "ketchup", f"{_H}/green_ketchup/textured.obj", _Y_UP),
+    _libero("bbq_sauce", "bbq sauce", f"{_H}/bbq_sauce/bbq_sauce.obj"),
+    _libero("green_bbq_sauce", "bbq sauce", f"{_H}/green_bbq_sauce/bbq_sauce.obj"),
+    _libero("salad_dressing", "salad dressing", f"{_H}/salad_dressing/textured.obj", _Y_UP),
+    _libero("red_salad_dressing", "salad dressing", f"{_H}/red_salad_dressing/textured.obj",
             _Y_UP),
-    _libero("alphabet_soup", "soup can", f"{_H}/alphabet_soup/textured.obj", 0.01, _Y_UP),
-    _libero("red_alphabet_soup", "soup can", f"{_H}/red_alphabet_soup/textured.obj", 0.01, _Y_UP),
-    _libero("tomato_sauce", "tomato sauce", f"{_H}/tomato_sauce/textured.obj", 0.01, _Y_UP),
-    _libero("yellow_tomato_sauce", "tomato sauce", f"{_H}/yellow_tomato_sauce/textured.obj", 0.01,
+    _libero("alphabet_soup", "soup can", f"{_H}/alphabet_soup/textured.obj", _Y_UP),
+    _libero("red_alphabet_soup", "soup can", f"{_H}/red_alphabet_soup/textured.obj", _Y_UP),
+    _libero("tomato_sauce", "tomato sauce", f"{_H}/tomato_sauce/textured.obj", _Y_UP),
+    _libero("yellow_tomato_sauce", "tomato sauce", f"{_H}/yellow_tomato_sauce/textured.obj",
             _Y_UP),
-    _libero("milk", "milk carton", f"{_H}/milk/textured.obj", 0.01, _Y_UP),
-    _libero("yellow_milk", "milk carton", f"{_H}/yellow_milk/textured.obj", 0.01, _Y_UP),
-    _libero("orange_juice", "orange juice", f"{_H}/orange_juice/textured.obj", 0.01, _Y_UP),
-    _libero("red_orange_juice", "orange juice", f"{_H}/red_orange_juice/textured.obj", 0.01,
+    _libero("milk", "milk carton", f"{_H}/milk/textured.obj", _Y_UP),
+    _libero("yellow_milk", "milk carton", f"{_H}/yellow_milk/textured.obj", _Y_UP),
+    _libero("orange_juice", "orange juice", f"{_H}/orange_juice/textured.obj", _Y_UP),
+    _libero("red_orange_juice", "orange juice", f"{_H}/red_orange_juice/textured.obj",
             _Y_UP),
-    _libero("butter", "butter", f"{_H}/butter/butter.obj", 0.01),
-    _libero("green_butter", "butter", f"{_H}/green_butter/butter.obj", 0.01),
-    _libero("popcorn", "popcorn", f"{_H}/popcorn/popcorn.obj", 0.01),
-    _libero("pudding", "pudding", f"{_H}/chocolate_pudding/textured.obj", 0.01),
-    _libero("green_pudding", "pudding", f"{_H}/green_chocolate_pudding/textured.obj", 0.01),
-    _libero("mac_and_cheese", "mac and cheese", f"{_H}/macaroni_and_cheese/textured.obj", 0.01),
+    _libero("butter", "butter", f"{_H}/butter/butter.obj"),
+    _libero("green_butter", "butter", f"{_H}/green_butter/butter.obj"),
+    _libero("popcorn", "popcorn", f"{_H}/popcorn/popcorn.obj"),
+    _libero("pudding", "pudding", f"{_H}/chocolate_pudding/textured.obj"),
+    _libero("green_pudding", "pudding", f"{_H}/green_chocolate_pudding/textured.obj"),
+    _libero("mac_and_cheese", "mac and cheese", f"{_H}/macaroni_and_cheese/textured.obj"),
+    _libero("moka_pot", "moka pot", f"{_T}/moka_pot/moka_pot_body.obj",
+            parts=[f"{_T}/moka_pot/moka_pot_handle.obj"]),
+    _libero("yellow_moka_pot", "moka pot", f"{_T}/yellow_moka_pot/moka_pot_body.obj",
+            parts=[f"{_T}/yellow_moka_pot/moka_pot_handle.obj"]),
+    _libero("wine_bottle", "wine bottle", f"{_T}/wine_bottle/wine_bottle_red_main.obj",
+            parts=[f"{_T}/wine_bottle/wine_bottle_red_cork.obj",
+                   f"{_T}/wine_bottle/wine_bottle_red_logo.obj"]),
+    _libero("white_bottle", "wine bottle", f"{_T}/white_bottle/white_bottle_red_main.obj",
+            parts=[f"{_T}/white_bottle/white_bottle_red_cork.obj",
+                   f"{_T}/white_bottle/white_bottle_red_logo.obj"]),
+    _libero("bowl_drainer", "dish drainer", f"{_T}/bowl_drainer/bowl_drainer.obj"),
+    _libero("plant", "plant", "scenes/plant/plant.obj"),
 )
 ASSET_BY_KEY: dict[str, Asset] = {a.key: a for a in ASSETS}
 
@@ -222,13 +240,67 @@ def asset_file(asset: Asset) -> str | None:
 
 
 @functools.lru_cache(maxsize=None)
+def mjcf_scale(obj_path: str) -> float:
+    """The mesh scale the source's MJCF gives this OBJ (1 if none is found)."""
+    folder = os.path.dirname(obj_path)
+    stem = os.path.splitext(os.path.basename(obj_path))[0]
+    xmls = sorted(f for f in os.listdir(folder) if f.endswith(".xml"))
+    xmls.sort(key=lambda f: f != os.path.basename(folder) + ".xml")  # the folder's own first
+    for name in xmls:
+        with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        for m in re.finditer(r'<mesh[^>]*file="([^"]+)"[^>]*scale="([^"]+)"', text):
+            if os.path.basename(m.group(1)).startswith(stem):
+                return float(m.group(2).split()[0])
+    return 1.0
+
+
+def _part_files(a: Asset) -> list[str] | None:
+    root = source_root(a.source)
+    if root is None or a.path is None:
+        return None
+    files = [os.path.join(root, p) for p in (a.path,) + a.parts]
+    return files if all(os.path.exists(f) for f in files) else None
+
+
+def _has_texture(files: list[str]) -> bool:
+    from refseg_ros.data.v2.meshcache import _materials
+
+    for f in files:
+        mtl = None
+        with open(f, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("mtllib"):
+                    mtl = os.path.join(os.path.dirname(f), line.split(None, 1)[1].strip())
+                    break
+        if any(m["map"] for m in _materials(mtl).values()):
+            return True
+    return False
+
+
+@functools.lru_cache(maxsize=None)
+def render_file(key: str) -> str | None:
+    """The OBJ pybullet loads for an asset: for the asset wheels, the render-ready copy (parts
+    joined at their MJCF scale, one texture atlas, simplified; :mod:`.meshcache`)."""
+    a = ASSET_BY_KEY[key]
+    files = _part_files(a)
+    if files is None:
+        return None
+    if a.source != LIBERO:
+        return files[0]
+    from refseg_ros.data.v2.meshcache import merged
+
+    return merged([(f, mjcf_scale(f)) for f in files])
+
+
+@functools.lru_cache(maxsize=None)
 def available_assets(textured: bool = True) -> tuple[Asset, ...]:
     """Assets whose files are installed (primitives always); one log line if textured are not."""
     out, missing = [], []
     for a in ASSETS:
-        path = asset_file(a)
-        if a.primitive is not None or path is not None:
-            if a.textured and _obj_texture(path) is None:  # a model without a texture: paint it
+        files = _part_files(a)
+        if a.primitive is not None or files is not None:
+            if a.textured and not _has_texture(files):  # a model without a texture: paint it
                 a = dataclasses.replace(a, textured=False)
             out.append(a)
         else:
@@ -301,15 +373,13 @@ def _obj_texture(obj_path: str) -> str | None:
 
 @functools.lru_cache(maxsize=None)
 def texture_colour(asset_key: str) -> tuple[str | None, float]:
-    """(colour word or None, its share) of a textured asset, from its texture sampled at the
-    texture coordinates its faces use (so unused parts of a texture atlas do not count)."""
+    """(colour word or None, its share) of a textured asset, from the texture it is rendered
+    with, sampled at the texture coordinates its faces use (unused atlas parts do not count)."""
     import cv2
 
-    path = asset_file(ASSET_BY_KEY[asset_key])
+    path = render_file(asset_key)
     tex_path = _obj_texture(path) if path else None
-    if tex_path is None:
-        return None, 0.0
-    tex = cv2.imread(tex_path, cv2.IMREAD_COLOR)
+    tex = cv2.imread(tex_path, cv2.IMREAD_COLOR) if tex_path else None
     if tex is None:
         return None, 0.0
     tex = cv2.cvtColor(tex, cv2.COLOR_BGR2RGB)

@@ -115,10 +115,7 @@ class TabletopV2Renderer(TabletopRenderer):
     @staticmethod
     def _mesh_file(a: A.Asset) -> str:
         """The file pybullet loads: the render-ready copy for the asset wheels' models."""
-        path = A.asset_file(a)
-        if a.source != A.LIBERO:
-            return path
-        return meshcache.prepared(path, A._obj_texture(path) if a.textured else None)
+        return A.render_file(a.key)
 
     def _texture(self, path: str) -> int:
         if path not in self._tex_ids:
