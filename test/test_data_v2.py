@@ -192,3 +192,19 @@ def test_mesh_simplification_keeps_shape_and_texture_coordinates(tmp_path, monke
     assert np.allclose(v.min(0)[:2], 0, atol=0.04) and np.allclose(v.max(0)[:2], 2, atol=0.04)
     assert faces[:, :, 1].min() == 1 and faces[:, :, 1].max() == len(vt)  # every corner's uv
     assert (vt >= 0).all() and (vt <= 1).all()
+
+
+def test_stats_read_v1_indices_camera_from_pose():
+    from refseg_ros.data.v2.stats import split_stats
+
+    T = cameras.pose([0.1, 0.0, 0.0], 0.8, 50.0, 10.0, 0.0)
+    K = cameras.intrinsics_hfov(320, 240, 60.0)
+    index = {"info": {"format_version": 1},
+             "images": [{"id": 0, "width": 320, "height": 240, "T_table_camera": T.tolist(),
+                         "camera_info": {"K": K.reshape(-1).tolist()}}],
+             "annotations": [{"category": "mug"}],
+             "refs": [{"sentences": [{"type": "location"}, {"type": "attribute"}]}]}
+    st = split_stats(index)
+    assert st["format_version"] == 1 and st["expressions"] == 2 and st["textured_objects"] == 0
+    assert st["distance_m"] == [0.8, 0.8] and st["pitch_deg"] == [50.0, 50.0]
+    assert st["hfov_deg"] == [60.0, 60.0] and st["by_type"]["no_target"] == 0

@@ -36,6 +36,13 @@ def split_stats(index: dict) -> dict:
                 for i in images]
     dist = [float(i["camera"]["distance_m"]) for i in images if "camera" in i]
     pitch = [float(i["camera"]["pitch_deg"]) for i in images if "camera" in i]
+    if not dist and images:  # v1: from the pose (distance to where the optical axis meets the table)
+        from refseg_ros.data.sim_scene import look_at_point
+
+        for i in images:
+            T = np.asarray(i["T_table_camera"], float)
+            dist.append(float(np.linalg.norm(T[:3, 3] - look_at_point(T))))
+            pitch.append(float(np.degrees(np.arcsin(-T[2, 2]))))
     roll = [abs(float(i["camera"]["roll_deg"])) for i in images if "camera" in i]
     aspects = sorted({i["camera"]["aspect"] if "camera" in i else f"{i['width']}x{i['height']}"
                       for i in images})
