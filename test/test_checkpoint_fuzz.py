@@ -220,3 +220,93 @@ def test_mutated_sidecars_give_checkpoint_error(saved, tmp_path):
     assert out.counts["CheckpointError: format version"] >= 3
     assert out.counts["CheckpointError: is not one of"] >= 1  # a path as preset is refused, not opened
     assert out.counts["CheckpointError: implausibly large"] >= 3
+
+
+def _rewrite_tensor(saved, path, key_pick, make):
+    """``saved`` with one tensor replaced by ``make(tensor)`` and the sidecar's sha256 made to match
+    (so the loader's own checks are what must catch it)."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(saved))
+    key = key_pick(state)
+    state[key] = make(state[key])
+    save_file(state, str(path), metadata={"format": "refseg_ros.vglaw", "format_version": "1"})
+    meta = json.loads(sidecar_path(saved).read_text())
+    meta["weights"]["sha256"] = file_sha256(path)
+    meta["weights"]["bytes"] = path.stat().st_size
+    sidecar_path(path).write_text(json.dumps(meta))
+    return key
+
+
+def _float_key(state):
+    return next(k for k, v in sorted(state.items()) if v.is_floating_point() and v.numel() > 1)
+
+
+def test_weights_that_overflow_the_model_dtype_are_refused(saved, tmp_path):
+    path = tmp_path / "big.safetensors"
+    key = _rewrite_tensor(saved, path, _float_key, lambda t: torch.full(t.shape, 1e300, dtype=torch.float64))
+    with pytest.raises(CheckpointError, match="NaN or infinite") as err:  # finite in float64, inf in float32
+        load_checkpoint(path)
+    assert key in str(err.value)
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.int32, torch.uint8])
+def test_weights_of_another_kind_of_dtype_are_refused_naming_the_key(saved, tmp_path, dtype):
+    path = tmp_path / "kind.safetensors"
+    key = _rewrite_tensor(saved, path, _float_key, lambda t: torch.ones(t.shape, dtype=dtype))
+    with pytest.raises(CheckpointError, match="dtype") as err:
+        load_checkpoint(path)
+    assert key in str(err.value) and str(dtype).split(".")[-1] in str(err.value)
+
+
+def test_other_float_precisions_still_load(saved, tmp_path):
+    path = tmp_path / "half.safetensors"
+    key = _rewrite_tensor(saved, path, _float_key, lambda t: t.to(torch.float16))
+    model = load_checkpoint(path)
+    assert model.state_dict()[key].dtype == torch.float32
+
+
+def test_sidecar_text_encoder_is_pinned_or_a_folder_covered_by_its_digest(saved, tmp_path):
+    from refseg_ros.model.checkpoint import folder_sha256
+
+    folder = tmp_path / "encoder"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 384}))
+    path = tmp_path / "enc.safetensors"
+    path.write_bytes(saved.read_bytes())
+    meta = json.loads(sidecar_path(saved).read_text())
+
+    def load(value, digest=None):
+        entry = {**meta["text_encoder"], **({"sha256": digest} if digest else {})}
+        sidecar_path(path).write_text(json.dumps({**meta, "overrides": {"text_encoder": value}, "text_encoder": entry}))
+        with pytest.raises(CheckpointError) as err:
+            load_checkpoint(path)
+        return str(err.value)
+
+    for value in (str(folder), "/etc", "minilm-l6/../../x"):  # no digest: never opened
+        assert "records no digest" in load(value)
+    assert "records no digest" not in load("/etc", digest="0" * 64)  # a digest, and no encoder there
+    good = folder_sha256(folder)
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 768}))
+    assert "contents differ" in load(str(folder), digest=good)  # the folder changed since saving
+    # the right digest gets past the encoder check (this folder then lacks weights to build from)
+    assert "cannot rebuild" in load(str(folder), digest=folder_sha256(folder))
+
+
+def test_text_encoder_config_sizes_are_bounded(saved, tmp_path, monkeypatch):
+    """Even a known encoder's config.json is read with bounds before a model is built from it."""
+    from refseg_ros.model import text_encoder
+
+    folder = tmp_path / "encoder"
+    folder.mkdir()
+    monkeypatch.setitem(text_encoder.TEXT_ENCODERS, "bloated", (lambda: folder, "pkg", "1"))
+    path = tmp_path / "cfg.safetensors"
+    path.write_bytes(saved.read_bytes())
+    meta = json.loads(sidecar_path(saved).read_text())
+    sidecar_path(path).write_text(json.dumps({**meta, "overrides": {"text_encoder": "bloated"}}))
+    for config in ({"model_type": "bert", "hidden_size": 10**6, "num_hidden_layers": 6, "vocab_size": 30522},
+                   {"model_type": "bert", "vocab_size": 10**9}, {"model_type": "bert", "num_hidden_layers": 10**4},
+                   "x" * (2 << 20), "[1, 2"):
+        (folder / "config.json").write_text(config if isinstance(config, str) else json.dumps(config))
+        with pytest.raises(CheckpointError, match="config.json"):
+            load_checkpoint(path)

@@ -14,7 +14,11 @@ replacement), then keys and shapes against a freshly built model; any mismatch i
 Both files are untrusted input (a checkpoint is copied between machines): the sidecar is checked
 field by field before anything is built from it (the preset must be a known name, not a path;
 overrides must be known options of the preset's types, and may not ask for a model far larger
-than the largest preset), and weights must be finite. A fuzz test (``test/test_checkpoint_fuzz.py``)
+than the largest preset; the text encoder is one of the pinned packages, or a local folder whose
+contents match the digest ``save_checkpoint`` recorded (``text_encoder.sha256``), so a sidecar
+cannot point the loader at an arbitrary folder; its ``config.json`` is read with bounds before
+anything is built from it), and weights must have the model's kind of dtype and be finite in the
+model's dtype (1e300 in float64 is finite, and infinite once cast to float32). A fuzz test (``test/test_checkpoint_fuzz.py``)
 feeds random bytes, truncations and mutated sidecars and accepts no other exception.
 """
 from __future__ import annotations
@@ -67,6 +71,14 @@ def _image_weights(model: VGLAW) -> dict[str, str] | None:
             "file": weights.MOBILENET_FILE}
 
 
+def _text_encoder_entry(model: VGLAW) -> dict[str, str]:
+    """The provenance of the model's text encoder; a local folder (no package) with its digest."""
+    entry = dict(model.text_encoder.provenance)
+    if not entry.get("package"):
+        entry["sha256"] = folder_sha256(Path(entry["name"]).expanduser())
+    return entry
+
+
 def save_checkpoint(model: VGLAW, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Write ``path`` (must end in ``.safetensors``) and its JSON sidecar, atomically. Returns ``path``."""
     from safetensors.torch import save_file
@@ -80,7 +92,7 @@ def save_checkpoint(model: VGLAW, path: str | Path, extra: dict[str, Any] | None
     meta: dict[str, Any] = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "preset": model.preset, "overrides": overrides,
-        "text_encoder": model.text_encoder.provenance,
+        "text_encoder": _text_encoder_entry(model),
         "image_weights": _image_weights(model),
     }
     try:
@@ -160,6 +172,85 @@ def _check_sidecar_fields(meta: dict[str, Any], side: Path) -> None:
             raise bad(f"{key} must be an object of strings or null")
 
 
+#: A text encoder's config.json is a few hundred bytes; anything this big is not one.
+MAX_ENCODER_CONFIG_BYTES = 64 << 10
+#: Largest sizes a text encoder's config.json may ask for (BERT-large is 1024 wide, 24 layers,
+#: 30k words; multilingual vocabularies reach 250k).
+ENCODER_CONFIG_LIMITS = {"hidden_size": 4096, "num_hidden_layers": 48, "num_attention_heads": 64,
+                         "intermediate_size": 16384, "vocab_size": 300_000, "max_position_embeddings": 8192,
+                         "type_vocab_size": 16}
+
+
+#: A local text-encoder folder is digested file by file: at most this many files and bytes.
+MAX_FOLDER_FILES = 200
+MAX_FOLDER_BYTES = 8 << 30
+
+
+def folder_sha256(folder: str | Path) -> str:
+    """sha256 over a folder's regular files (relative names and contents, sorted); ValueError for
+    symlinks, special files, or more than ``MAX_FOLDER_FILES`` files or ``MAX_FOLDER_BYTES``."""
+    folder = Path(folder)
+    files, total = [], 0
+    for entry in sorted(folder.rglob("*")):
+        if entry.is_symlink() or not (entry.is_file() or entry.is_dir()):
+            raise ValueError(f"{entry} is a link or a special file")
+        if entry.is_file():
+            files.append(entry)
+            total += entry.stat().st_size
+            if len(files) > MAX_FOLDER_FILES or total > MAX_FOLDER_BYTES:
+                raise ValueError(f"{folder} holds more than {MAX_FOLDER_FILES} files or {MAX_FOLDER_BYTES} bytes")
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(folder).as_posix().encode() + b"\0" + file_sha256(f).encode())
+    return h.hexdigest()
+
+
+def _check_text_encoder(name_value: Any, recorded: Any, name: str) -> None:
+    """The sidecar's text encoder is a pinned package, or a local folder with the digest recorded at
+    save time; and its config.json has plausible sizes."""
+    from refseg_ros.model.text_encoder import TEXT_ENCODERS, resolve_text_encoder
+
+    if not isinstance(name_value, str):
+        raise CheckpointError(f"{name}: text_encoder {name_value!r} is not a name")
+    if name_value not in TEXT_ENCODERS:
+        digest = recorded.get("sha256") if isinstance(recorded, dict) else None
+        where = f"{name}: text_encoder {name_value[:80]!r} is not a pinned text encoder ({', '.join(TEXT_ENCODERS)})"
+        if not digest:
+            raise CheckpointError(f"{where} and the sidecar records no digest of that folder (text_encoder.sha256)")
+        folder = Path(name_value).expanduser()
+        if not (folder.is_dir() and (folder / "config.json").is_file()):
+            raise CheckpointError(f"{where} nor a folder holding a transformers config.json")
+        try:
+            actual = folder_sha256(folder)
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{where}, and its folder cannot be digested: {exc}") from None
+        if actual != digest:
+            raise CheckpointError(f"{where}, and the folder's contents differ from those the checkpoint was "
+                                  "saved with (text_encoder.sha256)")
+    try:
+        folder, _ = resolve_text_encoder(name_value)
+    except Exception:  # noqa: BLE001 - a missing package: building the model says how to install it
+        return
+    config = Path(folder) / "config.json"
+    if not config.is_file():
+        return
+    size = config.stat().st_size
+    if size > MAX_ENCODER_CONFIG_BYTES:
+        raise CheckpointError(f"{name}: text encoder {name_value!r} config.json is {size} bytes (at most "
+                              f"{MAX_ENCODER_CONFIG_BYTES}); refusing to read it")
+    try:
+        values = json.loads(config.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{name}: text encoder {name_value!r} config.json is not valid JSON ({exc})") from None
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{name}: text encoder {name_value!r} config.json is not an object")
+    for key, limit in ENCODER_CONFIG_LIMITS.items():
+        value = values.get(key)
+        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and 0 < value <= limit):
+            raise CheckpointError(f"{name}: text encoder {name_value!r} config.json asks for {key}={value!r} "
+                                  f"(at most {limit}); refusing to build it")
+
+
 #: A checkpoint may not ask for a model with more visual-transformer weights than this (ViT-B, the
 #: `paper` preset, has 85M): building what an untrusted sidecar describes must not exhaust memory.
 MAX_BLOCK_PARAMS = 400_000_000
@@ -195,6 +286,7 @@ def _check_overrides(meta: dict[str, Any], name: str):
     except (TypeError, ValueError, ArithmeticError) as exc:  # e.g. num_heads 0: a modulo by zero
         raise CheckpointError(f"{name}: cannot rebuild its model (preset {meta['preset']!r}, "
                               f"overrides {meta['overrides']}): {exc}") from None
+    _check_text_encoder(cfg.text_encoder, meta.get("text_encoder"), name)
     sizes = {k: getattr(cfg, k) for k in ("embed_dim", "depth", "num_heads", "lap_dim", "mask_dim",
                                           "decoder_width", "law_groups", "law_reduction", "law_rank",
                                           "patch_size", "max_tokens")}
@@ -268,11 +360,18 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> VGL
             problems.append(f"{len(shapes)} shape mismatches {shapes[:4]}")
         raise CheckpointError(f"{path.name} does not match preset {meta['preset']!r} with overrides "
                               f"{meta['overrides']}: " + "; ".join(problems))
+    kinds = [f"{k}: {str(v.dtype).split('.')[-1]} vs model {str(own[k].dtype).split('.')[-1]}"
+             for k, v in state.items() if v.is_floating_point() != own[k].is_floating_point()
+             or (not v.is_floating_point() and v.dtype != own[k].dtype)]
+    if kinds:
+        raise CheckpointError(f"{path.name}: {len(kinds)} tensors of the wrong dtype {kinds[:4]}: weights are "
+                              "floating point (any precision), counters keep their integer type")
+    # Cast first, then check: a value finite in the file's dtype can overflow the model's.
+    state = {k: v.to(own[k].dtype) for k, v in state.items()}
     not_finite = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if not_finite:
-        raise CheckpointError(f"{path.name}: {len(not_finite)} tensors hold NaN or infinite values "
-                              f"{not_finite[:4]}: the weights are damaged (or training diverged)")
-    state = {k: v.to(own[k].dtype) for k, v in state.items()}
+        raise CheckpointError(f"{path.name}: {len(not_finite)} tensors hold NaN or infinite values in the "
+                              f"model's dtype {not_finite[:4]}: the weights are damaged (or training diverged)")
     model.load_state_dict(state, strict=False)
     model.checkpoint_meta = meta
     return model.to(device)
