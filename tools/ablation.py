@@ -42,7 +42,7 @@ ARMS: dict[str, tuple[list[str], list[tuple[str, ...]]]] = {
 DATA = {"train": (1200, 0), "val": (100, 1), "test": (150, 2), "compositional": (100, 3)}
 EVAL_SPLITS = ("test", "compositional")
 #: expressions scored per split (evenly spread over its scenes; compositional: all of them)
-EVAL_MAX_SAMPLES = {"test": 1200, "compositional": 0}
+EVAL_MAX_SAMPLES = {"test": 600, "compositional": 300}
 
 
 def knock_label(parts: tuple[str, ...]) -> str:
@@ -86,9 +86,16 @@ def eval_json(arm: str, split: str, parts: tuple[str, ...], seed: int) -> Path:
     return OUT_DIR / f"{arm}{suffix}_{split}_{knock_label(parts)}.json"
 
 
-def eval_one(ckpt: Path, data: Path, split: str, parts: tuple[str, ...], out: Path, threads: int,
-             meta: dict, max_samples: int = 0) -> None:
-    """Score ``ckpt`` on ``split`` with ``parts`` of the language path knocked out; write JSON."""
+def eval_jobs(arm: str) -> list[tuple[str, tuple[str, ...]]]:
+    """(split, knock-out) pairs of ``arm``, most telling first: the intact test score, then the test
+    knock-outs, then compositional (so an interrupted run has the important files)."""
+    knocks = ARMS[arm][1]
+    return [("test", k) for k in knocks] + [("compositional", k) for k in knocks]
+
+
+def eval_arm(ckpt: Path, data: Path, jobs: list[tuple[str, tuple[str, ...]]], outs: list[Path], threads: int,
+             meta: dict) -> None:
+    """Score ``ckpt`` for each (split, knock-out) job into its JSON, one model load for all."""
     import torch
 
     from refseg_ros.data.dataset import TabletopRefDataset
@@ -97,13 +104,19 @@ def eval_one(ckpt: Path, data: Path, split: str, parts: tuple[str, ...], out: Pa
 
     torch.set_num_threads(threads)
     predictor = GroundingPredictor.from_checkpoint(ckpt, device="cpu")
-    predictor.model.knock_out(*parts)
-    predictor.clear_cache()
-    dataset = TabletopRefDataset(str(data), split)
-    metrics = evaluate(predictor, dataset, max_samples=max_samples or None, progress=False)
-    metrics.update({"split": split, "knock_out": list(parts), "path": "batched, torch", **meta})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(metrics, indent=2) + "\n")
+    datasets = {}
+    for (split, parts), out in zip(jobs, outs, strict=True):
+        predictor.model.knock_out(*parts)
+        predictor.clear_cache()  # commands hold Phi: computed again under this knock-out
+        dataset = datasets.setdefault(split, TabletopRefDataset(str(data), split))
+        t0 = time.time()
+        metrics = evaluate(predictor, dataset, max_samples=EVAL_MAX_SAMPLES[split] or None, progress=False)
+        metrics.update({"split": split, "knock_out": list(parts), "path": "batched, torch",
+                        "max_samples": EVAL_MAX_SAMPLES[split], **meta})
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(metrics, indent=2) + "\n")
+        print(f"{out.name}: Prec@0.5 {metrics['rec_prec@0.5']:.1f} mIoU {metrics['res_miou']:.1f} "
+              f"({metrics['n']} expressions, {time.time() - t0:.0f} s)", flush=True)
 
 
 def _run(cmd: list[str], dry: bool) -> None:
@@ -144,32 +157,43 @@ def run(args) -> int:
     return 0
 
 
+def training_running(run_dir: Path) -> bool:
+    """A `refseg train --out run_dir` is alive already (e.g. left by an interrupted driver)."""
+    needle = ["--out", str(run_dir)]
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "train" in argv and any(argv[i:i + 2] == needle for i in range(len(argv) - 1)):
+            return True
+    return False
+
+
 def run_arm(root: Path, arm: str, args) -> None:
     run_dir = root / "runs" / f"{arm}_s{args.seed}"
     if arm == "shipped":
         from refseg_ros.model.predictor import DEFAULT_CHECKPOINT
 
         ckpt = DEFAULT_CHECKPOINT
-    elif finished_epochs(run_dir) < args.epochs:
+    while arm != "shipped" and not args.dry and training_running(run_dir):
+        time.sleep(30)
+    if arm != "shipped" and finished_epochs(run_dir) < args.epochs:
         t0 = time.time()
         _run(train_command(root, arm, args), args.dry)
         if not args.dry:
             print(f"{arm}: trained in {(time.time() - t0) / 60:.1f} min", flush=True)
     if arm != "shipped":
         ckpt = run_dir / "checkpoints" / "last.safetensors"
-    for split in EVAL_SPLITS:
-        for parts in ARMS[arm][1]:
-            out = eval_json(arm, split, parts, args.seed)
-            if out.exists():
-                continue
-            cmd = [sys.executable, str(Path(__file__).resolve()), "eval-one", "--checkpoint", str(ckpt),
-                   "--data", str(root / "data"), "--split", split, "--out", str(out),
-                   "--max-samples", str(EVAL_MAX_SAMPLES[split]),
-                   "--threads", str(args.threads), "--arm", arm, "--seed", str(args.seed),
-                   "--samples", str(0 if arm == "shipped" else args.epochs * args.epoch_samples)]
-            if parts:
-                cmd += ["--knock-out", *parts]
-            _run(cmd, args.dry)
+    jobs = [(split, parts) for split, parts in eval_jobs(arm)
+            if not eval_json(arm, split, parts, args.seed).exists()]
+    if not jobs:
+        return
+    cmd = [sys.executable, str(Path(__file__).resolve()), "eval", "--checkpoint", str(ckpt),
+           "--data", str(root / "data"), "--threads", str(args.threads), "--arm", arm, "--seed", str(args.seed),
+           "--samples", str(0 if arm == "shipped" else args.epochs * args.epoch_samples),
+           "--jobs", *[f"{split}:{knock_label(parts)}" for split, parts in jobs]]
+    _run(cmd, args.dry)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,19 +210,17 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--lanes", type=int, default=2, help="arms trained side by side (processes)")
         p.add_argument("--val-samples", type=int, default=300)
         p.add_argument("--seed", type=int, default=0)
-    e = sub.add_parser("eval-one")
+    e = sub.add_parser("eval", help="score one checkpoint for several (split, knock-out) jobs")
     e.add_argument("--checkpoint", type=Path, required=True)
     e.add_argument("--data", type=Path, required=True)
-    e.add_argument("--split", required=True)
-    e.add_argument("--out", type=Path, required=True)
-    e.add_argument("--threads", type=int, default=2)
-    e.add_argument("--knock-out", nargs="*", default=[])
+    e.add_argument("--jobs", nargs="+", required=True, metavar="SPLIT:KNOCK",
+                   help="e.g. test:none test:law compositional:law+word_attention")
+    e.add_argument("--threads", type=int, default=1)
     e.add_argument("--arm", default="")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--samples", type=int, default=0)
-    e.add_argument("--max-samples", type=int, default=0, help="evenly spread expressions (0 = all)")
     args = parser.parse_args(argv)
-    if args.cmd == "eval-one":
+    if args.cmd == "eval":
         meta = {"arm": args.arm, "seed": args.seed, "train_samples": args.samples,
                 "overrides": ARMS.get(args.arm, ([], []))[0], "checkpoint": args.checkpoint.name}
         sidecar = args.checkpoint.with_suffix(".json")
@@ -206,8 +228,12 @@ def main(argv: list[str] | None = None) -> int:
             extra = json.loads(sidecar.read_text()).get("extra") or {}
             meta.update({"epoch": extra.get("epoch"), "global_step": extra.get("global_step"),
                          "train_config": extra.get("train_config")})
-        eval_one(args.checkpoint, args.data, args.split, tuple(args.knock_out), args.out, args.threads, meta,
-                 args.max_samples)
+        jobs = []
+        for job in args.jobs:
+            split, _, knock = job.partition(":")
+            jobs.append((split, () if knock in ("", "none") else tuple(knock.split("+"))))
+        eval_arm(args.checkpoint, args.data, jobs, [eval_json(args.arm, sp, k, args.seed) for sp, k in jobs],
+                 args.threads, meta)
         return 0
     args.dry = args.cmd == "commands"
     return run(args)
