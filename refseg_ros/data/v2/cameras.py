@@ -93,7 +93,6 @@ def sample_camera(rng: np.random.Generator, long_side: int = 320, held_out: bool
             if rng.random() < 0.25:
                 out.add(n)
     hfov = _draw(rng, "hfov_deg", out)
-    # near cameras favoured a little: the far end already gives tiny objects
     distance = _draw(rng, "distance_m", out)
     pitch = _draw(rng, "pitch_deg", out)
     roll = _draw(rng, "roll_deg", out) * (1 if rng.random() < 0.5 else -1)
