@@ -11,6 +11,7 @@ interrupted experiment on any machine:
     .venv/bin/python tools/ablation.py run --root R --arms pure hybrid  # a subset, in this order
     .venv/bin/python tools/ablation.py commands --root R                # print the commands only
     .venv/bin/python tools/ablation_table.py                            # the markdown tables
+    .venv/bin/python tools/ablation.py deltas [--checkpoint C]          # ||P Phi Q^T|| / ||W0|| per block
 
 Data and runs go under ``--root`` (outside the repository); the eval JSONs (small) go to
 ``refseg_ros/checkpoints/ablations/`` named ``<arm>_<split>_<knock-out>.json``.
@@ -119,6 +120,33 @@ def eval_arm(ckpt: Path, data: Path, jobs: list[tuple[str, tuple[str, ...]]], ou
               f"({metrics['n']} expressions, {time.time() - t0:.0f} s)", flush=True)
 
 
+#: expressions of every type for :func:`weight_deltas`
+DELTA_EXPRESSIONS = ["the red mug", "the leftmost cube", "the second cube from the left",
+                     "the duck left of the blue cube", "the ball nearest to the tray", "the green torus",
+                     "the rightmost duck", "the cube behind the mug"]
+
+
+def weight_deltas(ckpt: Path | None) -> dict:
+    """How large the generated part of each adapted layer is: ||P Phi Q^T|| / ||W0|| (mean over
+    expressions) and how much it differs between expressions (mean pairwise distance / ||W0||)."""
+    import torch
+
+    from refseg_ros.model.law import fold_weights
+    from refseg_ros.model.predictor import load_model
+
+    model = load_model(ckpt).eval()
+    layers = model.backbone.adaptive_layers
+    with torch.no_grad():
+        phi = model.command(DELTA_EXPRESSIONS).phi
+        w0 = torch.stack([layer.weight for layer in layers])
+        delta = fold_weights(layers, phi, model.backbone.law_basis) - w0
+        norm0 = w0.flatten(1).norm(dim=1)
+        size = delta.flatten(2).norm(dim=2).mean(0) / norm0
+        spread = (delta[:, None] - delta[None]).flatten(3).norm(dim=3).mean((0, 1)) / norm0
+    return {"relative_size": [round(v, 3) for v in size.tolist()],
+            "relative_spread": [round(v, 3) for v in spread.tolist()], "expressions": DELTA_EXPRESSIONS}
+
+
 def _run(cmd: list[str], dry: bool) -> None:
     print("+ nice -n 10 " + shlex.join(cmd), flush=True)
     if not dry:
@@ -219,7 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--arm", default="")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--samples", type=int, default=0)
+    d = sub.add_parser("deltas", help="size of the generated weights relative to the static ones")
+    d.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped checkpoint")
     args = parser.parse_args(argv)
+    if args.cmd == "deltas":
+        print(json.dumps(weight_deltas(args.checkpoint)))
+        return 0
     if args.cmd == "eval":
         meta = {"arm": args.arm, "seed": args.seed, "train_samples": args.samples,
                 "overrides": ARMS.get(args.arm, ([], []))[0], "checkpoint": args.checkpoint.name}
