@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -185,42 +187,88 @@ def run(args) -> int:
     return 0
 
 
-def training_running(run_dir: Path) -> bool:
-    """A `refseg train --out run_dir` is alive already (e.g. left by an interrupted driver)."""
+def training_pids(run_dir: Path) -> list[int]:
+    """Processes of a `refseg train --out run_dir` (e.g. left by an interrupted driver)."""
     needle = ["--out", str(run_dir)]
+    pids = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if "train" in argv and any(argv[i:i + 2] == needle for i in range(len(argv) - 1)):
-            return True
-    return False
+        if "train" in argv and "nice" not in argv[0] and any(argv[i:i + 2] == needle for i in range(len(argv) - 1)):
+            pids.append(int(proc.name))
+    return pids
+
+
+def training_running(run_dir: Path) -> bool:
+    return bool(training_pids(run_dir))
+
+
+def epoch_complete(run_dir: Path, epoch: int) -> bool:
+    """Epoch ``epoch``'s checkpoint, optimizer state and log row are all written (safe to stop)."""
+    opt = run_dir / "checkpoints" / "last_optimizer.json"
+    log = run_dir / "metrics.jsonl"
+    if not opt.exists() or not log.exists():
+        return False
+    saved = int((json.loads(opt.read_text()).get("extra") or {}).get("epoch") or 0)
+    logged = [json.loads(line).get("epoch") for line in log.read_text().splitlines() if line.strip()]
+    return saved >= epoch and epoch in logged
+
+
+def stop_training_after(run_dir: Path, epoch: int) -> None:
+    """Wait until ``epoch`` is complete, then end the run's training (``--resume`` continues it)."""
+    while training_running(run_dir) and not epoch_complete(run_dir, epoch):
+        time.sleep(20)
+    for pid in training_pids(run_dir):
+        os.kill(pid, signal.SIGTERM)
+        print(f"stopped {run_dir.name} after epoch {epoch} (pid {pid})", flush=True)
+
+
+def budget(args) -> int:
+    """Training samples behind the scored checkpoint."""
+    return (args.stop_after_epoch or args.epochs) * args.epoch_samples
 
 
 def run_arm(root: Path, arm: str, args) -> None:
     run_dir = root / "runs" / f"{arm}_s{args.seed}"
+    stop = args.stop_after_epoch
     if arm == "shipped":
         from refseg_ros.model.predictor import DEFAULT_CHECKPOINT
 
-        ckpt = DEFAULT_CHECKPOINT
-    while arm != "shipped" and not args.dry and training_running(run_dir):
-        time.sleep(30)
-    if arm != "shipped" and finished_epochs(run_dir) < args.epochs:
-        t0 = time.time()
-        _run(train_command(root, arm, args), args.dry)
-        if not args.dry:
-            print(f"{arm}: trained in {(time.time() - t0) / 60:.1f} min", flush=True)
-    if arm != "shipped":
-        ckpt = run_dir / "checkpoints" / "last.safetensors"
-    jobs = [(split, parts) for split, parts in eval_jobs(arm)
-            if not eval_json(arm, split, parts, args.seed).exists()]
+        ckpt, samples = DEFAULT_CHECKPOINT, 0
+    else:
+        samples = budget(args)
+        ckpt = run_dir / "checkpoints" / (f"epoch_{stop:03d}.safetensors" if stop else "last.safetensors")
+        if stop and not args.dry:
+            stop_training_after(run_dir, stop)  # one left running by an interrupted driver
+        while not args.dry and training_running(run_dir):
+            time.sleep(30)
+        if finished_epochs(run_dir) < (stop or args.epochs):
+            t0 = time.time()
+            cmd = train_command(root, arm, args)
+            print("+ nice -n 10 " + shlex.join(cmd), flush=True)
+            if not args.dry:
+                proc = subprocess.Popen(["nice", "-n", "10", *cmd], cwd=REPO)
+                if stop:
+                    while proc.poll() is None and not epoch_complete(run_dir, stop):
+                        time.sleep(20)
+                    if proc.poll() is None:
+                        stop_training_after(run_dir, stop)
+                if proc.wait() not in (0, -signal.SIGTERM) and not (stop and epoch_complete(run_dir, stop)):
+                    raise RuntimeError(f"training {arm} failed")
+                print(f"{arm}: trained in {(time.time() - t0) / 60:.1f} min", flush=True)
+    jobs = []
+    for split, parts in eval_jobs(arm):
+        out = eval_json(arm, split, parts, args.seed)
+        if out.exists() and json.loads(out.read_text()).get("train_samples") == samples:
+            continue
+        jobs.append((split, parts))
     if not jobs:
         return
     cmd = [sys.executable, str(Path(__file__).resolve()), "eval", "--checkpoint", str(ckpt),
            "--data", str(root / "data"), "--threads", str(args.threads), "--arm", arm, "--seed", str(args.seed),
-           "--samples", str(0 if arm == "shipped" else args.epochs * args.epoch_samples),
-           "--jobs", *[f"{split}:{knock_label(parts)}" for split, parts in jobs]]
+           "--samples", str(samples), "--jobs", *[f"{split}:{knock_label(parts)}" for split, parts in jobs]]
     _run(cmd, args.dry)
 
 
@@ -235,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--epoch-samples", type=int, default=2000)
         p.add_argument("--batch-size", type=int, default=8)
         p.add_argument("--threads", type=int, default=1, help="torch threads per process")
+        p.add_argument("--stop-after-epoch", type=int, default=0,
+                       help="score epoch N's checkpoint and stop the training there (0 = the last epoch); "
+                            "a later run without it resumes the schedule")
         p.add_argument("--lanes", type=int, default=2, help="arms trained side by side (processes)")
         p.add_argument("--val-samples", type=int, default=300)
         p.add_argument("--seed", type=int, default=0)
