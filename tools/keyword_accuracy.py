@@ -6,12 +6,14 @@ espeak-ng and flite voices at several rates, white/pink/brown noise at 10-20 dB 
     nice -n 10 .venv/bin/python tools/keyword_accuracy.py --split dev --configs nbest1,base,bonus0.5 --show
 
 Each config is one recogniser set-up, named by dash-joined parts: ``base`` = what speech_node does
-by default (Whisper tiny.en int8, greedy, the "command" vocabulary prompt, vocabulary rescoring of
-5 transcripts with keyword bonus 0.3, the node's transcript clean-up); ``prompt-<style>`` another
-prompt style (none, nouns, command, all); ``beam<N>``; ``nbest<N>`` (``nbest1`` = no rescoring,
-the greedy transcript); ``bonus<x>``.
+by default (see ``DEFAULT`` below and config/speech.yaml); ``prompt-<style>`` another prompt style
+(none, nouns, command, all); ``beam<N>``; ``nbest<N>`` (``nbest1`` = no rescoring, the greedy
+transcript); ``bonus<x>``; ``lex`` / ``free`` decoding restricted to the command lexicon or not
+(refseg_ros.speech.lexicon); ``fix<p>`` vocabulary correction of words below probability p
+(``fix0`` = off; refseg_ros.speech.correction); ``short`` / ``full`` encode the command alone or in
+Whisper's whole 30 s window.
 ``--model`` swaps in another faster-whisper model folder. Prints one line per config and, for the
-first, where the keywords are lost (synthesiser, SNR, noise).
+first, where the keywords are lost (synthesiser and voice, SNR, noise).
 Choose settings on ``--split dev``; report ``--split heldout`` (disjoint scenes).
 """
 from __future__ import annotations
@@ -27,20 +29,34 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 from refseg_ros.language.prompt import initial_prompt  # noqa: E402
 from refseg_ros.language.vocabulary import keywords  # noqa: E402
+from refseg_ros.speech.correction import VocabularyCorrector  # noqa: E402
 from refseg_ros.speech.heldout import add_noise, command_set, keyword_accuracy, speak  # noqa: E402
+from refseg_ros.speech.lexicon import command_lexicon  # noqa: E402
 from refseg_ros.speech.transcriber import Transcriber, command_text  # noqa: E402
 from refseg_ros.speech.wer import edit_distance, normalise  # noqa: E402
 
 
+#: speech_node's defaults (refseg_ros/ros/speech_params.py), as a config.
+DEFAULT = {"prompt": "command", "beam": 1, "nbest": 5, "bonus": 0.3, "lexicon": False, "fix": 0.0,
+           "short": True}
+
+
 def parse_config(name: str) -> dict:
-    cfg = {"prompt": "command", "beam": 1, "nbest": 5, "bonus": 0.3}
+    cfg = dict(DEFAULT)
     for part in name.split("-"):
         if part == "base":
             continue
-        if part.startswith("beam"):
+        if part in ("lex", "free"):
+            cfg["lexicon"] = part == "lex"
+        elif part in ("short", "full"):
+            cfg["short"] = part == "short"
+        elif part.startswith("fix"):
+            cfg["fix"] = float(part[3:])
+        elif part.startswith("beam"):
             cfg["beam"] = int(part[4:])
         elif part.startswith("nbest"):
             cfg["nbest"] = int(part[5:])
@@ -58,19 +74,22 @@ def parse_config(name: str) -> dict:
 def run(name: str, audios: list, commands: list, threads: int, show: bool, model: str | None = None) -> dict:
     cfg = parse_config(name)
     prompt = "" if cfg["prompt"] == "none" else initial_prompt(cfg["prompt"])
+    corrector = VocabularyCorrector(keywords(), max_probability=cfg["fix"]) if cfg["fix"] > 0 else None
     rec = Transcriber(model, threads=threads, beam_size=cfg["beam"], initial_prompt=prompt or None,
-                      nbest=cfg["nbest"], keyword_bonus=cfg["bonus"], vocabulary=keywords())
+                      nbest=cfg["nbest"], keyword_bonus=cfg["bonus"], vocabulary=keywords(), corrector=corrector,
+                      lexicon=command_lexicon() if cfg["lexicon"] else None, short_window=cfg["short"])
     rec.transcribe(np.zeros(8000, np.float32))  # warm-up
     vocab = keywords()
     rows = []
-    for cmd, audio in zip(commands, audios):
+    for cmd, audio in tqdm(list(zip(commands, audios)), desc=name, mininterval=10, disable=None):
         t = rec.transcribe(audio)
         text, latency = command_text(t.text), t.latency_s
         hit, n_kw = keyword_accuracy(cmd.text, text, vocab)
         ref = normalise(cmd.text)
         rows.append(dict(text=cmd.text, heard=text, hit=hit, keywords=n_kw, errors=edit_distance(ref, normalise(text)),
                          words=len(ref), latency=latency, duration=len(audio) / 16000, engine=cmd.voice.engine,
-                         voice=cmd.voice.label, noise=cmd.noise, snr=cmd.snr_db))
+                         voice=cmd.voice.label, noise=cmd.noise, snr=cmd.snr_db,
+                         corrections=t.extra.get("corrections", []), heard_raw=t.extra.get("heard", "")))
         if show and hit < n_kw:
             print(f"  [{name}] {cmd.voice.label} {cmd.noise}@{cmd.snr_db:g}dB {cmd.text!r} -> {text!r}", flush=True)
     return {"config": name, "rows": rows}
@@ -84,7 +103,16 @@ def summary(result: dict) -> dict:
             "keywords": kw, "commands_intact": sum(r["hit"] == r["keywords"] for r in rows) / max(1, len(rows)),
             "wer": sum(r["errors"] for r in rows) / max(1, sum(r["words"] for r in rows)),
             "latency_p50": float(np.median(lat)), "latency_p90": float(np.percentile(lat, 90)),
-            "audio_p50": float(np.median([r["duration"] for r in rows]))}
+            "audio_p50": float(np.median([r["duration"] for r in rows])),
+            # Corrections, and those that wrote a word the command did not say (false corrections).
+            "corrections": sum(len(r["corrections"]) for r in rows),
+            "false_corrections": sum(c[1] not in normalise(r["text"]) for r in rows for c in r["corrections"])}
+
+
+def line(s: dict) -> str:
+    return (f"{s['config']:<22} {100 * s['keyword_accuracy']:10.1f}% {100 * s['commands_intact']:8.1f}% "
+            f"{100 * s['wer']:5.1f}% {s['latency_p50']:6.2f} {s['latency_p90']:6.2f} "
+            f"{s['corrections']:>7} ({s['false_corrections']})")
 
 
 def breakdown(result: dict, key: str) -> str:
@@ -102,6 +130,7 @@ def main() -> int:
     ap.add_argument("--configs", default="nbest1,base", help="comma-separated, e.g. nbest1,base,bonus0.5")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--model", help="another faster-whisper model folder (default: the bundled tiny.en)")
+    ap.add_argument("--clean", action="store_true", help="no background noise (how much of the loss is the voices)")
     ap.add_argument("--show", action="store_true", help="print every command that lost a keyword")
     ap.add_argument("--json", type=Path, help="write every transcript and the summaries here")
     a = ap.parse_args()
@@ -110,18 +139,24 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for i, cmd in enumerate(commands):
             clean = speak(cmd.text, cmd.voice, Path(tmp) / f"{i}.wav")
-            audios.append(add_noise(clean, cmd.snr_db, cmd.noise, seed=i))
+            audios.append(add_noise(clean, 200.0 if a.clean else cmd.snr_db, cmd.noise, seed=i))
     voices = sorted({c.voice.label for c in commands})
-    print(f"{len(commands)} commands ({a.split}), {len(voices)} voices, noise {sorted({c.noise for c in commands})} "
-          f"at {sorted({c.snr_db for c in commands})} dB SNR; {a.threads} recogniser thread(s)")
-    results = [run(name, audios, commands, a.threads, a.show, a.model) for name in a.configs.split(",")]
-    summaries = [summary(r) for r in results]
-    print(f"{'config':<22} {'keyword acc':>11} {'all kw ok':>9} {'WER':>6} {'p50 s':>6} {'p90 s':>6}")
+    noise = ("no noise" if a.clean else
+             f"noise {sorted({c.noise for c in commands})} at {sorted({c.snr_db for c in commands})} dB SNR")
+    print(f"{len(commands)} commands ({a.split}), {len(voices)} voices, {noise}; {a.threads} recogniser thread(s)")
+    header = (f"{'config':<22} {'keyword acc':>11} {'all kw ok':>9} {'WER':>6} {'p50 s':>6} {'p90 s':>6} "
+              f"{'fixes (false)':>13}")
+    print(header, flush=True)
+    results, summaries = [], []
+    for name in a.configs.split(","):  # one line as each config finishes (they take minutes)
+        results.append(run(name, audios, commands, a.threads, a.show, a.model))
+        summaries.append(summary(results[-1]))
+        print(line(summaries[-1]), flush=True)
+    print(f"\n{header}")
     for s in summaries:
-        print(f"{s['config']:<22} {100 * s['keyword_accuracy']:10.1f}% {100 * s['commands_intact']:8.1f}% "
-              f"{100 * s['wer']:5.1f}% {s['latency_p50']:6.2f} {s['latency_p90']:6.2f}")
+        print(line(s))
     print(f"median command length {summaries[0]['audio_p50']:.1f} s of speech (plus 0.8 s of lead-in and tail)")
-    for key in ("engine", "snr", "noise"):
+    for key in ("engine", "voice", "snr", "noise"):
         print(f"  {results[0]['config']} by {key}: {breakdown(results[0], key)}")
     if a.json:
         a.json.write_text(json.dumps({"summaries": summaries, "results": results}, indent=1))

