@@ -233,3 +233,67 @@ def test_published_positions_are_finite_and_within_the_depth_limits():
         if ok:
             p = np.array([g.position.x, g.position.y, g.position.z])
             assert np.isfinite(p).all() and 0.05 <= p[2] <= 10.0
+
+
+# ---- refseg predict --image ----------------------------------------------------------------------------
+def _predict_args(argv):
+    import argparse
+
+    from refseg_ros.cli import predict
+
+    parser = argparse.ArgumentParser()
+    predict.add_arguments(parser)
+    return predict, parser.parse_args(argv)
+
+
+def test_predict_refuses_an_image_over_the_cap_from_its_header(tmp_path, monkeypatch, capsys):
+    import cv2
+
+    from refseg_ros.model import predictor
+
+    def never(*args, **kwargs):
+        raise AssertionError("decoded or loaded although the image is over the cap")
+
+    monkeypatch.setattr(cv2, "imdecode", never)
+    monkeypatch.setattr(cv2, "imread", never)
+    monkeypatch.setattr(predictor.GroundingPredictor, "from_checkpoint", never)
+    image = tmp_path / "huge.png"
+    image.write_bytes(_png_claiming(20_000, 20_000))  # 1.2 GB of pixels in a 1 kB file
+    predict, args = _predict_args(["--image", str(image), "--expr", "the mug"])
+    assert predict.run(args) == 1
+    err = capsys.readouterr().err
+    assert "20000x20000" in err and "--max-image-pixels" in err
+    for name, data in (("tiny.png", _png_claiming(64, 48)), ("junk.png", b"not an image at all")):
+        (tmp_path / name).write_bytes(data)
+        predict, args = _predict_args(["--image", str(tmp_path / name), "--expr", "x", "--max-image-pixels", "1000"])
+        assert predict.run(args) == 1
+    assert "64x48" in capsys.readouterr().err
+
+
+# ---- the model input of a large frame ------------------------------------------------------------------
+@pytest.mark.parametrize("h, w", [(480, 640), (2000, 2600), (5000, 300), (300, 5000), (100, 200), (240, 320)])
+def test_strip_wise_letterbox_equals_the_whole_frame_one(h, w):
+    import torch
+
+    from refseg_ros.model.letterbox import letterbox_images, letterbox_uint8_in_strips
+
+    image = torch.from_numpy(np.random.default_rng(h + w).integers(0, 256, (h, w, 3), dtype=np.uint8))
+    fill = torch.tensor([0.485, 0.456, 0.406])
+    whole, box = letterbox_images(image.permute(2, 0, 1).unsqueeze(0).float().div_(255.0), (320, 240), fill)
+    strips, box2 = letterbox_uint8_in_strips(image, (320, 240), fill, rows=97)
+    assert box == box2 and torch.equal(whole, strips)  # bit for bit: the model sees the same input
+
+
+def test_the_depth_buffer_is_bounded_in_bytes_too():
+    from types import SimpleNamespace
+
+    from refseg_ros.ros.sync import ApproximateMatcher
+
+    matcher = ApproximateMatcher(slop_s=1.0, queue_size=10, max_bytes=250)
+    for i in range(10):
+        matcher.push("depth", i * 1000, SimpleNamespace(data=bytes(100)))
+    assert matcher.stats()["depth"] == 2 and matcher.latest("depth") is not None
+    matcher.push("depth", 20_000, SimpleNamespace(data=bytes(1000)))  # the newest is kept even when over
+    assert matcher.stats()["depth"] == 1
+    matcher.push("camera_info", 0, SimpleNamespace(k=[1.0] * 9))  # messages without image data: count only
+    assert matcher.stats()["camera_info"] == 1

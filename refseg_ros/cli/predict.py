@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from refseg_ros.cli.common import add_runtime_arguments, apply_threads
+from refseg_ros.ros.images import MAX_IMAGE_PIXELS
 
 HELP = "ground one or more expressions in an image (box, score, mask; optional overlay PNG)"
 
@@ -19,10 +20,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="write an overlay image (box, tinted mask, text)")
     parser.add_argument("--mask-out", type=Path, default=None, help="write the first mask as a PNG (255 = object)")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
+    parser.add_argument("--max-image-pixels", type=int, default=MAX_IMAGE_PIXELS,
+                        help=f"refuse images of more pixels (width x height, read from the file's header "
+                             f"before decoding; default {MAX_IMAGE_PIXELS}, the node's max_image_pixels)")
     add_runtime_arguments(parser)
 
 
+def read_image(path: Path, max_pixels: int):
+    """``path`` as a BGR uint8 image like ``cv2.imread(IMREAD_COLOR)``; its size is read from the
+    header first (PNG/JPEG here, other formats through Pillow when installed), so an image over
+    ``max_pixels`` is refused without being decoded. ValueError says why not."""
+    import cv2
+    import numpy as np
+
+    from refseg_ros.ros.images import ImageConversionError, check_pixels, compressed_dimensions
+
+    size = path.stat().st_size
+    if size > 8 * max_pixels + (1 << 20):  # more bytes than any image format spends on that many pixels
+        raise ValueError(f"{path} is {size} bytes, too big for an image of at most {max_pixels} pixels")
+    data = path.read_bytes()
+    try:
+        _, width, height = compressed_dimensions(data)
+    except ImageConversionError:
+        width, height = _other_format_size(path)
+    try:
+        check_pixels(width, height, max_pixels, f"image {path}")
+    except ImageConversionError as exc:
+        raise ValueError(f"{exc}; raise --max-image-pixels to ground it") from None
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"cannot read image {path}")
+    return bgr
+
+
+def _other_format_size(path: Path) -> tuple[int, int]:
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ValueError(f"cannot read image {path}: not PNG or JPEG (other formats need Pillow)") from None
+    try:
+        with Image.open(path) as img:  # reads the header only
+            return img.size
+    except Exception as exc:  # noqa: BLE001 - any format Pillow cannot identify
+        raise ValueError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
+    try:  # before the model is imported or loaded: a refused image costs nothing
+        bgr = read_image(args.image, args.max_image_pixels)
+    except (OSError, ValueError) as exc:
+        print(f"refseg predict: {exc}", file=sys.stderr)
+        return 1
     import cv2
     import numpy as np
 
@@ -32,10 +80,6 @@ def run(args: argparse.Namespace) -> int:
     from refseg_ros.utils.overlay import draw_groundings
 
     apply_threads(args)
-    bgr = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
-    if bgr is None:
-        print(f"refseg predict: cannot read image {args.image}", file=sys.stderr)
-        return 1
     expressions = [e.strip() for e in args.expr if e.strip()]
     if not expressions:
         print("refseg predict: --expr is empty", file=sys.stderr)

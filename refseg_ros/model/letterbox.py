@@ -55,14 +55,48 @@ def letterbox_images(images: torch.Tensor, input_size: tuple[int, int],
     if (rw, rh) != (w, h):
         images = F.interpolate(images, size=(rh, rw), mode="bilinear", align_corners=False,
                                antialias=rw < w or rh < h)
+    return _on_canvas(images, box, fill), box
+
+
+def letterbox_uint8_in_strips(image: torch.Tensor, input_size: tuple[int, int], fill: torch.Tensor | float = 0.0,
+                              rows: int = 256) -> tuple[torch.Tensor, Letterbox]:
+    """``letterbox_images`` of one ``(h, w, 3)`` uint8 image scaled to [0, 1], converting ``rows``
+    image rows to float at a time instead of the whole image (12 bytes a pixel).
+
+    The same values on the CPU: PyTorch's antialiased bilinear resize there is separable, rows first
+    (each output row from its input row alone), then columns, and skips a pass whose size does not
+    change; so the row pass is run strip by strip and the column pass on the narrow result. Only for
+    an image that gets narrower (``letterbox_images`` otherwise).
+    """
+    h, w = image.shape[:2]
+    box = Letterbox.fit((w, h), input_size)
+    rw, rh = box.resized_size
+    if rw >= w:
+        return letterbox_images(image.permute(2, 0, 1).unsqueeze(0).float().div_(255.0), input_size, fill)
+    parts = []
+    for y in range(0, h, rows):
+        strip = image[y:y + rows].permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+        parts.append(F.interpolate(strip, size=(strip.shape[2], rw), mode="bilinear", align_corners=False,
+                                   antialias=True))
+    narrow = torch.cat(parts, dim=2)
+    del parts
+    if rh != h:
+        narrow = F.interpolate(narrow, size=(rh, rw), mode="bilinear", align_corners=False, antialias=True)
+    return _on_canvas(narrow, box, fill), box
+
+
+def _on_canvas(images: torch.Tensor, box: Letterbox, fill: torch.Tensor | float) -> torch.Tensor:
+    """Resized ``(B, C, rh, rw)`` images placed top-left on the ``(B, C, H, W)`` model input."""
+    b, c = images.shape[:2]
+    (iw, ih), (rw, rh) = box.input_size, box.resized_size
     if (rw, rh) == (iw, ih):
-        return images, box
+        return images
     if isinstance(fill, torch.Tensor):
         canvas = fill.to(images).reshape(1, -1, 1, 1).expand(b, c, ih, iw).clone()
     else:
         canvas = images.new_full((b, c, ih, iw), float(fill))
     canvas[:, :, :rh, :rw] = images
-    return canvas, box
+    return canvas
 
 
 def boxes_to_image(boxes_cxcywh: torch.Tensor, box: Letterbox) -> torch.Tensor:

@@ -12,6 +12,11 @@ the predicted mask; stray blobs are usually on a second object of the same kind,
 ``mask_components="largest"`` keeps the largest connected component (docs/training.md has the
 comparison).
 
+**Memory.** A mask is computed where it can be: a pixel passes the threshold only if one of the
+(at most four) logit-map cells it is interpolated from does, so only the image region around those
+cells is resampled, in strips of at most ``STRIP_PIXELS``, with exactly the values a resampling of
+the whole image would give there. What a result costs at full resolution is its ``bool`` mask.
+
 **Score.** The mean mask probability over the returned mask's pixels (or, when no pixel passes the
 threshold, the highest probability anywhere, which is then below the threshold). It reads as "how
 sure is the model of the mask it returns". It is not calibrated, and the training data always
@@ -25,6 +30,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 BOX_SOURCES = ("head", "mask")
+#: Most image pixels resampled at once (float32 grid, logits, probabilities of one strip).
+STRIP_PIXELS = 1 << 20
+#: Slack on the probability of a logit-map cell when choosing where to resample: an interpolated
+#: value exceeds its neighbours' by float rounding at most.
+_CELL_SLACK = 1e-4
 MASK_COMPONENTS = ("all", "largest")
 
 Box = tuple[float, float, float, float]
@@ -146,25 +156,130 @@ class PostProcess:
     def __call__(self, boxes_cxcywh, mask_logits, letterbox, expressions: list[str]) -> list[Grounding]:
         """``boxes_cxcywh (N, 4)`` normalised on the model input and ``mask_logits (N, 1, h, w)``
         covering it, for ``N`` expressions on the one image that ``letterbox`` describes."""
-        import torch
-
-        from refseg_ros.model.letterbox import boxes_to_image, mask_logits_to_image
+        from refseg_ros.model.letterbox import boxes_to_image
 
         width, height = letterbox.image_size
         boxes = boxes_to_image(boxes_cxcywh, letterbox).cpu().numpy()
-        prob = mask_logits_to_image(mask_logits, letterbox).sigmoid_()
-        prob = torch.nan_to_num_(prob, nan=0.0)
-        masks = prob > self.mask_threshold
-        if self.mask_components == "largest":
-            masks = torch.from_numpy(np.stack([largest_component(m) for m in masks.cpu().numpy()])).to(prob.device)
-        area = masks.flatten(1).sum(1)
-        inside = (prob * masks).flatten(1).sum(1) / area.clamp(min=1)
-        scores = torch.where(area > 0, inside, prob.flatten(1).amax(1)).cpu().numpy()
-        masks = masks.cpu().numpy()
+        sampler = _MaskSampler(mask_logits, letterbox)
         results = []
-        for expr, head_box, raw_score, mask in zip(expressions, boxes, scores, masks):
+        for n, (expr, head_box) in enumerate(zip(expressions, boxes)):
+            mask, raw_score = self._mask_and_score(sampler, n)
             box = (mask_box(mask) if self.box_source == "mask" else None) or tuple(head_box)
             score = sanitize_score(raw_score)
             results.append(Grounding(expr, sanitize_box(box, width, height, self.min_box_size), score, mask,
                                      found=score >= self.found_threshold))
         return results
+
+    def _mask_and_score(self, sampler: "_MaskSampler", n: int) -> tuple[np.ndarray, float]:
+        """Expression ``n``'s ``bool (H, W)`` mask and its score (see the module docstring)."""
+        width, height = sampler.image_size
+        mask = np.zeros((height, width), bool)
+        threshold = self.mask_threshold
+        region = sampler.region(n, sampler.cell_prob[n] > threshold - _CELL_SLACK)
+        total = 0.0
+        if region is not None:
+            (y0, y1), (x0, x1) = region
+            for ya, yb, prob in sampler.strips(n, y0, y1, x0, x1):
+                strip = prob > threshold
+                mask[ya:yb, x0:x1] = strip
+                total += float(prob[strip].sum(dtype=np.float64))
+            if self.mask_components == "largest":
+                kept = largest_component(mask[y0:y1, x0:x1])
+                if not np.array_equal(kept, mask[y0:y1, x0:x1]):
+                    mask[y0:y1, x0:x1] = kept
+                    total = sum(float(prob[mask[ya:yb, x0:x1]].sum(dtype=np.float64))
+                                for ya, yb, prob in sampler.strips(n, y0, y1, x0, x1))
+        area = int(np.count_nonzero(mask))
+        if area:
+            return mask, total / area
+        return mask, sampler.highest_probability(n)
+
+
+class _MaskSampler:
+    """Bilinear resampling of one image's logit maps onto parts of the image, value for value what
+    ``letterbox.mask_logits_to_image`` gives for the whole image (the same grid coordinates, the
+    same ``grid_sample``), plus which image pixels each logit-map cell can reach."""
+
+    def __init__(self, mask_logits, letterbox) -> None:
+        import torch
+
+        self.logits = mask_logits.float()
+        self.image_size = letterbox.image_size
+        width, height = letterbox.image_size
+        iw, ih = letterbox.input_size
+        sx, sy = letterbox.scale_xy
+        dev = self.logits.device
+        # image pixel centre -> input coordinate -> [-1, 1] over the logit map (align_corners=False)
+        self.gx = (torch.arange(width, device=dev, dtype=torch.float32) + 0.5) * sx / iw * 2 - 1
+        self.gy = (torch.arange(height, device=dev, dtype=torch.float32) + 0.5) * sy / ih * 2 - 1
+        map_h, map_w = self.logits.shape[-2:]
+        # the logit-map cells interpolated for each image column / row (grid_sample's border padding)
+        self.col_cells = self._cells(self.gx, map_w)
+        self.row_cells = self._cells(self.gy, map_h)
+        self.cell_prob = torch.nan_to_num(self.logits[:, 0].sigmoid(), nan=-1.0)
+
+    @staticmethod
+    def _cells(g, size: int) -> tuple[np.ndarray, np.ndarray]:
+        u = np.clip(((g.double().cpu().numpy() + 1) * size - 1) / 2, 0, size - 1)
+        first = np.floor(u).astype(np.int64)
+        # one cell of slack each way: the float32 grid_sample may round across a cell edge
+        return np.maximum(first - 1, 0), np.minimum(first + 2, size - 1)
+
+    def region(self, n: int, cells) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        """Image rows ``(y0, y1)`` and columns ``(x0, x1)`` whose values can involve a True ``cells``
+        (a bool logit-map tensor), or None."""
+        cells = cells.cpu().numpy()
+        rows, cols = np.flatnonzero(cells.any(axis=1)), np.flatnonzero(cells.any(axis=0))
+        if len(rows) == 0:
+            return None
+        ys = _reaching(self.row_cells, rows[0], rows[-1])
+        xs = _reaching(self.col_cells, cols[0], cols[-1])
+        return (ys, xs) if ys and xs else None
+
+    def strips(self, n: int, y0: int, y1: int, x0: int, x1: int):
+        """``(ya, yb, prob)``: probabilities (float32 numpy, NaN as 0) of rows ``ya:yb`` and columns
+        ``x0:x1``, strip by strip."""
+        import torch
+        import torch.nn.functional as F
+
+        rows = max(1, STRIP_PIXELS // max(1, x1 - x0))
+        gx = self.gx[x0:x1]
+        for ya in range(y0, y1, rows):
+            yb = min(y1, ya + rows)
+            grid = torch.stack(torch.meshgrid(self.gy[ya:yb], gx, indexing="ij")[::-1], dim=-1).unsqueeze(0)
+            out = F.grid_sample(self.logits[n:n + 1], grid, mode="bilinear", padding_mode="border",
+                                align_corners=False)[0, 0]
+            yield ya, yb, torch.nan_to_num_(out.sigmoid_(), nan=0.0).cpu().numpy()
+
+    def highest_probability(self, n: int) -> float:
+        """The highest probability over the image's pixels, from the few cells that can give it."""
+        first = self.region(n, self._best_cell(n))
+        if first is None:
+            return 0.0
+        (y0, y1), (x0, x1) = first
+        best = max(float(prob.max()) for _, _, prob in self.strips(n, y0, y1, x0, x1))
+        region = self.region(n, self.cell_prob[n] >= best - _CELL_SLACK)
+        if region is not None:
+            (y0, y1), (x0, x1) = region
+            best = max([best] + [float(prob.max()) for _, _, prob in self.strips(n, y0, y1, x0, x1)])
+        return best
+
+    def _best_cell(self, n: int):
+        """A bool map with the single most probable cell that some image pixel reaches."""
+        import torch
+
+        r0, r1 = int(self.row_cells[0].min()), int(self.row_cells[1].max())
+        c0, c1 = int(self.col_cells[0].min()), int(self.col_cells[1].max())
+        reach = self.cell_prob[n][r0:r1 + 1, c0:c1 + 1]
+        k = int(torch.argmax(reach))
+        cells = torch.zeros_like(self.cell_prob[n], dtype=torch.bool)
+        cells[r0 + k // reach.shape[1], c0 + k % reach.shape[1]] = True
+        return cells
+
+
+def _reaching(cells: tuple[np.ndarray, np.ndarray], lo: int, hi: int) -> tuple[int, int] | None:
+    """The contiguous pixel range ``(a, b)`` whose cell spans overlap cells ``lo..hi`` (spans grow
+    with the pixel index), or None."""
+    first, last = cells
+    hit = np.flatnonzero((last >= lo) & (first <= hi))
+    return (int(hit[0]), int(hit[-1]) + 1) if len(hit) else None

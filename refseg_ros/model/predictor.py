@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from refseg_ros.model.heads import GroundingOutput
-from refseg_ros.model.letterbox import Letterbox, letterbox_images
+from refseg_ros.model.letterbox import Letterbox, letterbox_images, letterbox_uint8_in_strips
 from refseg_ros.model.postprocess import Grounding, PostProcess
 from refseg_ros.model.vglaw import VGLAW, Command
 
@@ -191,16 +191,26 @@ class GroundingPredictor:
         self._cache.clear()
 
     # ---- frames ------------------------------------------------------------------------------------
-    def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
+    @staticmethod
+    def _check_rgb(image: np.ndarray) -> None:
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an RGB image as np.ndarray (H, W, 3); got "
                              f"{getattr(image, 'shape', type(image))}")
         if image.dtype != np.uint8:
             raise TypeError(f"expected np.uint8 RGB; got {image.dtype}")
+
+    def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
+        self._check_rgb(image)
         t = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
         return t.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
     def _letterbox(self, image: np.ndarray) -> tuple[torch.Tensor, Letterbox]:
+        if self.device.type == "cpu":
+            # The same canvas without a float copy of the whole frame (memory grows with the
+            # camera's pixels otherwise; docs/reliability.md).
+            self._check_rgb(image)
+            return letterbox_uint8_in_strips(torch.from_numpy(np.ascontiguousarray(image)), self.model.input_size,
+                                             fill=self.model.pixel_mean)
         return letterbox_images(self._to_tensor(image), self.model.input_size, fill=self.model.pixel_mean)
 
     def _run(self, canvas: torch.Tensor, command: Command,

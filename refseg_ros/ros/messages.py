@@ -141,7 +141,7 @@ def grounding_array(header, text: str, results, depth: DepthView | None = None, 
         g.found = bool(r.found)
         g.x_min, g.y_min, g.x_max, g.y_max = (float(v) for v in r.box)
         if fill_masks:
-            g.mask = numpy_to_imgmsg(r.mask.astype(np.uint8) * 255, "mono8", header)
+            g.mask = numpy_to_imgmsg(mono8(r.mask), "mono8", header)
         if depth is not None and depth.depth_m is not None:
             pos = object_position(r.mask, depth.depth_m, depth.intrinsics, min_valid_pixels=limits.min_valid_pixels,
                                   min_depth=limits.min_depth, max_depth=limits.max_depth)
@@ -155,6 +155,11 @@ def grounding_array(header, text: str, results, depth: DepthView | None = None, 
             out.found_masks.append(r.mask)
         array.results.append(g)
     return out
+
+
+def mono8(mask: np.ndarray) -> np.ndarray:
+    """A bool mask as mono8 (255 = object), with one image-sized temporary."""
+    return np.multiply(np.asarray(mask, dtype=bool).view(np.uint8), np.uint8(255))
 
 
 def union_mask(header, shape: tuple[int, int], masks) -> object:

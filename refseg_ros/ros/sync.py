@@ -3,7 +3,9 @@
 message_filters is not installable here, and the node needs only one case: for the colour frame
 it is about to ground, find the depth image (and camera_info) whose stamp is nearest, within a
 slop. Messages are kept per stream in bounded buffers, so a stream that stops or runs ahead never
-grows memory; stamps are integer nanoseconds.
+grows memory: at most ``queue_size`` messages and ``max_bytes`` of image data per stream (the
+newest message is always kept), so large depth images do not multiply by the queue size; stamps
+are integer nanoseconds.
 """
 from __future__ import annotations
 
@@ -11,7 +13,18 @@ import threading
 from collections import deque
 from typing import Any, Hashable
 
-__all__ = ["ApproximateMatcher", "stamp_to_ns"]
+__all__ = ["ApproximateMatcher", "DEFAULT_MAX_BYTES", "stamp_to_ns"]
+
+#: Two 32FC1 depth images at the default ``max_image_pixels`` (4096 x 4096).
+DEFAULT_MAX_BYTES = 2 * 4 * 4096 * 4096
+
+
+def _size(msg: Any) -> int:
+    data = getattr(msg, "data", None)
+    try:
+        return len(data) if data is not None else 0
+    except TypeError:
+        return 0
 
 
 def stamp_to_ns(stamp) -> int:
@@ -25,11 +38,12 @@ class ApproximateMatcher:
     Thread-safe: subscription callbacks push while a worker thread matches.
     """
 
-    def __init__(self, slop_s: float = 0.05, queue_size: int = 10):
+    def __init__(self, slop_s: float = 0.05, queue_size: int = 10, max_bytes: int = DEFAULT_MAX_BYTES):
         self._lock = threading.Lock()
         self._buffers: dict[Hashable, deque] = {}
         self.slop_ns = int(slop_s * 1e9)
         self.queue_size = max(1, int(queue_size))
+        self.max_bytes = int(max_bytes)
 
     def configure(self, slop_s: float | None = None, queue_size: int | None = None) -> None:
         with self._lock:
@@ -45,6 +59,9 @@ class ApproximateMatcher:
             if buf is None:
                 buf = self._buffers[stream] = deque(maxlen=self.queue_size)
             buf.append((int(stamp_ns), msg))
+            total = sum(_size(m) for _, m in buf)
+            while len(buf) > 1 and total > self.max_bytes:
+                total -= _size(buf.popleft()[1])
 
     def match(self, stream: Hashable, stamp_ns: int) -> Any | None:
         """The message of ``stream`` nearest to ``stamp_ns`` if within the slop, else None."""
