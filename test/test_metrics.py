@@ -47,4 +47,19 @@ def test_perfect_predictions_score_100():
         mask = rng.random((6, 7)) > 0.5
         m.update([1, 2, 5, 6], [1, 2, 5, 6], mask, mask, "x")
     s = m.compute()
-    assert all(s[k] == pytest.approx(100.0) for k in s if k not in ("n", "by_type"))
+    counts = ("n", "n_expressions", "n_no_target", "n_with_targets", "by_type")
+    assert all(s[k] == pytest.approx(100.0) for k in s if k not in counts)
+    assert s["t_acc"] == pytest.approx(100.0) and s["giou"] == pytest.approx(100.0)
+
+
+def test_single_target_data_keeps_its_keys_and_gains_the_answer_metrics():
+    """v1 and REFER samples: one target each, the found flag only touches the new keys."""
+    m = GroundingMetrics()
+    gt = np.zeros((2, 5), bool); gt[:, :2] = True          # 4 pixels
+    pred = np.zeros((2, 5), bool); pred[:, :4] = True      # 8 pixels, 4 shared
+    m.update([0, 0, 10, 10], [0, 0, 10, 10], pred, gt, "location")
+    m.update([0, 0, 10, 10], [0, 0, 10, 10], gt, gt, "location", found=False)
+    s = m.compute()
+    assert s["n"] == 2 and s["res_miou"] == pytest.approx(75.0) and s["rec_prec@0.5"] == pytest.approx(100.0)
+    assert s["t_acc"] == pytest.approx(50.0) and "n_acc" not in s
+    assert s["giou"] == pytest.approx(25.0) and s["ciou"] == pytest.approx(100 * 4 / 12)

@@ -11,8 +11,10 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, split_default: str) -
     parser.add_argument("--data", required=True, help="dataset root: a `refseg data tabletop --out` "
                         "directory, or a REFER root (with --format refer)")
     parser.add_argument("--split", default=split_default, help=f"split to use (default {split_default})")
-    parser.add_argument("--format", choices=("tabletop", "refer"), default="tabletop",
-                        help="on-disk format (default tabletop)")
+    parser.add_argument("--format", choices=("tabletop", "tabletop-v2", "refer"), default="tabletop",
+                        help="on-disk format (default tabletop: single-target expressions, also of a "
+                             "v2 split; tabletop-v2: every expression of a `refseg data tabletop-v2` "
+                             "split, with zero, one or several targets)")
     parser.add_argument("--refer-dataset", default="refcoco",
                         help="REFER dataset name: refcoco, refcoco+, refcocog, refclef (with --format refer)")
     parser.add_argument("--refer-splitby", default=None,
@@ -26,6 +28,10 @@ def open_dataset(args: argparse.Namespace, split: str | None = None, augment=Non
         from refseg_ros.data.dataset import TabletopRefDataset
 
         return TabletopRefDataset(args.data, split, augment=augment)
+    if args.format == "tabletop-v2":
+        from refseg_ros.data.v2.dataset import TabletopV2Dataset
+
+        return TabletopV2Dataset(args.data, split, augment=augment)
     from refseg_ros.data.refer import ReferDataset
 
     return ReferDataset(args.data, args.refer_dataset, split, split_by=args.refer_splitby, augment=augment)

@@ -1,4 +1,6 @@
-"""`refseg eval`: REC Prec@0.5 and RES mIoU / oIoU / Prec@X, overall and per expression type."""
+"""`refseg eval`: REC Prec@0.5 and RES mIoU / oIoU / Prec@X on single-target expressions, and
+n_acc / t_acc / gIoU / cIoU on every expression (no, one or several targets), overall and per
+expression type."""
 from __future__ import annotations
 
 import argparse
@@ -24,6 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "training-validation path in PyTorch")
     parser.add_argument("--int8", action="store_true",
                         help="with --backend onnxruntime: the int8-quantized per-frame graph")
+    parser.add_argument("--found-threshold", type=float, default=None,
+                        help="score at or above which a result counts as found, in [0, 1] (default: "
+                             "the predictor's); a result not found is the answer 'none' for n_acc, "
+                             "t_acc, giou and ciou")
     add_runtime_arguments(parser)
 
 
@@ -38,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         device, _ = resolve_device(args.device, strict=True)
         backend = resolve_backend(args.backend or "torch", device)
         predictor = GroundingPredictor.from_checkpoint(args.checkpoint, device=device, backend=backend,
-                                                       int8=args.int8)
+                                                       int8=args.int8, found_threshold=args.found_threshold)
         dataset = open_dataset(args)
     except (FileNotFoundError, CheckpointError, ValueError) as exc:
         print(f"refseg eval: {exc}", file=sys.stderr)
@@ -49,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     metrics["path"] = (f"per-frame, {backend_label(backend, args.int8)}" if args.backend is not None
                        else "batched, torch")
     metrics["split"] = args.split
+    metrics["format"] = args.format
+    metrics["found_threshold"] = predictor.post.found_threshold
     text = json.dumps(metrics, indent=2)
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)

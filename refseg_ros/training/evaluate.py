@@ -15,6 +15,13 @@ def subset_indices(n: int, max_samples: int | None) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, max_samples).round().astype(int))
 
 
+def target_count(sample: dict) -> int:
+    """How many objects ``sample`` refers to: its ``targets`` list where the Dataset gives one
+    (v2 data: zero, one or several), else one (v1 and REFER samples)."""
+    targets = sample.get("targets")
+    return 1 if targets is None else len(targets)
+
+
 def predict_per_frame(predictor, images: list, expressions: list[str]) -> list:
     """What the node does: per image, ``set_command`` with all of its expressions (one batch),
     then ``predict`` (the folded command; onnxruntime when that is the predictor's backend).
@@ -32,7 +39,9 @@ def predict_per_frame(predictor, images: list, expressions: list[str]) -> list:
 
 def evaluate(predictor, dataset, batch_size: int = 16, max_samples: int | None = None,
              progress: bool = True, desc: str = "eval", per_frame: bool = False) -> dict:
-    """REC/RES metrics of ``predictor`` (a ``GroundingPredictor``) on ``dataset``, in percent.
+    """Grounding metrics of ``predictor`` (a ``GroundingPredictor``) on ``dataset``, in percent:
+    REC/RES on single-target expressions, n_acc/t_acc/gIoU/cIoU on all (``training/metrics.py``),
+    with a result's ``found`` flag as the answer "something" or "none".
 
     ``per_frame``: predict as the node does (:func:`predict_per_frame`) instead of
     ``predict_batch`` (one unfolded batch of expressions over several images, as in training).
@@ -60,7 +69,8 @@ def evaluate(predictor, dataset, batch_size: int = 16, max_samples: int | None =
             preds = predictor.predict_batch(images, expressions)
         model_time += time.perf_counter() - t0
         for s, p in zip(samples, preds):
-            metrics.update(p.box, s["box"], p.mask, s["mask"].astype(bool), s.get("type", "all"))
+            metrics.update(p.box, s["box"], p.mask, s["mask"].astype(bool), s.get("type", "all"),
+                           found=p.found, n_targets=target_count(s))
         bar.update(len(samples))
     bar.close()
     out = metrics.compute()
