@@ -179,3 +179,37 @@ def test_vit_weights_with_no_matching_key_are_an_error(paper, tmp_path):
     pkl.write_bytes(b"\x80\x04N.")
     with pytest.raises(ValueError, match="pickled numpy"):
         load_vit_weights(paper.backbone.vit, pkl)
+
+
+def test_paper_model_trains_one_step_and_round_trips_a_checkpoint(paper, tmp_path):
+    """The published forms train (gradients reach the new parts) and a checkpoint of them rebuilds
+    the same model (LayerNorm of the weight generator, no mask projection)."""
+    from refseg_ros.model.checkpoint import load_checkpoint, save_checkpoint
+    from refseg_ros.model.losses import GroundingLoss
+
+    torch.manual_seed(0)
+    model = _small_paper()
+    w, h = model.input_size
+    model.train()
+    out = model(torch.rand(2, 3, h, w), ["the red mug", "the leftmost cube"])
+    masks = torch.zeros(2, h // 4, w // 4)
+    masks[0, 4:10, 4:10] = masks[1, 10:16, 12:20] = 1
+    loss = GroundingLoss.from_config(model.cfg)(out, torch.tensor([[0.3, 0.4, 0.2, 0.2], [0.6, 0.5, 0.2, 0.3]]),
+                                                masks)["loss"]
+    loss.backward()
+    named = dict(model.named_parameters())
+    # Phi starts at zero, so of the weight generator only Phi itself has a gradient at the first step
+    for name in ("law.phi_weight", "head.mask.decoder.up.0.weight", "head.box.mlp.0.weight",
+                 "backbone.vit.blocks.0.attn.qkv.weight"):
+        assert named[name].grad is not None and named[name].grad.abs().sum() > 0, name
+    assert named["law.norm_weight"].grad is not None  # in the graph
+    model.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = save_checkpoint(model, tmp_path / "paper.safetensors")
+        loaded = load_checkpoint(path).eval()
+    assert loaded.head.mask.txt is None and loaded.law.norm_weight is not None
+    img = torch.rand(1, 3, h, w)
+    with torch.no_grad():
+        a, b = model(img, ["the red mug"]), loaded(img, ["the red mug"])
+    assert torch.allclose(a.mask_logits, b.mask_logits, atol=1e-5) and torch.allclose(a.box, b.box, atol=1e-6)
