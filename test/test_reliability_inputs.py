@@ -218,6 +218,16 @@ def test_plausible_intrinsics_still_give_the_same_position():
         assert res.point == pytest.approx([(79.5 - cx) * 0.8 / 500.0, (59.5 - 59.5) * 0.8 / 500.0, 0.8])
 
 
+def test_a_ray_almost_sideways_gives_no_position():
+    from refseg_ros.ros.geometry import Intrinsics, object_position
+
+    mask, depth = _box_mask_and_depth()  # the mask's centroid is at u = 79.5
+    k = Intrinsics(1.0, 1.0, -240.0, 59.5, 160, 120)  # legal values, 319.5 px off at fx = 1 px
+    res = object_position(mask, depth, k)
+    assert res.point is None and "sideways" in res.reason
+    assert object_position(mask, depth, Intrinsics(5.0, 5.0, -240.0, 59.5, 160, 120)).point is not None
+
+
 def test_published_positions_are_finite_and_within_the_depth_limits():
     pytest.importorskip("sensor_msgs")
     from sensor_msgs.msg import CameraInfo

@@ -14,7 +14,9 @@ before anything is back-projected: focal lengths ``fx, fy`` in [``MIN_FOCAL_PX``
 pixels (a sub-pixel focal length turns any offset into kilometres, a denormal one into infinity),
 and the principal point at most ``PRINCIPAL_POINT_MARGIN`` image widths (heights) outside the
 image (a cropped or shifted sensor keeps it near; 1e308 is no camera). Out of range: no position,
-with a reason. A point that is still not finite is never returned.
+with a reason. A point that is not finite, or whose ray leaves the optical axis at more than
+``MAX_RAY_SLOPE`` (lateral offset per metre of depth, about 89.4 degrees: no rectified image sees
+that far sideways), is never returned; its depth lies within the depth limits by construction.
 """
 from __future__ import annotations
 
@@ -23,11 +25,12 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["Intrinsics", "PositionResult", "mask_centroid", "object_position", "MIN_FOCAL_PX", "MAX_FOCAL_PX",
-           "PRINCIPAL_POINT_MARGIN"]
+           "PRINCIPAL_POINT_MARGIN", "MAX_RAY_SLOPE"]
 
 MIN_FOCAL_PX = 1.0
 MAX_FOCAL_PX = 1e5
 PRINCIPAL_POINT_MARGIN = 2.0
+MAX_RAY_SLOPE = 100.0
 
 
 @dataclass(frozen=True)
@@ -150,4 +153,7 @@ def object_position(mask: np.ndarray, depth_m: np.ndarray, intrinsics: Intrinsic
     point = np.array([(u - k.cx) * z / k.fx, (v - k.cy) * z / k.fy, z], dtype=np.float64)
     if not np.isfinite(point).all():
         return PositionResult(None, int(values.size), "the back-projected point is not finite")
+    if max(abs(point[0]), abs(point[1])) > MAX_RAY_SLOPE * z:
+        return PositionResult(None, int(values.size), f"the back-projected point ({point[0]:.3g}, {point[1]:.3g}, "
+                                                      f"{z:.3g}) m lies almost sideways of the camera")
     return PositionResult(point, int(values.size))
