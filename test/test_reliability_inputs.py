@@ -110,7 +110,8 @@ def _png_claiming(width: int, height: int) -> bytes:
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(1000))) + chunk(b"IEND", b"")
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(1000)))
+            + chunk(b"IEND", b""))
 
 
 @pytest.mark.parametrize("channels", [3, 4])
@@ -240,7 +241,8 @@ def test_published_positions_are_finite_and_within_the_depth_limits():
     mask, depth = _box_mask_and_depth()
     depth_msg = numpy_to_imgmsg(depth, "32FC1")
     result = Grounding("the mug", (60.0, 40.0, 100.0, 80.0), 0.9, mask, True)
-    for k, ok in (([500.0, 0, 79.5, 0, 500.0, 59.5, 0, 0, 1], True), ([5e-324, 0, 79.5, 0, 500.0, 59.5, 0, 0, 1], False),
+    for k, ok in (([500.0, 0, 79.5, 0, 500.0, 59.5, 0, 0, 1], True),
+                  ([5e-324, 0, 79.5, 0, 500.0, 59.5, 0, 0, 1], False),
                   ([500.0, 0, 1e308, 0, 500.0, 59.5, 0, 0, 1], False)):
         view = M.DepthView.from_messages(depth_msg, CameraInfo(k=k, width=160, height=120))
         assert (view.problem == "") is ok and (not ok or view.intrinsics is not None)

@@ -18,8 +18,9 @@ than the largest preset; the text encoder is one of the pinned packages, or a lo
 contents match the digest ``save_checkpoint`` recorded (``text_encoder.sha256``), so a sidecar
 cannot point the loader at an arbitrary folder; its ``config.json`` is read with bounds before
 anything is built from it), and weights must have the model's kind of dtype and be finite in the
-model's dtype (1e300 in float64 is finite, and infinite once cast to float32). A fuzz test (``test/test_checkpoint_fuzz.py``)
-feeds random bytes, truncations and mutated sidecars and accepts no other exception.
+model's dtype (1e300 in float64 is finite, and infinite once cast to float32). A fuzz test
+(``test/test_checkpoint_fuzz.py``) feeds random bytes, truncations and mutated sidecars and accepts
+no other exception.
 """
 from __future__ import annotations
 

@@ -239,7 +239,8 @@ def compressed_to_numpy(msg, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[np.nda
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ImageConversionError(f"could not decode CompressedImage ({data.size} bytes, format {msg.format!r})")
-    if img.dtype not in (np.uint8, np.uint16) or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (3, 4)):
+    channels = img.shape[2] if img.ndim == 3 else 1
+    if img.dtype not in (np.uint8, np.uint16) or img.ndim not in (2, 3) or channels not in (1, 3, 4):
         raise ImageConversionError(f"CompressedImage decodes to {img.dtype} {img.shape}, not 8- or 16-bit grey "
                                    "or colour")
     if img.ndim == 2:
