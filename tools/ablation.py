@@ -258,18 +258,26 @@ def run_arm(root: Path, arm: str, args) -> None:
                 if proc.wait() not in (0, -signal.SIGTERM) and not (stop and epoch_complete(run_dir, stop)):
                     raise RuntimeError(f"training {arm} failed")
                 print(f"{arm}: trained in {(time.time() - t0) / 60:.1f} min", flush=True)
-    jobs = []
-    for split, parts in eval_jobs(arm):
-        out = eval_json(arm, split, parts, args.seed)
-        if out.exists() and json.loads(out.read_text()).get("train_samples") == samples:
-            continue
-        jobs.append((split, parts))
-    if not jobs:
-        return
-    cmd = [sys.executable, str(Path(__file__).resolve()), "eval", "--checkpoint", str(ckpt),
-           "--data", str(root / "data"), "--threads", str(args.threads), "--arm", arm, "--seed", str(args.seed),
-           "--samples", str(samples), "--jobs", *[f"{split}:{knock_label(parts)}" for split, parts in jobs]]
-    _run(cmd, args.dry)
+    # The working tree may be mid-edit by others: a failed eval is retried (finished jobs are kept).
+    for attempt in range(4):
+        jobs = [(split, parts) for split, parts in eval_jobs(arm)
+                if not _scored(eval_json(arm, split, parts, args.seed), samples)]
+        if not jobs:
+            return
+        cmd = [sys.executable, str(Path(__file__).resolve()), "eval", "--checkpoint", str(ckpt),
+               "--data", str(root / "data"), "--threads", str(args.threads), "--arm", arm,
+               "--seed", str(args.seed), "--samples", str(samples),
+               "--jobs", *[f"{split}:{knock_label(parts)}" for split, parts in jobs]]
+        try:
+            _run(cmd, args.dry)
+            return
+        except subprocess.CalledProcessError:
+            print(f"{arm}: eval failed (attempt {attempt + 1}); retrying in a minute", flush=True)
+            time.sleep(60)
+
+
+def _scored(path: Path, samples: int) -> bool:
+    return path.exists() and json.loads(path.read_text()).get("train_samples") == samples
 
 
 def main(argv: list[str] | None = None) -> int:
