@@ -177,7 +177,7 @@ def test_node_side_checks_use_the_cap():
     from refseg_ros.ros.images import ImageConversionError
 
     compressed = CompressedImage(format="png", data=_png_claiming(7071, 7071))
-    assert "refused" in M.colour_problem(compressed)
+    assert "compressed png of 7071x7071 pixels refused" in M.colour_problem(compressed)
     assert M.colour_problem(compressed, max_pixels=7071 * 7071) == ""
     raw = Image(height=8, width=8, encoding="rgb8", step=24, data=bytes(192))
     assert M.colour_problem(raw) == "" and "refused" in M.colour_problem(raw, max_pixels=63)

@@ -37,8 +37,8 @@ def colour_problem(msg, max_pixels: int = MAX_IMAGE_PIXELS) -> str:
         if "compresseddepth" in str(msg.format).lower():
             return f"CompressedImage format {msg.format!r} is depth, not a colour image"
         try:
-            _, width, height = compressed_dimensions(bytes(msg.data[:_HEADER_BYTES]))
-            check_pixels(width, height, max_pixels, "compressed image")
+            kind, width, height = compressed_dimensions(bytes(msg.data[:_HEADER_BYTES]))
+            check_pixels(width, height, max_pixels, f"compressed {kind}")
         except ImageConversionError as exc:
             if "without a readable frame header" not in str(exc):  # a header past the first bytes: decode checks
                 return str(exc)
