@@ -106,3 +106,32 @@ def test_the_short_window_and_the_lexicon_hear_a_command(tmp_path):
     # Silence stays silent (no words invented to fill the window).
     quiet = short.transcribe(np.zeros(16000, np.float32))
     assert quiet.confidence < 0.35 or not normalise(quiet.text)
+
+
+@pytest.mark.slow
+def test_the_node_defaults_hear_clear_commands_keyword_for_keyword(tmp_path):
+    """The recogniser as speech_node builds it by default (lexicon, rescoring, correction)."""
+    pytest.importorskip("faster_whisper", reason="the speech extra is installed by tools/bootstrap.sh")
+    from refseg_ros.language.prompt import initial_prompt
+    from refseg_ros.ros.speech_params import SPEECH_SPECS
+    from refseg_ros.speech.correction import VocabularyCorrector
+    from refseg_ros.speech.heldout import Voice, add_noise, keyword_accuracy, speak
+    from refseg_ros.speech.synth import espeak_available
+    from refseg_ros.speech.transcriber import Transcriber
+
+    if not espeak_available():
+        pytest.skip("espeak-ng is not installed")
+    d = {name: spec.default for name, spec in SPEECH_SPECS.items()}
+    assert d["restrict_vocabulary"] and d["correct_below"] > 0 and d["short_window"]
+    rec = Transcriber(initial_prompt=initial_prompt("command"), nbest=d["rescore_nbest"],
+                      keyword_bonus=d["keyword_bonus"], vocabulary=keywords(), lexicon=command_lexicon(),
+                      corrector=VocabularyCorrector(keywords(), max_probability=d["correct_below"]))
+    hits = total = 0
+    for i, text in enumerate(("pick up the blue sphere on the left", "grab the green duck next to the mug",
+                              "bring me the small yellow cube")):
+        audio = add_noise(speak(text, Voice("espeak", "en-us", 150), tmp_path / f"{i}.wav"), 20.0, "pink", seed=i)
+        heard = rec.transcribe(audio)
+        h, n = keyword_accuracy(text, heard.text, keywords())
+        hits, total = hits + h, total + n
+        assert all(word in keywords() for _heard, word, _p in heard.extra.get("corrections", []))
+    assert hits >= total - 1, (hits, total)

