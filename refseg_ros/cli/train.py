@@ -39,7 +39,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_runtime_arguments(parser)
 
 
+def _check_format(args: argparse.Namespace) -> None:
+    # The model has no "nothing there" output yet: on no-target and multi-target expressions it would
+    # learn a zero or a union box. `--format tabletop` reads a v2 split's single-target expressions.
+    if args.format == "tabletop-v2":
+        raise SystemExit("refseg train: --format tabletop-v2 holds expressions with no or several targets, "
+                         "which this model cannot learn yet; train on a v2 split's single-target "
+                         "expressions with --format tabletop (same --data)")
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_format(args)
     import torch
 
     from refseg_ros.model import build_model
