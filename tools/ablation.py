@@ -38,6 +38,8 @@ ARMS: dict[str, tuple[list[str], list[tuple[str, ...]]]] = {
     "pure": (["word_attention=false"], [(), ("law",)]),
     "hybrid": (["word_attention=true"], [(), ("law",), ("word_attention",), ("law", "word_attention")]),
     "static": (["law=false", "word_attention=false"], [()]),
+    # pure VG-LAW with twice the rank of the generated weights (d_w = 64)
+    "pure_r64": (["word_attention=false", "law_rank=64"], [(), ("law",)]),
     # not trained here: the package's checkpoint, scored on the same expressions
     "shipped": ([], [(), ("law",), ("word_attention",), ("law", "word_attention")]),
 }

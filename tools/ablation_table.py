@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 ARMS = {"pure": "pure VG-LAW (`word_attention=false`)",
         "hybrid": "VG-LAW + word attention (shipped recipe)",
         "static": "static weights (`law=false word_attention=false`)",
+        "pure_r64": "pure VG-LAW, d_w = 64 (`law_rank=64`)",
         "shipped": "shipped checkpoint (hybrid, 100,000 samples; not trained here)"}
 KNOCKS = {"none": "intact", "law": "Phi = 0", "word_attention": "word attention off",
           "law+word_attention": "both off"}
