@@ -34,7 +34,7 @@ def test_tables_show_knock_out_drops_and_missing_arms(tmp_path, capsys):
     assert any("word attention off | 20.0 | 18.0 | - | - | -60.0 |" in r for r in rows)
     assert any("Phi = 0 | 79.5 | 77.5 | - | - | -0.5 |" in r for r in rows)
     assert any(r.startswith("| static weights") and "| - | - | - | - |" in r for r in rows)
-    assert "| ordinal | 30.0 / 28.0 | 70.0 / 68.0 | - | 4 |" in out
+    assert "| ordinal | 30.0 / 28.0 | 70.0 / 68.0 | - | - | 4 |" in out  # static, pure_r64 missing
 
 
 def test_no_jsons_is_reported(tmp_path, capsys):
