@@ -269,6 +269,7 @@ def run_arm(root: Path, arm: str, args) -> None:
         cmd = [sys.executable, str(Path(__file__).resolve()), "eval", "--checkpoint", str(ckpt),
                "--data", str(root / "data"), "--threads", str(args.threads), "--arm", arm,
                "--seed", str(args.seed), "--samples", str(samples),
+               "--schedule-samples", str(0 if arm == "shipped" else args.epochs * args.epoch_samples),
                "--jobs", *[f"{split}:{knock_label(parts)}" for split, parts in jobs]]
         try:
             _run(cmd, args.dry)
@@ -308,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--arm", default="")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--samples", type=int, default=0)
+    e.add_argument("--schedule-samples", type=int, default=0, help="samples of the whole lr schedule")
     d = sub.add_parser("deltas", help="size of the generated weights relative to the static ones")
     d.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped checkpoint")
     args = parser.parse_args(argv)
@@ -316,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.cmd == "eval":
         meta = {"arm": args.arm, "seed": args.seed, "train_samples": args.samples,
+                "schedule_samples": args.schedule_samples,
                 "overrides": ARMS.get(args.arm, ([], []))[0], "checkpoint": args.checkpoint.name}
         sidecar = args.checkpoint.with_suffix(".json")
         if sidecar.exists():

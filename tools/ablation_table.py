@@ -78,9 +78,12 @@ def budget_line(found: dict) -> str:
     for m in found.values():
         tc = m.get("train_config") or {}
         if m.get("train_samples"):
+            sched = m.get("schedule_samples") or m["train_samples"]
+            part = (f", scored after {m['train_samples']:,} of the schedule's {sched:,}"
+                    if sched != m["train_samples"] else "")
             return (f"Budget per arm: {m['train_samples']:,} training samples (batch {tc.get('batch_size')}, "
                     f"lr {tc.get('lr')}, warm-up {tc.get('warmup_steps')} steps, lr x{tc.get('gamma')} at "
-                    f"{tc.get('milestones')} of the steps), seed {m.get('seed', 0)}.")
+                    f"{tc.get('milestones')} of the schedule's steps{part}), seed {m.get('seed', 0)}.")
     return ""
 
 
