@@ -265,12 +265,18 @@ class Transcriber:
                                             num_hypotheses=self.nbest, return_scores=True,
                                             max_length=self._max_length(start, samples),
                                             suppress_tokens=self._suppressed())[0]
-        hyps = [(tok.decode(ids).strip(), float(score)) for ids, score in zip(result.sequences_ids, result.scores)]
         from refseg_ros.speech.wer import normalise
 
+        # Each transcript without copies of itself past the command's end.
+        hyps = [(drop_repeats(tok.decode(ids).strip()), float(score))
+                for ids, score in zip(result.sequences_ids, result.scores)]
         # A few words more than the first pass heard, not a second copy of the command.
         best = pick_hypothesis(hyps, self.keyword_bonus, self.vocabulary, len(normalise(first)) + EXTRA_WORDS)
-        return (hyps[best][0], list(result.sequences_ids[best])) if best >= 0 else None
+        if best < 0 or len(normalise(hyps[best][0])) > len(normalise(first)) + EXTRA_WORDS:
+            return None  # nothing within the budget: keep the first pass
+        text = hyps[best][0]
+        ids = list(result.sequences_ids[best])
+        return text, (ids if tok.decode(ids).strip() == text else tok.encode(" " + text))
 
     def word_probabilities(self, encoded, ids: Sequence[int], frames: int) -> list[tuple[str, float]]:
         """(word with its leading space, mean probability of its tokens) for the text ``ids``, from a
