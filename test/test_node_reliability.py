@@ -111,16 +111,16 @@ def test_flood_of_images_and_commands(client, node, frames):
     print(f"\nflood (baseline {baseline:.1f} Hz): {report}")
     _assert_healthy(node, mark)
     assert report["image_rate_hz"] >= 60 and report["command_rate_hz"] >= 300, "the flood was not a flood"
-    # Its own rate: never above max_rate_hz (10), and not starved by the callbacks.
+    # Never above max_rate_hz (10). A new command every few milliseconds supersedes every frame in
+    # flight, and a result is only published for the command still in force, so during the flood
+    # few or none go out; what matters is that the callbacks do not starve the worker: once the
+    # commands stop, the node grounds the last one at its own rate at once.
     assert report["result_rate_hz"] <= 12.5
-    # Its own rate. Measured on a quiet machine (issue 10 note): with rclpy's MultiThreadedExecutor
-    # the node kept 7.6 of 9.8 Hz here at under one core (GIL-bound callbacks); with the
-    # single-threaded executor it keeps 9.6 of 9.8. The margin is for a busy CI machine.
-    assert report["result_rate_hz"] >= 0.6 * baseline, f"{report['result_rate_hz']} Hz vs {baseline:.1f} Hz"
-    # newer commands keep replacing older ones
     assert report["distinct_commands_grounded"] >= min(3, report["results_during"])
     # Latest wins: after the last command, only it is grounded.
     assert report["results_after_final"] >= 1 and not report["after_final_not_final"]
+    # (the quiet stream after it runs at least 4 s; frames from 0.5 s after the command count)
+    assert report["results_after_final"] >= 0.5 * min(baseline, 10.0) * 3.0, (report["results_after_final"], baseline)
     assert diag(client, f"{NS}/refseg_node")["command"] == report["final"]
     # Memory bounded: no queue of images or commands builds up.
     assert report["rss_max_mb"] <= report["rss_before_mb"] * 1.10, report

@@ -129,3 +129,57 @@ def test_wait_for_job_wakes_on_a_frame_from_another_thread():
     assert got and got[0].frame.msg == "f1" and time.monotonic() - t0 < 2.0
     stop.set()
     assert s.wait_for_job(stop) is None
+
+
+def test_clear_starts_a_fresh_rate_interval():
+    # Deactivate and cleanup clear the scheduler: a tiny rate set earlier must not keep the worker
+    # waiting for ever after the node is activated again.
+    clock = FakeClock()
+    s = Scheduler(max_rate_hz=1e-10, clock=clock)
+    s.apply_command("a", ("a",))
+    s.put_frame("f1")
+    s.done(s.next_job(), True)
+    s.put_frame("f2")
+    assert s.next_job() > 1e9
+    s.clear()
+    s.put_frame("f3")
+    assert isinstance(s.next_job(), Job)
+
+
+def test_a_frame_from_before_the_camera_fell_silent_is_not_grounded():
+    clock = FakeClock()
+    s = Scheduler(clock=clock, max_frame_age_s=2.0)
+    s.apply_command("a", ("a",))
+    s.put_frame("f1")
+    s.done(s.next_job(), True)
+    clock.t += 10.0  # the camera is silent; then a new command arrives
+    s.apply_command("b", ("b",))
+    assert s.next_job() is None  # not answered on a ten-second-old picture
+    s.put_frame("f2")
+    job = s.next_job()
+    assert isinstance(job, Job) and job.frame.msg == "f2" and job.command.text == "b"
+    s.done(job, True)
+    clock.t += 1.0
+    s.apply_command("c", ("c",))
+    assert s.next_job().frame.msg == "f2"  # within the bound the newest frame still serves
+    s.max_frame_age_s = 0.0  # 0 = any age
+    clock.t += 100.0
+    s.apply_command("d", ("d",))
+    assert s.next_job().frame.msg == "f2"
+
+
+def test_a_command_change_waits_for_a_publish_in_progress():
+    # The worker publishes under publish_lock after checking is_current: a stop applied meanwhile
+    # must wait, so that once apply_command returns nothing for the old command is published.
+    s = Scheduler()
+    cmd = s.apply_command("a", ("a",))
+    applied = threading.Event()
+    with s.publish_lock:
+        assert s.is_current(cmd)
+        stopper = threading.Thread(target=lambda: (s.apply_command("stop", None), applied.set()))
+        stopper.start()
+        assert not applied.wait(0.3)  # blocked behind the publish
+        assert s.is_current(cmd)
+    assert applied.wait(5.0)
+    stopper.join(5.0)
+    assert not s.is_current(cmd) and s.command is None

@@ -14,6 +14,8 @@ guarantee; ``ros/messages.py`` turns results into messages; ``ros/diagnostics.py
 """
 from __future__ import annotations
 
+import ctypes
+import gc
 import sys
 import time
 import traceback
@@ -39,9 +41,9 @@ from refseg_ros.ros import messages as M
 from refseg_ros.ros import params as P
 from refseg_ros.ros.commands import APPLY, HOLD, STALE, CommandInbox, Delivery, command_qos
 from refseg_ros.ros.diagnostics import NodeStats, grounding_status
-from refseg_ros.ros.images import ImageConversionError
 from refseg_ros.ros.runtime import run_node
-from refseg_ros.ros.scheduler import Scheduler
+from refseg_ros.ros.scheduler import MAX_FRAME_AGE_S, Scheduler
+from refseg_ros.ros.services import QUEUE_CAPACITY, GroundService, service_qos
 from refseg_ros.ros.worker import GroundingWorker
 from refseg_ros.ros.stats import RateLimit, Throttle
 from refseg_ros.ros.sync import ApproximateMatcher, stamp_to_ns
@@ -60,14 +62,15 @@ class GroundingNode(LifecycleNode):
         self.add_post_set_parameters_callback(self._on_parameters_set)
 
         self._state = "unconfigured"
-        # Separate groups keep the service from blocking the topics in a multi-threaded executor
-        # (a container may use one); ``main`` spins a single-threaded one.
+        # Separate groups for a multi-threaded executor (a container may use one); ``main`` spins a
+        # single-threaded one. Either way the model never runs on an executor thread.
         self._io_group = MutuallyExclusiveCallbackGroup()  # subscriptions + diagnostics: all quick
-        self._srv_group = MutuallyExclusiveCallbackGroup()  # the ground service runs the model
+        self._srv_group = MutuallyExclusiveCallbackGroup()  # the ground service (its model work: services.py)
         self._throttle = Throttle(self._p["warn_throttle_sec"])
         self._command_log = RateLimit(rate=5.0, burst=20)
         self._stats = NodeStats()
-        self._scheduler = Scheduler(self._p["max_rate_hz"], self._p["continuous"])
+        self._scheduler = Scheduler(self._p["max_rate_hz"], self._p["continuous"],
+                                    max_frame_age_s=self._p.get("max_frame_age_s", MAX_FRAME_AGE_S))
         self._matcher = ApproximateMatcher(self._p["sync_slop"], self._p["sync_queue_size"])
 
         self._worker = GroundingWorker(self._scheduler, self._stats, self._matcher, self._p, self.get_logger(),
@@ -78,6 +81,9 @@ class GroundingNode(LifecycleNode):
         self._inbox = CommandInbox(self._p["command_max_age_s"])
         self._command_subs: list = []  # from configure to cleanup: a command sent early is kept
         self._service = None
+        self._ground_service = GroundService(self._worker, self._p, lambda: self._state, self._stats,
+                                             lambda message: self._warn(message),
+                                             capacity=self._p.get("service_queue_size", QUEUE_CAPACITY))
 
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(self._p["diagnostics_period"], self._publish_diagnostics,
@@ -94,7 +100,7 @@ class GroundingNode(LifecycleNode):
 
     # ---- parameters --------------------------------------------------------------------------------
     def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
-        reason = P.refuse_change([(p.name, p.value) for p in parameters], self._state)
+        reason = P.refuse_change([(p.name, p.value) for p in parameters], self._state, current=self._p)
         return SetParametersResult(successful=reason is None, reason=reason or "")
 
     def _on_parameters_set(self, parameters: list[Parameter]) -> None:
@@ -114,6 +120,8 @@ class GroundingNode(LifecycleNode):
                 self._scheduler.set_continuous(param.value)
             elif param.name == "command_max_age_s":
                 self._inbox.max_age_s = float(param.value)
+            elif param.name == "max_frame_age_s":
+                self._scheduler.max_frame_age_s = float(param.value)
             self.get_logger().info(f"parameter {param.name} set to {param.value!r}")
 
     # ---- lifecycle ---------------------------------------------------------------------------------
@@ -155,7 +163,7 @@ class GroundingNode(LifecycleNode):
         self._state = "inactive"
         self._inbox.deactivate()
         self._destroy_inputs()
-        self._worker.stop()
+        self._worker.pause()  # never waits for a running frame; that frame is not published
         self.get_logger().info("deactivated: not listening to images or commands")
         return super().on_deactivate(state)
 
@@ -182,7 +190,7 @@ class GroundingNode(LifecycleNode):
         self._inbox.deactivate()
         self._destroy_command_inputs()
         self._destroy_inputs()
-        self._worker.stop()
+        self._worker.pause()
         self._destroy_outputs()
         self._unload_model()
 
@@ -218,6 +226,7 @@ class GroundingNode(LifecycleNode):
     def _unload_model(self) -> None:
         self._worker.set_predictor(None)
         self._model_desc = "not loaded"
+        _return_freed_memory()
 
     # ---- entities ----------------------------------------------------------------------------------
     def _create_outputs(self) -> None:
@@ -230,7 +239,10 @@ class GroundingNode(LifecycleNode):
             pubs["markers"] = self.create_lifecycle_publisher(MarkerArray, "markers", 10)
             pubs["target"] = self.create_lifecycle_publisher(PointStamped, "target", 10)
         self._worker.pubs = pubs
-        self._service = self.create_service(Ground, "ground", self._on_ground, callback_group=self._srv_group)
+        self._service = self.create_service(Ground, "ground", self._ground_service, callback_group=self._srv_group,
+                                            qos_profile=service_qos())
+        self._ground_service.deferred.attach(self._service)
+        self._ground_service.deferred.capacity = int(self._p.get("service_queue_size", QUEUE_CAPACITY))
 
     def _destroy_outputs(self) -> None:
         pubs, self._worker.pubs = self._worker.pubs, {}
@@ -291,14 +303,17 @@ class GroundingNode(LifecycleNode):
     def _on_image(self, msg) -> None:
         # Cheap checks here (sizes, encoding: views, no pixel copies), so a broken frame neither
         # replaces a good newest frame nor goes unreported when the worker is busy.
-        problem = M.colour_problem(msg)
+        problem = M.colour_problem(msg, max_pixels=self._max_pixels())
         if problem:
-            self._stats.count("bad_images")
+            self._stats.bad_image(problem)
             self._warn(f"dropping image: {problem}")
             return
         self._stats.count("received")
         if self._scheduler.put_frame(msg):
             self._stats.count("dropped")  # replaced before the worker could take it
+
+    def _max_pixels(self) -> int:
+        return int(self._p.get("max_image_pixels", M.MAX_IMAGE_PIXELS))
 
     def _on_depth(self, msg: Image) -> None:
         self._matcher.push("depth", stamp_to_ns(msg.header.stamp), msg)
@@ -351,48 +366,6 @@ class GroundingNode(LifecycleNode):
         else:
             self.get_logger().info(f"{source} {shown!r} -> {list(parsed.expressions)}{more}")
 
-    # ---- service -----------------------------------------------------------------------------------
-    def _on_ground(self, request: Ground.Request, response: Ground.Response) -> Ground.Response:
-        self._stats.count("service_calls")
-        response.groundings.header = request.image.header
-        response.groundings.command = request.command
-
-        def fail(message: str) -> Ground.Response:
-            response.success, response.message = False, message
-            self._warn(f"ground service: {message}")
-            return response
-
-        if self._state != "active":
-            return fail(f"node is {self._state}, not active")
-        t0 = time.perf_counter()
-        parsed = parse_command(request.command, max_chars=self._p["max_command_chars"],
-                               max_expressions=self._p["max_expressions"])
-        if parsed.action is Action.STOP:
-            return fail(f"{request.command!r} is a stop command; the ground service needs an object description")
-        if parsed.action is Action.INVALID:
-            return fail(f"bad command: {parsed.reason}")
-        try:
-            rgb = M.decode_colour(request.image)
-        except ImageConversionError as exc:
-            return fail(f"bad image: {exc}")
-        depth = None
-        if request.depth.height > 0 or request.depth.width > 0 or len(request.depth.data):
-            depth = M.DepthView.from_messages(request.depth, request.camera_info)
-            if depth.problem:
-                return fail(depth.problem)
-        try:
-            results = self._worker.ground(rgb, parsed.expressions, stream=False)
-        except Exception as exc:  # noqa: BLE001
-            return fail(f"grounding failed: {exc}")
-        out = M.grounding_array(request.image.header, request.command, results, depth,
-                                fill_masks=bool(self._p["publish_masks"]), limits=self._worker.depth_limits())
-        for note, key in out.notes:
-            self._warn(note, key=key)
-        out.array.processing_time = float(time.perf_counter() - t0)
-        response.groundings = out.array
-        response.success, response.message = True, ""
-        return response
-
     # ---- diagnostics -------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
         frame = self._scheduler.newest_frame
@@ -401,7 +374,8 @@ class GroundingNode(LifecycleNode):
         array.header.stamp = self.get_clock().now().to_msg()
         array.status = [grounding_status(self.get_fully_qualified_name(), self._state, self._model_desc, self._device,
                                          self._scheduler.command, self._stats, age, self._p["max_rate_hz"],
-                                         self._p["continuous"])]
+                                         self._p["continuous"], self._worker.health(),
+                                         no_images_s=self._scheduler.max_frame_age_s)]
         self._diag_pub.publish(array)
 
     def close(self) -> None:
@@ -409,6 +383,17 @@ class GroundingNode(LifecycleNode):
         self._destroy_command_inputs()
         self._destroy_inputs()
         self._worker.stop()
+        self._ground_service.stop()
+
+
+def _return_freed_memory() -> None:
+    """Collect the unloaded model's cycles and hand freed heap back to the OS: glibc keeps it
+    otherwise, and each configure/cleanup cycle would leave the process larger."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def _autostart(node: GroundingNode) -> int | None:
@@ -425,8 +410,8 @@ def _autostart(node: GroundingNode) -> int | None:
 def main(args: list[str] | None = None) -> int:
     # One executor thread: rclpy's MultiThreadedExecutor costs far more Python (and GIL) per
     # callback, and under a flood of images and commands that starved the model's worker
-    # (docs/performance.md). The model runs in the worker thread; only a Ground service call holds
-    # the executor while it runs.
+    # (docs/performance.md). The model runs in the worker thread and in the ground service's
+    # thread (ros/services.py); the executor only stores, checks and hands over.
     return run_node("refseg_node", GroundingNode, threads=1, args=args, start=_autostart)
 
 

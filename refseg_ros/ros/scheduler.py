@@ -9,7 +9,16 @@ Pure Python (threads, no ROS), so the node's timing rules are unit-tested on the
   command wins however the callbacks interleave. ``is_current`` tells the worker whether the
   command it grounded is still the one in force, right before it publishes.
 - **Rate.** A job starts at most every ``1 / max_rate_hz`` seconds (0 = as fast as the worker
-  runs). ``continuous=False`` grounds one frame per command.
+  runs). ``continuous=False`` grounds one frame per command. A rate change and :meth:`clear`
+  (the node's inputs went away: deactivate, cleanup) start a fresh interval, so no setting a
+  user has since replaced can keep the worker waiting.
+- **Fresh frames only.** A frame received more than ``max_frame_age_s`` ago is never grounded:
+  after a camera falls silent, a new command waits for a new frame instead of being answered on
+  a picture of the past (the diagnostics' "no images arriving" uses the same bound).
+- **Publishing is atomic with command changes.** The worker publishes while holding
+  :attr:`Scheduler.publish_lock` and checks :meth:`Scheduler.is_current` inside it;
+  :meth:`Scheduler.apply_command` takes the same lock, so once a stop or a new command has been
+  applied, no result for the old one goes out.
 
 A frame and command pair is handed out once: a frame that failed is not retried, and in single-shot
 mode only a frame that was grounded uses up its command.
@@ -24,6 +33,9 @@ from typing import Callable
 #: Longest single wait, so a very low rate (or a clock jump) never asks ``Condition.wait`` for an
 #: overflowing timeout, and a new rate or command is seen promptly.
 MAX_WAIT_S = 1.0
+#: Frames older than this (s since they were received) are not grounded. Two seconds is far longer
+#: than a live camera's frame interval and shorter than anyone's patience with a stale answer.
+MAX_FRAME_AGE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -55,12 +67,17 @@ class Scheduler:
         max_rate_hz: most jobs started per second; 0 = no limit.
         continuous: True grounds every new frame; False one frame per command.
         clock: monotonic seconds (injectable for tests).
+        max_frame_age_s: frames older than this are not grounded; 0 = any age.
     """
 
     def __init__(self, max_rate_hz: float = 0.0, continuous: bool = True,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_frame_age_s: float = MAX_FRAME_AGE_S) -> None:
         self._clock = clock
         self._cv = threading.Condition()
+        #: Held while results are published and while a command changes (see the module docstring).
+        #: Order: ``publish_lock`` before the internal condition, never the other way round.
+        self.publish_lock = threading.Lock()
+        self.max_frame_age_s = float(max_frame_age_s)
         self._rate = 0.0
         self._continuous = bool(continuous)
         self._frame: Frame | None = None
@@ -112,7 +129,7 @@ class Scheduler:
         Returns the new :class:`ActiveCommand` (None for a stop), or False when a command that
         arrived later was applied already (this one is superseded and changes nothing).
         """
-        with self._cv:
+        with self.publish_lock, self._cv:  # waits for a publish in progress to finish
             if arrival is None:
                 self._arrivals += 1
                 arrival = self._arrivals
@@ -126,9 +143,10 @@ class Scheduler:
             return self._command
 
     def clear(self) -> None:
-        """Forget the newest frame (inputs went away); the command stays."""
+        """Forget the newest frame and start a fresh rate interval (inputs went away); the command stays."""
         with self._cv:
             self._frame = None
+            self._next_start = 0.0
             self._cv.notify_all()
 
     def notify(self) -> None:
@@ -172,6 +190,8 @@ class Scheduler:
         if frame is None or cmd is None or not self._has_work_locked(frame):
             return None
         now = self._clock()
+        if self.max_frame_age_s > 0 and now - frame.received > self.max_frame_age_s:
+            return None  # a picture of the past: wait for the camera (put_frame wakes the worker)
         wait = self._next_start - now
         if wait > 0:
             return wait
