@@ -1,4 +1,5 @@
-"""CommandInbox: each command message once, only while fresh, held while the node is not active (no ROS)."""
+"""CommandInbox: each command message once, only while fresh, held while the node is not active;
+CommandApplier: parsed once, latest wins, bad text keeps the active command (no ROS)."""
 from __future__ import annotations
 
 import threading
@@ -124,3 +125,46 @@ def test_a_command_racing_activation_is_never_left_held():
         t.join()
         applied = (released is not None and released.action == APPLY) + (out[0].action == APPLY)
         assert applied == 1 and inbox.held is None
+
+
+def _applier():
+    from refseg_ros.ros.commands import CommandApplier
+    from refseg_ros.ros.diagnostics import NodeStats
+    from refseg_ros.ros.scheduler import Scheduler
+
+    lines, warnings = [], []
+    scheduler, stats = Scheduler(), NodeStats()
+    applier = CommandApplier(scheduler, stats, {"max_command_chars": 300, "max_expressions": 5}, lines.append,
+                             lambda text, key: warnings.append(text))
+    return applier, scheduler, stats, lines, warnings
+
+
+def test_applier_parses_once_keeps_the_active_command_on_bad_text_and_stop_clears():
+    applier, scheduler, stats, lines, warnings = _applier()
+    applier.apply("could you pick up the red mug and the duck", source="command")
+    assert scheduler.command.expressions == ("the red mug", "the duck")
+    active = scheduler.command
+    applier.apply("", source="command")  # refused: the active command stays
+    assert scheduler.command is active and stats.snapshot()[0]["bad_commands"] == 1
+    assert any("keeping the active command" in w for w in warnings)
+    applier.apply("stop", source="command")
+    assert scheduler.command is None and "cleared the active command" in lines[-1]
+
+
+def test_applier_a_command_that_arrived_earlier_never_replaces_a_later_one():
+    applier, scheduler, stats, _, _ = _applier()
+    early = scheduler.next_arrival()  # taken, then overtaken by a later arrival that is applied first
+    applier.apply("the duck", source="command")
+    assert scheduler.apply_command("the mug", ("the mug",), early) is False
+    assert scheduler.command.text == "the duck"
+
+
+def test_applier_acts_on_the_inbox_decision():
+    applier, scheduler, _, lines, warnings = _applier()
+    inbox = CommandInbox(30.0)
+    applier.deliver(inbox.receive("the duck", info(), NOW), "inactive", inbox.max_age_s)
+    assert scheduler.command is None and "held until the node is active" in lines[-1]
+    applier.deliver(inbox.activate(NOW), "active", inbox.max_age_s)
+    assert scheduler.command.text == "the duck"
+    applier.deliver(inbox.receive("the mug", info(NOW - 60 * S, seq=2), NOW), "active", inbox.max_age_s)
+    assert scheduler.command.text == "the duck" and "older than command_max_age_s" in warnings[-1]

@@ -18,9 +18,12 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-__all__ = ["command_qos", "Delivery", "CommandInbox"]
+from refseg_ros.language.parser import Action, parse_command
+from refseg_ros.ros.stats import RateLimit
+
+__all__ = ["command_qos", "Delivery", "CommandInbox", "CommandApplier"]
 
 APPLY, HOLD, DUPLICATE, STALE = "apply", "hold", "duplicate", "stale"
 
@@ -124,3 +127,66 @@ class CommandInbox:
         while len(self._last) > self._remember:
             self._last.popitem(last=False)
         return False
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class CommandApplier:
+    """Puts delivered commands in force: parsed once, the latest arrival wins (the scheduler's
+    generations), a log line for each (a few per second under a flood).
+
+    Args:
+        scheduler: the node's :class:`~refseg_ros.ros.scheduler.Scheduler`.
+        stats: the node's counters; ``params``: its live parameters (``max_command_chars``,
+            ``max_expressions``).
+        info: ``info(text)`` logs a line; ``warn(text, key)`` a throttled warning; ``key(text)``
+            the throttle's key of a text (so that warnings differing only in numbers share one).
+    """
+
+    def __init__(self, scheduler, stats, params: Mapping[str, Any], info: Callable[[str], None],
+                 warn: Callable[[str, str], None], key: Callable[[str], str] = str) -> None:
+        self.scheduler, self.stats, self.params, self.info, self.warn = scheduler, stats, params, info, warn
+        self.key = key
+        self._log_limit = RateLimit(rate=5.0, burst=20)
+
+    def deliver(self, delivery: Delivery, state: str, max_age_s: float) -> None:
+        """Act on what the :class:`CommandInbox` decided for a message."""
+        if delivery.action == APPLY:
+            self.apply(delivery.text, source="command")
+        elif delivery.action == HOLD:
+            self.info(f"command {_shown(delivery.text)!r} held until the node is active (now {state})")
+        elif delivery.action == STALE:
+            self.warn(f"dropping command {_shown(delivery.text)!r}: {delivery.describe_age()}, older than "
+                      f"command_max_age_s ({max_age_s:g} s)", "stale-command")
+
+    def apply(self, text: str, source: str) -> None:
+        """Parse ``text`` once and put it in force, unless a newer command arrived meanwhile."""
+        arrival = self.scheduler.next_arrival()
+        parsed = parse_command(text, max_chars=self.params["max_command_chars"],
+                               max_expressions=self.params["max_expressions"])
+        shown = _shown(text)
+        for note in parsed.notes:
+            self.warn(f"{source} {shown!r}: {note}", "note:" + self.key(note)[:60])
+        if parsed.action is Action.INVALID:
+            self.stats.count("bad_commands")
+            active = self.scheduler.command
+            keep = f"; keeping the active command {active.text!r}" if active else ""
+            self.warn(f"ignoring {source} {shown!r}: {parsed.reason}{keep}", "badcmd:" + self.key(parsed.reason)[:60])
+            return
+        self.stats.count("commands")
+        previous = self.scheduler.command
+        stop = parsed.action is Action.STOP
+        if self.scheduler.apply_command(text, None if stop else parsed.expressions, arrival) is False:
+            self.stats.count("superseded_commands")  # a newer command was applied meanwhile
+            return
+        if not self._log_limit.allow():
+            return
+        skipped = self._log_limit.take_suppressed()
+        more = f" ({skipped} earlier commands not logged: more than 5/s)" if skipped else ""
+        if stop:
+            self.info(f"{source} {shown!r}: cleared the active command"
+                      + (f" {previous.text!r}" if previous else "") + more)
+        else:
+            self.info(f"{source} {shown!r} -> {list(parsed.expressions)}{more}")

@@ -7,7 +7,7 @@ the service are listed in docs/node.md::
     refseg_node --ros-args --params-file config/refseg.yaml -r image:=/camera/color/image_raw
 
 This file holds parameters, lifecycle and wiring. A command is parsed once, in its callback
-(``refseg_ros.language``); the :class:`~refseg_ros.ros.scheduler.Scheduler` decides which frame the
+(``ros/commands.py``: the inbox, then :class:`~refseg_ros.ros.commands.CommandApplier`); the :class:`~refseg_ros.ros.scheduler.Scheduler` decides which frame the
 worker thread grounds next (newest frame, latest command, rate); the predictor caches each command's
 weights, and its :class:`~refseg_ros.model.postprocess.PostProcess` owns every box and mask
 guarantee; ``ros/messages.py`` turns results into messages; ``ros/diagnostics.py`` reports.
@@ -35,17 +35,16 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 
-from refseg_ros.language.parser import Action, parse_command
 from refseg_ros.msg import GroundingArray
 from refseg_ros.ros import messages as M
 from refseg_ros.ros import params as P
-from refseg_ros.ros.commands import APPLY, HOLD, STALE, CommandInbox, Delivery, command_qos
+from refseg_ros.ros.commands import CommandApplier, CommandInbox, command_qos
 from refseg_ros.ros.diagnostics import NodeStats, grounding_status
 from refseg_ros.ros.runtime import run_node
 from refseg_ros.ros.scheduler import MAX_FRAME_AGE_S, Scheduler
 from refseg_ros.ros.services import QUEUE_CAPACITY, GroundService, service_qos
 from refseg_ros.ros.worker import GroundingWorker
-from refseg_ros.ros.stats import RateLimit, Throttle
+from refseg_ros.ros.stats import Throttle
 from refseg_ros.ros.sync import ApproximateMatcher, stamp_to_ns
 from refseg_ros.srv import Ground
 
@@ -67,7 +66,6 @@ class GroundingNode(LifecycleNode):
         self._io_group = MutuallyExclusiveCallbackGroup()  # subscriptions + diagnostics: all quick
         self._srv_group = MutuallyExclusiveCallbackGroup()  # the ground service (its model work: services.py)
         self._throttle = Throttle(self._p["warn_throttle_sec"])
-        self._command_log = RateLimit(rate=5.0, burst=20)
         self._stats = NodeStats()
         self._scheduler = Scheduler(self._p["max_rate_hz"], self._p["continuous"],
                                     max_frame_age_s=self._p.get("max_frame_age_s", MAX_FRAME_AGE_S))
@@ -79,6 +77,8 @@ class GroundingNode(LifecycleNode):
         self._subs: list = []
         self._input_topics: list[str] = []
         self._inbox = CommandInbox(self._p["command_max_age_s"])
+        self._commands = CommandApplier(self._scheduler, self._stats, self._p, self.get_logger().info, self._warn,
+                                        key=self._throttle.key)
         self._command_subs: list = []  # from configure to cleanup: a command sent early is kept
         self._service = None
         self._ground_service = GroundService(self._worker, self._p, lambda: self._state, self._stats,
@@ -152,10 +152,10 @@ class GroundingNode(LifecycleNode):
         ret = super().on_activate(state)  # enables the lifecycle publishers
         self._worker.start()
         if self._p["default_command"] and self._scheduler.command is None:
-            self._apply_command(self._p["default_command"], source="default_command")
+            self._commands.apply(self._p["default_command"], source="default_command")
         held = self._inbox.activate(time.time_ns())
         if held is not None:
-            self._deliver(held)
+            self._commands.deliver(held, self._state, self._inbox.max_age_s)
         self.get_logger().info(f"active: listening on {', '.join(self._input_topics)}")
         return ret
 
@@ -323,48 +323,8 @@ class GroundingNode(LifecycleNode):
         self._matcher.push("camera_info", stamp_to_ns(msg.header.stamp), msg)
 
     def _on_command(self, msg: String, info) -> None:  # two arguments: rclpy passes the MessageInfo
-        self._deliver(self._inbox.receive(msg.data, info, time.time_ns()))
-
-    def _deliver(self, delivery: Delivery) -> None:
-        shown = delivery.text if len(delivery.text) <= 80 else delivery.text[:77] + "..."
-        if delivery.action == APPLY:
-            self._apply_command(delivery.text, source="command")
-        elif delivery.action == HOLD:
-            self.get_logger().info(f"command {shown!r} held until the node is active (now {self._state})")
-        elif delivery.action == STALE:
-            self._warn(f"dropping command {shown!r}: {delivery.describe_age()}, older than command_max_age_s "
-                       f"({self._inbox.max_age_s:g} s)", key="stale-command")
-
-    def _apply_command(self, text: str, source: str) -> None:
-        """Parse ``text`` once and put it in force (latest wins); log it (rate-limited under a flood)."""
-        arrival = self._scheduler.next_arrival()
-        parsed = parse_command(text, max_chars=self._p["max_command_chars"], max_expressions=self._p["max_expressions"])
-        shown = text if len(text) <= 80 else text[:77] + "..."
-        for note in parsed.notes:
-            self._warn(f"{source} {shown!r}: {note}", key="note:" + self._throttle.key(note)[:60])
-        if parsed.action is Action.INVALID:
-            self._stats.count("bad_commands")
-            active = self._scheduler.command
-            keep = f"; keeping the active command {active.text!r}" if active else ""
-            self._warn(f"ignoring {source} {shown!r}: {parsed.reason}{keep}",
-                       key="badcmd:" + self._throttle.key(parsed.reason)[:60])
-            return
-        self._stats.count("commands")
-        previous = self._scheduler.command
-        stop = parsed.action is Action.STOP
-        applied = self._scheduler.apply_command(text, None if stop else parsed.expressions, arrival)
-        if applied is False:  # a newer command was applied meanwhile
-            self._stats.count("superseded_commands")
-            return
-        if not self._command_log.allow():  # a flood of commands: a few lines, not one per message
-            return
-        skipped = self._command_log.take_suppressed()
-        more = f" ({skipped} earlier commands not logged: more than 5/s)" if skipped else ""
-        if stop:
-            self.get_logger().info(f"{source} {shown!r}: cleared the active command"
-                                   + (f" {previous.text!r}" if previous else "") + more)
-        else:
-            self.get_logger().info(f"{source} {shown!r} -> {list(parsed.expressions)}{more}")
+        self._commands.deliver(self._inbox.receive(msg.data, info, time.time_ns()), self._state,
+                               self._inbox.max_age_s)
 
     # ---- diagnostics -------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
