@@ -122,16 +122,46 @@ def _render_and_write(task: tuple) -> tuple[int, int]:
     return index, sum(len(r["sentences"]) for r in record["refs"])
 
 
-def _worker_init() -> None:
-    # one pybullet client per worker, created up front; numpy/cv2 single-threaded so two
-    # workers use two cores, not four threads fighting over them
+def single_threaded() -> None:
+    """A rendering worker's start: numpy/cv2 on one thread, so two workers use two cores, not
+    four threads fighting over them."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         import cv2
         cv2.setNumThreads(1)
     except Exception:  # noqa: BLE001
         pass
-    from refseg_ros.data.tabletop import render_scene  # noqa: F401  (imports pybullet quietly)
+
+
+def _worker_init() -> None:
+    single_threaded()
+    from refseg_ros.data.tabletop import render_scene  # noqa: F401  (one pybullet import, up front)
+
+
+def render_tasks(tasks: list, render, worker_init, workers: int, desc: str, progress: bool,
+                 chunksize: int = 4) -> float:
+    """Run ``render(task)`` for every task, in this process (``workers <= 1``, leaving its thread
+    settings alone) or in ``workers`` spawned processes started by ``worker_init``; a tqdm bar;
+    returns the seconds taken."""
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(tasks), desc=desc, unit="scene", smoothing=0.05)
+    start = time.perf_counter()
+    if tasks and workers <= 1:
+        for task in tasks:
+            render(task)
+            if bar:
+                bar.update(1)
+    elif tasks:
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(workers, initializer=worker_init) as pool:
+            for _ in pool.imap_unordered(render, tasks, chunksize=chunksize):
+                if bar:
+                    bar.update(1)
+    if bar:
+        bar.close()
+    return time.perf_counter() - start
 
 
 def _check_params(root: str, split: str, params: dict) -> None:
@@ -160,26 +190,7 @@ def generate_split(root: str, split: str, scenes: int, seed: int, workers: int =
     todo = [i for i in range(scenes)
             if not os.path.exists(os.path.join(root, scene_files(split, i)["record"]))]
     tasks = [(root, split, i, int(seed), int(width), int(height)) for i in todo]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(tasks), desc=f"{split} scenes", unit="scene", smoothing=0.05)
-    start = time.perf_counter()
-    if tasks:
-        if workers <= 1:
-            for task in tasks:  # in this process, leaving its thread settings alone
-                _render_and_write(task)
-                if bar:
-                    bar.update(1)
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            with ctx.Pool(workers, initializer=_worker_init) as pool:
-                for _ in pool.imap_unordered(_render_and_write, tasks, chunksize=4):
-                    if bar:
-                        bar.update(1)
-    seconds = time.perf_counter() - start
-    if bar:
-        bar.close()
+    seconds = render_tasks(tasks, _render_and_write, _worker_init, workers, f"{split} scenes", progress)
     index = build_index(root, split, scenes, params)
     return {"split": split, "rendered": len(tasks), "skipped": scenes - len(tasks),
             "seconds": round(seconds, 2),

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
-import time
 from collections import Counter
 
 import numpy as np
 
 from refseg_ros.data.generate import (JPEG_QUALITY, MAX_OBJECTS, PNG_COMPRESSION, _atomic_write,
-                                      _check_params, _round)
+                                      _check_params, _round, render_tasks, single_threaded)
 from refseg_ros.data.masks import encode_rle
 from refseg_ros.data.v2 import assets as A
 
@@ -111,15 +109,6 @@ def _render_and_write(task: tuple) -> int:
     return index
 
 
-def _worker_init() -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:
-        import cv2
-        cv2.setNumThreads(1)
-    except Exception:  # noqa: BLE001
-        pass
-
-
 def generate_split_v2(root: str, split: str, scenes: int, seed: int, workers: int = 2,
                       long_side: int = 320, progress: bool = True) -> dict:
     """Render the missing scenes ``0 .. scenes-1`` of a v2 split and (re)write its index."""
@@ -131,25 +120,8 @@ def generate_split_v2(root: str, split: str, scenes: int, seed: int, workers: in
     todo = [i for i in range(scenes)
             if not os.path.exists(os.path.join(root, scene_files(split, i)["record"]))]
     tasks = [(root, split, i, int(seed), int(long_side)) for i in todo]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(tasks), desc=f"{split} v2 scenes", unit="scene", smoothing=0.05)
-    start = time.perf_counter()
-    if tasks and workers <= 1:
-        for task in tasks:
-            _render_and_write(task)
-            if bar:
-                bar.update(1)
-    elif tasks:
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(workers, initializer=_worker_init) as pool:
-            for _ in pool.imap_unordered(_render_and_write, tasks, chunksize=2):
-                if bar:
-                    bar.update(1)
-    seconds = time.perf_counter() - start
-    if bar:
-        bar.close()
+    seconds = render_tasks(tasks, _render_and_write, single_threaded, workers, f"{split} v2 scenes", progress,
+                           chunksize=2)
     index = build_index(root, split, scenes, params)
     return {"split": split, "rendered": len(tasks), "skipped": scenes - len(tasks),
             "seconds": round(seconds, 2),
