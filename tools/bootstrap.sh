@@ -47,16 +47,20 @@ if ((${#DEB_MISSING[@]})); then
   fi
 fi
 
-# Optional: Debian's sweethome3d-furniture (Tabletop v2 models; apt checks the archive's
-# signatures; sizes and timings in docs/data-card.md). REFSEG_ASSETS=0 skips it; without it
-# v2 leaves those models out.
-if [[ "${REFSEG_ASSETS:-1}" != 0 ]] && ! dpkg -s sweethome3d-furniture >/dev/null 2>&1; then
+# Optional Debian packages: sweethome3d-furniture (Tabletop v2 models; sizes and timings in
+# docs/data-card.md) and flite (more synthetic voices for the spoken-command set of
+# tools/keyword_accuracy.py). apt checks the archive's signatures. REFSEG_ASSETS=0 skips them;
+# without them v2 leaves those models out and the spoken set uses espeak-ng voices only.
+OPTIONAL_DEBS=()
+dpkg -s sweethome3d-furniture >/dev/null 2>&1 || OPTIONAL_DEBS+=(sweethome3d-furniture)
+command -v flite >/dev/null || OPTIONAL_DEBS+=(flite)
+if [[ "${REFSEG_ASSETS:-1}" != 0 ]] && ((${#OPTIONAL_DEBS[@]})); then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-    log "installing Debian sweethome3d-furniture (Tabletop v2 models; REFSEG_ASSETS=0 skips)"
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sweethome3d-furniture >/dev/null; } \
-      || log "WARNING: sweethome3d-furniture not installed; tabletop v2 leaves its models out"
+    log "installing optional Debian packages: ${OPTIONAL_DEBS[*]} (REFSEG_ASSETS=0 skips)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${OPTIONAL_DEBS[@]}" >/dev/null; } \
+      || log "WARNING: ${OPTIONAL_DEBS[*]} not installed (optional)"
   else
-    log "note: 'sudo apt-get install sweethome3d-furniture' adds Tabletop v2 models (optional)"
+    log "note: 'sudo apt-get install ${OPTIONAL_DEBS[*]}' adds Tabletop v2 models and voices (optional)"
   fi
 fi
 
