@@ -28,9 +28,9 @@ PNG_COMPRESSION = 3
 MAX_OBJECTS = 100  # annotation id = image id * MAX_OBJECTS + object index
 
 
-def scene_seed(seed: int, split: str, index: int) -> int:
-    """The seed of scene ``index`` of ``split``: a hash, so splits and indices never collide."""
-    digest = hashlib.sha256(f"refseg-tabletop/{int(seed)}/{split}/{int(index)}".encode()).digest()
+def scene_seed(seed: int, split: str, index: int, generator: str = "refseg-tabletop") -> int:
+    """The seed of scene ``index`` of ``split``: a hash, so splits, indices and generators never collide."""
+    digest = hashlib.sha256(f"{generator}/{int(seed)}/{split}/{int(index)}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
 
 

@@ -9,7 +9,6 @@ v1's shape, so v1 readers still load a v2 split.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import Counter
@@ -17,7 +16,8 @@ from collections import Counter
 import numpy as np
 
 from refseg_ros.data.generate import (JPEG_QUALITY, MAX_OBJECTS, PNG_COMPRESSION, _atomic_write,
-                                      _check_params, _round, render_tasks, single_threaded)
+                                      _check_params, _round, render_tasks, scene_files, scene_seed,
+                                      single_threaded)
 from refseg_ros.data.masks import encode_rle
 from refseg_ros.data.v2 import assets as A
 
@@ -26,14 +26,7 @@ GENERATOR_VERSION = 1
 
 
 def scene_seed_v2(seed: int, split: str, index: int) -> int:
-    digest = hashlib.sha256(f"refseg-tabletop-v2/{int(seed)}/{split}/{int(index)}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
-def scene_files(split: str, index: int) -> dict[str, str]:
-    name = f"{index:06d}"
-    return {"rgb": f"{split}/rgb/{name}.jpg", "depth": f"{split}/depth/{name}.png",
-            "record": f"{split}/scenes/{name}.json"}
+    return scene_seed(seed, split, index, generator="refseg-tabletop-v2")
 
 
 def category_ids() -> dict[str, int]:
