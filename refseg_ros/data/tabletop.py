@@ -78,8 +78,38 @@ class _BoundClient:
         return functools.partial(attr, physicsClientId=self._client) if callable(attr) else attr
 
 
+class RenderedViews:
+    """What a rendered scene's arrays give (v1 and v2 scenes): sizes, intrinsics, per-object masks,
+    depth in millimetres. Needs ``image``, ``depth``, ``instances``, ``camera_info``, ``objects``."""
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def K(self) -> np.ndarray:
+        return geometry.K_from_camera_info(self.camera_info)
+
+    def mask(self, k: int) -> np.ndarray:
+        """``uint8 (H, W)`` visible mask of object ``k``."""
+        return (self.instances == k + 1).astype(np.uint8)
+
+    @property
+    def masks(self) -> np.ndarray:
+        return np.stack([self.mask(k) for k in range(len(self.objects))]) if self.objects else \
+            np.zeros((0,) + self.instances.shape, np.uint8)
+
+    @property
+    def depth_mm(self) -> np.ndarray:
+        return geometry.depth_to_mm(self.depth)
+
+
 @dataclass
-class TabletopScene:
+class TabletopScene(RenderedViews):
     """A rendered scene, in memory.
 
     Attributes:
@@ -106,31 +136,6 @@ class TabletopScene:
     expressions: dict[int, list[dict]] = field(default_factory=dict)
     light: dict = field(default_factory=dict)
     body_ids: tuple[int, ...] = ()  # the renderer's pybullet bodies of ``objects`` (for render_view)
-
-    @property
-    def width(self) -> int:
-        return int(self.image.shape[1])
-
-    @property
-    def height(self) -> int:
-        return int(self.image.shape[0])
-
-    @property
-    def K(self) -> np.ndarray:
-        return geometry.K_from_camera_info(self.camera_info)
-
-    def mask(self, k: int) -> np.ndarray:
-        """``uint8 (H, W)`` visible mask of object ``k``."""
-        return (self.instances == k + 1).astype(np.uint8)
-
-    @property
-    def masks(self) -> np.ndarray:
-        return np.stack([self.mask(k) for k in range(len(self.objects))]) if self.objects else \
-            np.zeros((0,) + self.instances.shape, np.uint8)
-
-    @property
-    def depth_mm(self) -> np.ndarray:
-        return geometry.depth_to_mm(self.depth)
 
 
 class SceneRejected(RuntimeError):

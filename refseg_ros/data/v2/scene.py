@@ -19,7 +19,7 @@ import numpy as np
 from refseg_ros.data import geometry
 from refseg_ros.data.catalog import COLOURS, HELD_OUT_PAIRS
 from refseg_ros.data.masks import mask_to_box
-from refseg_ros.data.tabletop import (NEAR, TABLE_HALF, TABLE_SCALE, TABLE_TOP, SceneRejected,
+from refseg_ros.data.tabletop import (NEAR, TABLE_HALF, TABLE_SCALE, TABLE_TOP, RenderedViews, SceneRejected,
                                       TabletopRenderer, _plain, _read_obj_vertices,
                                       _rotation_rpy)
 from refseg_ros.data.v2 import assets as A
@@ -46,7 +46,7 @@ class SplitRules:
 
 
 @dataclass
-class SceneV2:
+class SceneV2(RenderedViews):
     """A rendered v2 scene in memory (fields as :class:`refseg_ros.data.tabletop.TabletopScene`,
     plus ``camera`` meta, ``photo`` finish parameters and ``expressions`` as a flat list with
     ``targets``)."""
@@ -62,25 +62,6 @@ class SceneV2:
     expressions: list[dict] = field(default_factory=list)
     light: dict = field(default_factory=dict)
     surfaces: dict = field(default_factory=dict)
-
-    @property
-    def width(self) -> int:
-        return int(self.image.shape[1])
-
-    @property
-    def height(self) -> int:
-        return int(self.image.shape[0])
-
-    @property
-    def K(self) -> np.ndarray:
-        return geometry.K_from_camera_info(self.camera_info)
-
-    def mask(self, k: int) -> np.ndarray:
-        return (self.instances == k + 1).astype(np.uint8)
-
-    @property
-    def depth_mm(self) -> np.ndarray:
-        return geometry.depth_to_mm(self.depth)
 
 
 class TabletopV2Renderer(TabletopRenderer):
