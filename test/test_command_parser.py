@@ -115,3 +115,158 @@ def test_fuzz_never_raises():
         assert parsed.action in (Action.GROUND, Action.STOP, Action.INVALID)
         for e in parsed.expressions:
             assert e and e.isascii() and e == e.strip()
+
+
+# ---- "all of them" and "not that one": quantified and negated expressions stay whole -----------------
+
+QUANTIFIED_CASES = [
+    # (said, expressions): each is one referring expression, however many objects it names
+    ("pick up all the red cubes", ["all the red cubes"]),
+    ("grab both mugs please", ["both mugs"]),
+    ("every cube", ["every cube"]),
+    ("could you hand me each of the bowls?", ["each of the bowls"]),
+    ("the mug that is not red", ["the mug that is not red"]),
+    ("the bowls that aren't white", ["the bowls that aren't white"]),
+    ("pick up everything that is not a cube", ["everything that is not a cube"]),
+    ("all the objects that aren't cylinders", ["all the objects that aren't cylinders"]),
+    ("every mug except red ones", ["every mug except red ones"]),
+    ("the mug next to both ducks", ["the mug next to both ducks"]),
+    ("would you mind fetching the two plates?", ["the two plates"]),
+    # "and" before a quantifier starts a new object; the quantifier stays with it
+    ("grab the duck and all the cubes", ["the duck", "all the cubes"]),
+    ("the duck and everything that is not a cube", ["the duck", "everything that is not a cube"]),
+    ("all the cubes and the duck", ["all the cubes", "the duck"]),
+    # "both X and Y" coordinates two objects; "both the mugs" alone is every mug
+    ("grab both the duck and the cube", ["the duck", "the cube"]),
+    ("both the mugs", ["both the mugs"]),
+    # a qualification after a pause is part of the object: cutting it off would ground the very
+    # object the speaker ruled out
+    ("the duck, not the cube", ["the duck not the cube"]),
+    ("grab the mug, not the red one", ["the mug not the red one"]),
+    ("the duck, and not the cube", ["the duck and not the cube"]),
+    ("counting from the left, the second mug", ["counting from the left the second mug"]),
+]
+
+
+@pytest.mark.parametrize("said, expected", QUANTIFIED_CASES)
+def test_quantified_and_negated_expressions_stay_one_expression(said, expected):
+    parsed = parse_command(said)
+    assert parsed.action is Action.GROUND, parsed
+    assert list(parsed.expressions) == expected
+
+
+@pytest.mark.parametrize("said, reason", [
+    ("not", "names no object"), ("NOT!", "names no object"), ("all", "does not say which"),
+    ("all the", "names no object"), ("both", "names no object"), ("every", "names no object"),
+    ("each", "names no object"), ("the two", "names no object"), ("all of the", "names no object"),
+    ("everything that is not", "names no object"), ("pick up nothing", "names no object"),
+    ("none of them", "names no object"),
+    ("no, not the red one", "says only what not to ground"), ("not a cube", "says only what not to ground"),
+])
+def test_commands_naming_no_object_are_invalid_not_grounded(said, reason):
+    parsed = parse_command(said)
+    assert parsed.action is Action.INVALID and reason in parsed.reason, parsed
+    assert parsed.expressions == ()
+
+
+def test_a_segment_naming_no_object_is_left_out_with_a_note():
+    parsed = parse_command("grab the duck and all the")
+    assert parsed.expressions == ("the duck",)
+    assert any("names no object" in n for n in parsed.notes)
+
+
+def _v2_structures(rng):
+    """One structure of each v2 kind, on categories and a landmark drawn by ``rng``."""
+    from refseg_ros.data.v2 import assets as A
+    from refseg_ros.language.semantics import RELATIONS
+
+    cats = sorted(A.CATEGORY_V2)
+    c, c2 = (str(x) for x in rng.choice(cats, 2, replace=False))
+    q = str(rng.choice(["all", "every", "both", "count"]))
+    yield {"type": "multi_target", "head": {"category": c}, "quantifier": q, "count": 3}
+    yield {"type": "multi_target", "head": {"category": c, "colour": "red"}, "quantifier": q, "count": 2}
+    yield {"type": "negation", "head": {"category": c}, "exclude": {"colour": "red"}}
+    yield {"type": "negation", "head": {}, "exclude": {"category": c}}
+    yield {"type": "category", "head": {"category": c}}
+    yield {"type": "attribute", "head": {"category": c, "colour": "blue"}}
+    yield {"type": "location", "head": {"category": c}, "location": str(rng.choice(["left", "right", "front", "back"]))}
+    yield {"type": "ordinal", "head": {"category": c}, "ordinal": {"k": 2, "from": "left"}}
+    yield {"type": "relation", "head": {"category": c},
+           "relation": {"name": str(rng.choice(RELATIONS)), "landmark": {"category": c2}}}
+    yield {"type": "proximity", "head": {"category": c}, "proximity": {"extreme": "closest", "landmark": None}}
+    yield {"type": "proximity", "head": {"category": c}, "proximity": {"extreme": "farthest", "landmark": {"category": c2}}}
+
+
+def _v2_sayings(n_seeds: int):
+    """(clean expression, template, kind) for every v2 template family, train and held-out sides."""
+    import numpy as np
+
+    from refseg_ros.data.v2 import wording as W
+
+    for seed in range(n_seeds):
+        rng = np.random.default_rng(seed)
+        for s in _v2_structures(rng):
+            for held_out in (False, True):
+                clean, template = W.realise(s, rng, held_out)
+                yield clean, template, s["type"]
+
+
+def test_every_v2_expression_parses_back_whole_inside_every_request_wrapper():
+    from refseg_ros.data.v2 import wording as W
+
+    wrappers = W.WRAPPERS[0] + W.WRAPPERS[1] + ["{e}"]
+    failures = []
+    for clean, template, _ in _v2_sayings(60):
+        # what the node grounds: the expression as said, with "that X" read as "the X" and the
+        # comma of "counting from the left, the second X" dropped
+        expected = clean.replace(", ", " ")
+        if expected.startswith("that "):
+            expected = "the " + expected[5:]
+        for wrapper in wrappers:
+            parsed = parse_command(wrapper.format(e=clean))
+            if parsed.action is not Action.GROUND or list(parsed.expressions) != [expected]:
+                failures.append((wrapper.format(e=clean), parsed.expressions, parsed.reason))
+    assert not failures, failures[:10]
+
+
+def test_asks_for_many_reads_the_v2_templates_as_the_data_means_them():
+    from refseg_ros.data.v2 import wording as W
+    from refseg_ros.language.number import asks_for_many
+
+    many_negations = set(W.NEGATION_PLURAL[0] + W.NEGATION_PLURAL[1] + W.NEGATION_OBJECT_PLURAL[0]
+                         + W.NEGATION_OBJECT_PLURAL[1] + W.NEGATION_OBJECT[0] + W.NEGATION_OBJECT[1])
+    wrong = []
+    for clean, template, kind in _v2_sayings(150):
+        want = kind == "multi_target" or (kind == "negation" and template in many_negations)
+        if asks_for_many(clean) != want:
+            wrong.append((clean, template, want))
+    assert not wrong, wrong[:10]
+
+
+@pytest.mark.parametrize("text, many", [
+    ("all the red cubes", True), ("both mugs", True), ("every cube", True), ("each bowl", True),
+    ("the two plates", True), ("the 3 cups", True), ("the pair of saucers", True), ("the mugs", True),
+    ("the red cubes on the left", True), ("the bowls that aren't white", True),
+    ("everything that is not a cube", True), ("the thing that isn't a mug", True),
+    ("whatever is not a cube", True), ("any cup you can see", True),
+    ("the mug", False), ("the mug next to both ducks", False), ("the mug between the two ducks", False),
+    ("the second of the three cubes", False), ("the cube left of everything", False),
+    ("the mug in front of all the ducks", False), ("the mug next to the ducks", False),
+    ("the ketchup all the way on the left", False), ("the mug that is not red", False),
+    ("the glass", False), ("the flowers", False), ("the can of beans", False), ("the mug on the duck's left", False),
+    ("the duck and the cube", False),
+])
+def test_asks_for_many_by_the_head_not_the_landmark(text, many):
+    from refseg_ros.language.number import asks_for_many
+
+    assert asks_for_many(text) is many
+
+
+def test_no_catalog_noun_is_read_as_many():
+    from refseg_ros.data.v2 import assets as A
+    from refseg_ros.language.number import asks_for_many
+    from refseg_ros.language.vocabulary import NOUNS
+
+    nouns = {n for c in A.CATEGORY_V2.values() for n in (*c.nouns, *(c.held_out_nouns or ()))}
+    nouns |= {n for v in NOUNS.values() for n in v}
+    assert [n for n in nouns if asks_for_many(f"the {n}") or asks_for_many(f"the small red {n} on the left")] == []

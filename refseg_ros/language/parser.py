@@ -135,6 +135,9 @@ _VERBS = _phrases(
     "select", "track", "detect", "touch", "tap", "push", "poke", "hold", "reach for", "reach",
     "go to", "move to", "move", "put", "place", "drop", "set", "put down", "identify", "mark",
     "focus on", "pick out",
+    # after "would you mind ...", "how about ..."
+    "fetching", "getting", "grabbing", "picking up", "bringing", "bringing over", "passing", "handing",
+    "finding", "showing", "taking",
 )
 _PLACING_VERBS = {"put", "place", "drop", "set", "move", "bring", "put down"}
 _DESTINATION = _phrases("into", "onto", "inside", "in", "on top of", "over to", "back to", "toward",
@@ -146,6 +149,16 @@ _TRAIL = _phrases("please", "for me", "thanks", "thank you", "now", "right now",
 _DETERMINERS = {"the", "a", "an", "this", "that", "these", "those", "another", "my", "your", "its",
                 "our", "their", "his", "her", "some", "any", "each", "both"}
 _VERB_STARTS = {v[0] for v in _VERBS}
+# Words that open a noun phrase after "and": "the duck and all the cubes" names two things.
+_PHRASE_STARTS = _DETERMINERS | {"all", "every", "everything", "whatever", "anything"}
+# Words that name no object on their own: an expression of only these ("not", "all the", "the two",
+# "everything that is not") is refused rather than grounded as if it named something.
+_NO_OBJECT = _DETERMINERS | {
+    "all", "every", "everything", "anything", "whatever", "nothing", "none", "no", "not", "of", "that",
+    "which", "who", "is", "are", "isn't", "aren't", "one", "ones", "two", "three", "four", "five", "pair",
+    "it", "them", "but", "except", "other", "than", "and", "or", "only", "just", "same"}
+# A segment opening with one of these says what not to ground ("no, not the red one"), never what to.
+_EXCLUDING = {"not", "nothing", "none", "neither", "nor"}
 # Words that continue the previous noun phrase rather than start a new object.
 _RELATIONAL = {"next", "near", "nearest", "closest", "close", "beside", "besides", "behind", "in",
                "on", "at", "by", "between", "left", "right", "of", "to", "with", "which", "that",
@@ -229,7 +242,14 @@ def _starts_new_phrase(tokens: list[str], i: int, memo: dict[int, int]) -> bool:
     j = _after_fillers(tokens, i, memo)
     if j >= len(tokens):
         return False
-    return tokens[j] in _DETERMINERS or tokens[j] in _VERB_STARTS
+    return tokens[j] in _PHRASE_STARTS or tokens[j] in _VERB_STARTS
+
+
+def _counting_from(seg: list[str]) -> bool:
+    """True when ``seg`` ends in "counting/starting from (the) <side>", which the object follows."""
+    tail = seg[-4:]
+    return any(tail[k:k + 2] in (["counting", "from"], ["starting", "from"]) for k in range(len(tail) - 1)) \
+        and tail[-1] in ("left", "right", "front", "back")
 
 
 def _split(tokens: list[str]) -> list[list[str]]:
@@ -245,6 +265,14 @@ def _split(tokens: list[str]) -> list[list[str]]:
             nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
             if nxt in _RELATIONAL and nxt not in _DETERMINERS:
                 i += 1  # "the mug, next to the duck": one object, the comma is only a pause
+                continue
+            if nxt == "not" or (nxt in ("and", "but") and tokens[i + 2:i + 3] == ["not"]):
+                # "the duck, not the cube": a qualification of this object; cut off, it would
+                # ground the very object the speaker ruled out
+                i += 1
+                continue
+            if _counting_from(segments[-1]):
+                i += 1  # "counting from the left, the second mug": one object
                 continue
             if (tokens[i + 1:i + 3] in (["the", "one"], ["that", "one"]) and i + 3 < len(tokens)
                     and tokens[i + 3] in _RELATIONAL):
@@ -380,20 +408,24 @@ def parse_command(text: object, max_chars: int = DEFAULT_MAX_CHARS,
             return ParsedCommand(Action.STOP, notes=tuple(notes))  # "grab the duck, no, cancel"
 
     expressions: dict[str, None] = {}  # ordered, and a set for the duplicate check
-    dropped_pronouns = []
-    for seg in _split(tokens):
-        seg = _strip_segment(seg)
-        if not seg:
-            continue
+    refused: list[str] = []  # why each segment that names no object was left out
+    segments = [seg for seg in (_strip_segment(seg) for seg in _split(tokens)) if seg]
+    for k, seg in enumerate(segments):
+        if seg[0] == "both" and len(seg) > 2 and seg[1] in _DETERMINERS and k + 1 < len(segments):
+            seg = seg[1:]  # "both the duck and the cube": two objects, not "every duck"
         expr = " ".join(seg)
         if expr in _PRONOUNS or (len(seg) == 2 and seg[0] == "the" and seg[1] in _PRONOUNS):
-            dropped_pronouns.append(expr)
-            continue
-        expressions.setdefault(expr)
+            refused.append(f"{expr!r} does not say which object")
+        elif all(w in _NO_OBJECT or w.isdigit() for w in seg):
+            refused.append(f"{expr!r} names no object")
+        elif seg[0] in _EXCLUDING:
+            refused.append(f"{expr!r} says only what not to ground")
+        else:
+            expressions.setdefault(expr)
     if not expressions:
-        reason = (f"{dropped_pronouns[0]!r} does not say which object" if dropped_pronouns
-                  else "no object described")
+        reason = refused[0] if refused else "no object described"
         return ParsedCommand(Action.INVALID, reason=f"{reason} in {clean[:80]!r}", notes=tuple(notes))
+    notes.extend(f"left out {r}" for r in refused if "does not say" not in r)
     expressions = list(expressions)
     if len(expressions) > max_expressions:
         notes.append(f"grounding the first {max_expressions} of {len(expressions)} objects "
