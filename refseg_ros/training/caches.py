@@ -1,7 +1,8 @@
 """The cached training path's data: what the frozen parts of the model compute, computed once.
 
 * :class:`FeatureCache`: the frozen CNN's stride-4/8/16 features of every training image and of its
-  mirror image, in memory-mapped fp16 files next to the data (shared by runs, resumable);
+  mirror image (and optionally of camera variants of each, with their mirrors), in memory-mapped
+  fp16 files next to the data (shared by runs, resumable);
 * :class:`TextCache`: the frozen text encoder's token features per distinct expression (and its
   left/right-swapped twin, for mirrored images), computed on first use;
 * :class:`TargetCache`: every target's box and bit-packed mask, decoded once.
@@ -22,25 +23,46 @@ from refseg_ros.model.letterbox import letterbox_images
 __all__ = ["FeatureCache", "TargetCache", "TextCache"]
 
 
-def _cache_key(model, dataset) -> str:
-    """Identifies the frozen CNN and the image list, so a cache is reused only when valid."""
+def _cache_key(model, dataset, augment=None) -> str:
+    """Identifies the frozen CNN, the image list and the variants, so a cache is reused only when valid.
+
+    Without variants the key is what it was before variants existed, so those caches stay valid.
+    """
     h = hashlib.sha256()
     h.update(json.dumps({"backbone": model.cfg.backbone, "input_size": model.cfg.input_size,
                          "mean": model.cfg.pixel_mean, "std": model.cfg.pixel_std}).encode())
     for path in dataset.image_paths:
         h.update(path.encode())
+    if augment is not None and augment.count > 0:
+        h.update(json.dumps(augment.key(), sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
 class FeatureCache:
-    """Frozen image features of every image and its mirror, as memory-mapped fp16 arrays.
+    """Frozen image features of every image, its camera variants and their mirrors (memory-mapped fp16).
 
-    Row ``2 * i`` holds image ``i``, row ``2 * i + 1`` its horizontal mirror. Built once (resumable:
-    rows are filled in order and a progress file records how far), shared by concurrent runs.
+    With ``V`` variants each image ``i`` owns ``R = 2 * (V + 1)`` consecutive rows: row
+    ``i * R + 2 * v`` holds variant ``v`` (0: the image itself) and the next row its horizontal
+    mirror; without variants that is row ``2 * i`` and ``2 * i + 1``. Built once (resumable: images
+    are filled in order, each variant drawn from its own seeded stream, and a progress file records
+    how far), shared by concurrent runs.
+
+    Args:
+        model: the model whose frozen ``image_features`` are cached.
+        dataset: exposes ``image_paths`` and ``load_image(i)`` (one image size).
+        cache_dir: the directory that holds one sub-directory per cache key.
+        augment: a ``CachedVariants`` (``TrainConfig.cache_augment()``); ``None`` or 0 variants:
+            the clean images and their mirrors only.
     """
 
-    def __init__(self, model, dataset, cache_dir: Path, progress: bool = True) -> None:
-        self.dir = Path(cache_dir) / f"features_{_cache_key(model, dataset)}"
+    flush_every = 200  # images between progress records: what an interruption can cost
+
+    def __init__(self, model, dataset, cache_dir: Path, progress: bool = True, augment=None) -> None:
+        self.augment = augment if augment is not None and augment.count > 0 else None
+        self.variants = self.augment.count if self.augment else 0
+        self.p_clean = self.augment.p_clean if self.augment else 1.0
+        self.rows_per_image = 2 * (self.variants + 1)
+        self.dir = Path(cache_dir) / f"features_{_cache_key(model, dataset, self.augment)}"
         self.dir.mkdir(parents=True, exist_ok=True)
         n = len(dataset.image_paths)
         first = dataset.load_image(0)
@@ -48,53 +70,83 @@ class FeatureCache:
         canvas, _ = letterbox_images(torch.zeros(1, 3, *self.image_hw), model.input_size)
         with torch.no_grad():
             shapes = {k: tuple(v.shape[1:]) for k, v in model.image_features(canvas).items()}
+        total = self.rows_per_image * n
         meta_path = self.dir / "meta.json"
         if meta_path.exists():
             meta = json.loads(meta_path.read_text())
         else:
-            meta = {"rows": 2 * n, "shapes": shapes, "done": 0}
+            meta = {"rows": total, "shapes": shapes, "done": 0}
+            if self.augment:
+                meta["augment"] = self.augment.key()
             meta_path.write_text(json.dumps(meta))
+        if meta["rows"] != total:
+            raise ValueError(f"feature cache {self.dir} holds {meta['rows']} rows, expected {total}; remove it")
         self.shapes = {k: tuple(v) for k, v in meta["shapes"].items()}
         def _open(key: str, shape: tuple) -> np.memmap:
             path = self.dir / f"{key}.npy"
             if not path.exists():
-                return np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(2 * n, *shape))
+                return np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(total, *shape))
             return np.load(path, mmap_mode="r" if meta["done"] >= meta["rows"] else "r+")
 
         self.arrays = {k: _open(k, s) for k, s in self.shapes.items()}
         if meta["done"] < meta["rows"]:
             self._fill(model, dataset, meta, meta_path, progress)
 
+    @property
+    def bytes_per_row(self) -> int:
+        return sum(int(np.prod(s)) * 2 for s in self.shapes.values())
+
+    def rows(self, image_index: np.ndarray, flipped: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The cache row of each sample: its image's clean form with probability ``p_clean``, else
+        one of its variants at random; the mirror of that form where ``flipped``.
+
+        Without variants this draws nothing from ``rng``, so such runs see the same random stream.
+        """
+        image_index = np.asarray(image_index, dtype=np.int64)
+        flipped = np.asarray(flipped).astype(np.int64)
+        if self.variants == 0:
+            return 2 * image_index + flipped
+        clean = rng.random(len(image_index)) < self.p_clean
+        variant = np.where(clean, 0, rng.integers(1, self.variants + 1, len(image_index)))
+        return image_index * self.rows_per_image + 2 * variant + flipped
+
+    def _images(self, img: np.ndarray, i: int) -> list[np.ndarray]:
+        out = []
+        for v in range(self.variants + 1):
+            view = img if v == 0 else self.augment.image(img, i, v)
+            out += [view, view[:, ::-1]]
+        return out
+
     @torch.no_grad()
-    def _fill(self, model, dataset, meta: dict, meta_path: Path, progress: bool, chunk: int = 1) -> None:
+    def _fill(self, model, dataset, meta: dict, meta_path: Path, progress: bool) -> None:
         from tqdm import tqdm
 
         n = len(dataset.image_paths)
-        start = meta["done"] // 2
+        per = self.rows_per_image
+        start = meta["done"] // per
         bar = tqdm(total=n, initial=start, desc="caching frozen features", unit="img", disable=not progress)
         model_was_training = model.training
         model.eval()
-        for i0 in range(start, n, chunk):
-            ids = range(i0, min(n, i0 + chunk))
-            imgs = []
-            for i in ids:
-                img = dataset.load_image(i)
-                if img.shape[:2] != self.image_hw:
-                    raise ValueError(f"cached training needs one image size; {dataset.image_paths[i]} is "
-                                     f"{img.shape[1]}x{img.shape[0]}, others {self.image_hw[1]}x{self.image_hw[0]}. "
-                                     "Use --cache-features off.")
-                imgs += [img, img[:, ::-1]]
+        # One image (with its variants and mirrors) per forward: the same batch on a resume, so a
+        # resumed cache is bit-identical to one built in one go.
+        for i in range(start, n):
+            img = dataset.load_image(i)
+            if img.shape[:2] != self.image_hw:
+                raise ValueError(f"cached training needs one image size; {dataset.image_paths[i]} is "
+                                 f"{img.shape[1]}x{img.shape[0]}, others {self.image_hw[1]}x{self.image_hw[0]}. "
+                                 "Use --cache-features off.")
+            imgs = self._images(img, i)
             batch = torch.from_numpy(np.ascontiguousarray(np.stack(imgs))).permute(0, 3, 1, 2).float().div_(255)
             canvas, _ = letterbox_images(batch, model.input_size, fill=model.pixel_mean)
             feats = model.image_features(canvas)
             for k, v in feats.items():
-                self.arrays[k][2 * i0:2 * i0 + len(imgs)] = v.to(torch.float16).numpy()
-            meta["done"] = 2 * (i0 + len(ids))
-            if (i0 // chunk) % 200 == 0 or meta["done"] >= meta["rows"]:
+                self.arrays[k][per * i:per * (i + 1)] = v.to(torch.float16).numpy()
+            meta["done"] = per * (i + 1)
+            if (i + 1 - start) % self.flush_every == 0 or meta["done"] >= meta["rows"]:
                 for a in self.arrays.values():
                     a.flush()
                 meta_path.write_text(json.dumps(meta))
-            bar.update(len(ids))
+            bar.update(1)
         bar.close()
         model.train(model_was_training)
 

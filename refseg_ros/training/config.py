@@ -24,9 +24,31 @@ class TrainConfig:
     cache_features: str  # auto | on | off
     num_workers: int
     seed: int
+    # Camera variants on the cached path (0: the clean image and its mirror only). Each variant's
+    # frozen features are cached like the image's, so the variants, their seed and ranges are
+    # part of the cache's key; ``augment_p_clean`` only picks among them at training time.
+    augment_variants: int = 0
+    augment_p_clean: float = 0.34
+    augment_seed: int = 0
+    augment_exposure: tuple[float, float] = (0.45, 1.8)  # linear-light gain range
+    augment_exposure_sigma: float = 0.4    # log-normal around 1, then clipped to the range
+    augment_white_balance: float = 0.05    # sigma of log red/blue gains (small: colour words stay true)
+    augment_contrast: float = 0.2
+    augment_saturation: float = 0.2
+    augment_p_blur: float = 0.4            # half Gaussian, half motion streak
+    augment_blur_sigma: float = 1.5        # px
+    augment_motion_px: int = 9             # longest motion streak, px
+    augment_p_noise: float = 0.5
+    augment_read_noise: float = 0.03       # sigma, fraction of full scale
+    augment_shot_noise: float = 0.01       # variance per unit of signal
+    augment_p_jpeg: float = 0.5
+    augment_jpeg_quality: tuple[int, int] = (30, 90)
 
     def __post_init__(self) -> None:
         self.milestones = tuple(float(m) for m in self.milestones)
+        self.augment_exposure = tuple(float(v) for v in self.augment_exposure)
+        self.augment_jpeg_quality = tuple(int(v) for v in self.augment_jpeg_quality)
+        self.cache_augment()  # validates the ranges now rather than when the cache is built
         if self.cache_features not in ("auto", "on", "off"):
             raise ValueError(f"cache_features must be auto, on or off; got {self.cache_features!r}")
         if any(not 0 < m < 1 for m in self.milestones):
@@ -36,6 +58,15 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def cache_augment(self):
+        """The cached path's camera variants (``refseg_ros.data.augment.CachedVariants``)."""
+        from refseg_ros.data.augment import CachedVariants, CameraParams
+
+        params = CameraParams(**{f.name: getattr(self, f"augment_{f.name}")
+                                 for f in dataclasses.fields(CameraParams)})
+        return CachedVariants(count=self.augment_variants, p_clean=self.augment_p_clean,
+                              seed=self.augment_seed, params=params)
 
 
 def load_train_config(preset: str = "tabletop", **overrides: Any) -> TrainConfig:
