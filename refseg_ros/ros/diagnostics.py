@@ -11,7 +11,7 @@ from refseg_ros.ros.scheduler import MAX_FRAME_AGE_S
 from refseg_ros.utils.timing import LatencyWindow
 
 COUNTERS = ("received", "processed", "dropped", "bad_images", "errors", "commands", "bad_commands",
-            "superseded_commands", "service_calls", "service_busy")
+            "superseded_commands", "service_calls", "service_busy", "not_found")
 #: Window over which ``rate_hz`` is measured.
 RATE_WINDOW_S = 5.0
 #: A command is active but no frame for this long: the status warns. The worker's own bound on a
@@ -113,6 +113,8 @@ def grounding_status(name: str, state: str, model: str, device: str, command, st
         "superseded_commands": counts["superseded_commands"],
         "service_calls": counts["service_calls"],
         "service_busy": counts["service_busy"],
+        # expressions answered "not found" on published frames (a frame with two counts two)
+        "not_found": counts["not_found"],
         "worker_alive": worker[0],
         "worker_busy_s": f"{worker[1]:.1f}",
         "rate_hz": f"{rate:.2f}",

@@ -124,36 +124,47 @@ class Outcome:
     array: GroundingArray
     found_masks: list = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)  # (warning, throttle key)
+    not_found: int = 0  # expressions answered "not found"
 
 
 def grounding_array(header, text: str, results, depth: DepthView | None = None, fill_masks: bool = True,
                     limits: DepthLimits = DepthLimits()) -> Outcome:
-    """``GroundingArray`` for one frame from post-processed results (``model.postprocess.Grounding``)."""
+    """``GroundingArray`` for one frame from post-processed results (``model.postprocess.Grounding``).
+
+    One ``Grounding`` per answer (``utils.overlay.answers``), in command order: an expression not
+    found gives one with ``found`` false, a zero box, an empty mask and no position, since a robot
+    must not act on the model's best guess; one found that asks for every match ("all the red
+    cubes") gives one per object, adjacent and with the same expression text.
+    """
+    from refseg_ros.utils.overlay import answers
+
     array = GroundingArray()
     array.header = header
     array.command = text
     out = Outcome(array)
-    for r in results:
+    for a in answers(results):
         g = Grounding()
         g.header = header
-        g.expression = r.expression
-        g.score = float(r.score)
-        g.found = bool(r.found)
-        g.x_min, g.y_min, g.x_max, g.y_max = (float(v) for v in r.box)
+        g.expression = a.expression
+        g.score = float(a.score)
+        g.found = a.found
+        array.results.append(g)
+        if not a.found:
+            out.not_found += 1
+            continue
+        g.x_min, g.y_min, g.x_max, g.y_max = a.box
         if fill_masks:
-            g.mask = numpy_to_imgmsg(mono8(r.mask), "mono8", header)
+            g.mask = numpy_to_imgmsg(mono8(a.mask), "mono8", header)
         if depth is not None and depth.depth_m is not None:
-            pos = object_position(r.mask, depth.depth_m, depth.intrinsics, min_valid_pixels=limits.min_valid_pixels,
+            pos = object_position(a.mask, depth.depth_m, depth.intrinsics, min_valid_pixels=limits.min_valid_pixels,
                                   min_depth=limits.min_depth, max_depth=limits.max_depth)
             if pos.point is not None:
                 g.has_position = True
                 g.position.x, g.position.y, g.position.z = (float(v) for v in pos.point)
-            elif g.found:
-                out.notes.append((f"no 3D position for {r.expression!r}: {pos.reason}",
+            else:
+                out.notes.append((f"no 3D position for {a.expression!r}: {pos.reason}",
                                   f"nodepth:{pos.reason.split(' ')[-1]}"))
-        if g.found:
-            out.found_masks.append(r.mask)
-        array.results.append(g)
+        out.found_masks.append(a.mask)
     return out
 
 
@@ -171,7 +182,7 @@ def union_mask(header, shape: tuple[int, int], masks) -> object:
 
 
 def overlay(header, rgb: np.ndarray, results, alpha: float) -> object:
-    """bgr8 Image of ``rgb`` with the results drawn (masks for the found ones)."""
+    """bgr8 Image of ``rgb`` with the results drawn (masks for the found ones, "not found: ..." lines)."""
     import cv2
 
     from refseg_ros.utils.overlay import draw_groundings
@@ -193,7 +204,8 @@ def target(header, array: GroundingArray) -> PointStamped | None:
 
 
 def markers(header, array: GroundingArray, scale: float) -> MarkerArray:
-    """A sphere and a text label per found result with a 3D position (after a DELETEALL)."""
+    """A sphere and a text label per found result with a 3D position (after a DELETEALL); the
+    objects of one expression share its colour."""
     from refseg_ros.utils.overlay import color_for
 
     out = MarkerArray()
@@ -202,10 +214,12 @@ def markers(header, array: GroundingArray, scale: float) -> MarkerArray:
     clear.ns = "refseg"
     clear.action = Marker.DELETEALL
     out.markers.append(clear)
+    colour_of: dict[str, int] = {}
     for i, g in enumerate(array.results):
+        index = colour_of.setdefault(g.expression, len(colour_of))
         if not (g.found and g.has_position):
             continue
-        r, gr, b = (c / 255.0 for c in color_for(i))
+        r, gr, b = (c / 255.0 for c in color_for(index))
         sphere = Marker()
         sphere.header = header
         sphere.ns, sphere.id, sphere.type, sphere.action = "refseg", 2 * i, Marker.SPHERE, Marker.ADD

@@ -229,6 +229,8 @@ class GroundingWorker:
         if not self._publish(job, epoch, pubs, [(pubs["groundings"], out.array)]
                              + ([(pubs["target"], target)] if target is not None else [])):
             return False
+        if out.not_found:
+            self.stats.count("not_found", out.not_found)
         # Drawing and encoding cost real time: only for someone listening, after the results a robot
         # acts on, outside the lock (so a stop never waits for them), then checked again.
         extra = []

@@ -1,19 +1,25 @@
 """Draw grounding results on an image: tinted masks, boxes, expression and score. numpy + OpenCV only.
 
-Shared by the ROS node's ``overlay`` topic and the ``refseg predict`` command. Results are taken
-by duck typing: anything with ``expression``, ``box`` (x_min, y_min, x_max, y_max in pixels),
-``score`` and ``mask`` (bool (H, W) or None) works, e.g. ``refseg_ros.model.predictor.Grounding``.
-Objects below ``found_threshold`` are drawn with a thin grey box and no mask, so a viewer sees
-the model's best guess without mistaking it for a detection.
+Shared by the ROS node's ``overlay`` topic, ``refseg predict`` and the demo. Results are taken by
+duck typing: anything with ``expression``, ``box`` (x_min, y_min, x_max, y_max in pixels),
+``score`` and ``mask`` (bool (H, W) or None) works, e.g. ``refseg_ros.model.postprocess.Grounding``;
+``found``, ``multi`` and ``instances`` are read when present.
+
+:func:`answers` is what a result means to someone acting on it, and every output (messages,
+overlay, ``refseg predict``'s JSON) is built from it: a result that was not found is one answer
+with no box and no mask (drawn as a "not found: <expression>" line, never as a box: the model's
+best guess would be read as a detection); an expression asking for every match ("all the red
+cubes") found is one answer per object.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
 
-__all__ = ["PALETTE_RGB", "color_for", "draw_groundings", "tint_mask"]
+__all__ = ["PALETTE_RGB", "Answer", "answers", "color_for", "draw_groundings", "tint_mask"]
 
 #: Distinct, colour-blind-friendly colours (Okabe-Ito), RGB.
 PALETTE_RGB: tuple[tuple[int, int, int], ...] = (
@@ -21,6 +27,55 @@ PALETTE_RGB: tuple[tuple[int, int, int], ...] = (
     (204, 121, 167), (255, 255, 255),
 )
 _NOT_FOUND_RGB = (150, 150, 150)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One object found for an expression, or the expression's "not found".
+
+    ``index``: the expression's place in the command (its colour); ``instance``/``of``: which of the
+    expression's objects this is (0 of 1 for a single-target expression); ``box`` and ``mask`` are
+    None when not found.
+    """
+
+    expression: str
+    index: int
+    found: bool
+    score: float
+    box: tuple[float, float, float, float] | None = None
+    mask: np.ndarray | None = None
+    instance: int = 0
+    of: int = 1
+
+
+def _is_found(result, found_threshold: float) -> bool:
+    found = getattr(result, "found", None)
+    return float(result.score) >= found_threshold if found is None else bool(found)
+
+
+def answers(results: Iterable, found_threshold: float = 0.0) -> list[Answer]:
+    """The answers of ``results`` (one per expression, in command order), flattened.
+
+    Not found: one answer without box or mask. Found, for an expression that asks for every match
+    (``multi``) with ``instances``: one answer per instance, each with its own box, mask and score.
+    Otherwise one answer with the result's box, mask and score. ``found_threshold`` decides for
+    results without a ``found`` flag.
+    """
+    out: list[Answer] = []
+    for i, r in enumerate(results):
+        score = float(r.score)
+        if not _is_found(r, found_threshold):
+            out.append(Answer(r.expression, i, False, score))
+            continue
+        instances = list(getattr(r, "instances", None) or ()) if getattr(r, "multi", False) else []
+        if not instances:
+            mask = getattr(r, "mask", None)
+            out.append(Answer(r.expression, i, True, score, tuple(float(v) for v in r.box), mask))
+            continue
+        for k, inst in enumerate(instances):
+            out.append(Answer(r.expression, i, True, float(inst.score), tuple(float(v) for v in inst.box),
+                              inst.mask, k, len(instances)))
+    return out
 
 
 def color_for(index: int, channel_order: str = "rgb") -> tuple[int, int, int]:
@@ -60,9 +115,10 @@ def draw_groundings(image: np.ndarray, groundings: Iterable, *, found_threshold:
     """Return ``image`` (H, W, 3 uint8) with every grounding drawn on it.
 
     Args:
-        groundings: results in command order; the i-th gets palette colour i.
-        found_threshold: for results without a ``found`` flag: those scoring below it are drawn as
-            "not found" (grey box, no mask). A result's own ``found`` wins.
+        groundings: results in command order (see :func:`answers`); the i-th expression gets
+            palette colour i, every object found for it included. An expression not found gets
+            no box and no mask, only a grey "not found: <expression>" line at the top left.
+        found_threshold: for results without a ``found`` flag: those scoring below it are not found.
         alpha: mask tint opacity.
         channel_order: "rgb" or "bgr", the order of ``image``'s channels.
         copy: draw on a copy (default) or on ``image`` itself.
@@ -74,23 +130,26 @@ def draw_groundings(image: np.ndarray, groundings: Iterable, *, found_threshold:
     out = np.ascontiguousarray(image.copy() if copy else image)
     h, w = out.shape[:2]
     scale = float(np.clip(min(h, w) / 900.0, 0.35, 1.2))
-    items = list(groundings)
     labels = []
-    for i, g in enumerate(items):
-        found = getattr(g, "found", None)
-        found = float(g.score) >= found_threshold if found is None else bool(found)
-        color = color_for(i, channel_order) if found else _NOT_FOUND_RGB
-        mask = getattr(g, "mask", None)
-        if found and mask is not None and np.size(mask):
-            tint_mask(out, mask, color, alpha)
-        box = np.asarray(g.box, dtype=np.float64).reshape(-1)
+    missing = []
+    for a in answers(groundings, found_threshold):
+        if not a.found:
+            missing.append(f"not found: {a.expression}")
+            continue
+        color = color_for(a.index, channel_order)
+        if a.mask is not None and np.size(a.mask):
+            tint_mask(out, a.mask, color, alpha)
+        box = np.asarray(a.box, dtype=np.float64).reshape(-1)
         if box.size != 4 or not np.isfinite(box).all():
             continue
         x0, y0 = int(np.clip(np.floor(box[0]), 0, w - 1)), int(np.clip(np.floor(box[1]), 0, h - 1))
         x1, y1 = int(np.clip(np.ceil(box[2]) - 1, 0, w - 1)), int(np.clip(np.ceil(box[3]) - 1, 0, h - 1))
-        cv2.rectangle(out, (x0, y0), (x1, y1), color, 2 if found else 1, cv2.LINE_AA)
-        text = f"{g.expression} {float(g.score):.2f}" + ("" if found else " (not found)")
-        labels.append((text, x0, y0, color))
+        cv2.rectangle(out, (x0, y0), (x1, y1), color, 2, cv2.LINE_AA)
+        which = f" ({a.instance + 1} of {a.of})" if a.of > 1 else ""
+        labels.append((f"{a.expression}{which} {a.score:.2f}", x0, y0, color))
     for text, x, y, color in labels:  # labels last so masks and boxes never cover them
         _label(out, text, x, y, color, scale)
+    line_h = int(round(30 * scale)) + 4
+    for k, text in enumerate(missing):
+        _label(out, text, 2, (k + 1) * line_h + 2, _NOT_FOUND_RGB, scale)
     return out
