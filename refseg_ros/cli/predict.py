@@ -1,4 +1,8 @@
-"""`refseg predict`: ground expressions in one image; print box/score, write an overlay."""
+"""`refseg predict`: ground expressions in one image; print box/score, write an overlay.
+
+One line (one JSON entry) per answer, as the node publishes them: an expression that is not found
+gives one with ``found: false`` and ``box: null``; one that asks for every match ("all the red
+cubes") gives one per object, ``instance`` 0..n-1 of ``instances`` n."""
 from __future__ import annotations
 
 import argparse
@@ -18,7 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--expr", required=True, action="append",
                         help="referring expression; repeat for several (grounded in one batch)")
     parser.add_argument("--out", type=Path, default=None, help="write an overlay image (box, tinted mask, text)")
-    parser.add_argument("--mask-out", type=Path, default=None, help="write the first mask as a PNG (255 = object)")
+    parser.add_argument("--mask-out", type=Path, default=None,
+                        help="write the first expression's mask as a PNG (255 = object; all 0 when not found)")
+    parser.add_argument("--found-threshold", type=float, default=None,
+                        help="score at or above which an expression is found, in [0, 1] (default: the "
+                             "node's found_threshold default, 0.5)")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     parser.add_argument("--max-image-pixels", type=int, default=MAX_IMAGE_PIXELS,
                         help=f"refuse images of more pixels (width x height, read from the file's header "
@@ -77,12 +85,15 @@ def run(args: argparse.Namespace) -> int:
     from refseg_ros.model.checkpoint import CheckpointError
     from refseg_ros.model.predictor import GroundingPredictor
     from refseg_ros.utils.device import resolve_device
-    from refseg_ros.utils.overlay import draw_groundings
+    from refseg_ros.utils.overlay import answers, draw_groundings
 
     apply_threads(args)
     expressions = [e.strip() for e in args.expr if e.strip()]
     if not expressions:
         print("refseg predict: --expr is empty", file=sys.stderr)
+        return 1
+    if args.found_threshold is not None and not 0.0 <= args.found_threshold <= 1.0:
+        print(f"refseg predict: --found-threshold must lie in [0, 1], not {args.found_threshold}", file=sys.stderr)
         return 1
     try:
         device, _ = resolve_device(args.device, strict=True)
@@ -92,21 +103,28 @@ def run(args: argparse.Namespace) -> int:
         return 1
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     predictor.set_command(expressions)
-    results = predictor.predict(rgb)
-    rows = [{"expression": r.expression, "box": [round(v, 1) for v in r.box], "score": round(r.score, 4),
-             "mask_pixels": int(r.mask.sum())} for r in results]
+    results = predictor.predict(rgb, predictor.post.with_(found_threshold=args.found_threshold))
+    rows = [{"expression": a.expression, "found": a.found, "score": round(a.score, 4),
+             "box": [round(v, 1) for v in a.box] if a.found else None,
+             "mask_pixels": int(a.mask.sum()) if a.found and a.mask is not None else 0,
+             "instance": a.instance, "instances": a.of if a.found else 0} for a in answers(results)]
     if args.json:
         print(json.dumps({"image": str(args.image), "width": rgb.shape[1], "height": rgb.shape[0],
                           "results": rows}, indent=2))
     else:
         for r in rows:
+            if not r["found"]:
+                print(f"{r['expression']!r}: not found (score {r['score']:.3f})")
+                continue
             x0, y0, x1, y1 = r["box"]
-            print(f"{r['expression']!r}: box ({x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}) score {r['score']:.3f} "
+            which = f" [{r['instance'] + 1} of {r['instances']}]" if r["instances"] > 1 else ""
+            print(f"{r['expression']!r}{which}: box ({x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}) score {r['score']:.3f} "
                   f"mask {r['mask_pixels']} px")
     if args.out:
         overlay = draw_groundings(bgr, results, channel_order="bgr")
         args.out.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(args.out), overlay)
     if args.mask_out and results:
-        cv2.imwrite(str(args.mask_out), results[0].mask.astype(np.uint8) * 255)
+        first = results[0].mask if results[0].found else np.zeros(rgb.shape[:2], bool)
+        cv2.imwrite(str(args.mask_out), first.astype(np.uint8) * 255)
     return 0
