@@ -80,10 +80,9 @@ def test_without_variants_the_layout_and_key_are_todays(data, model, cache, tmp_
     plain = FeatureCache(model, data, tmp_path, progress=False)
     assert plain.rows_per_image == 2 and plain.dir.name != cache.dir.name
     assert "augment" not in json.loads((plain.dir / "meta.json").read_text())
-    for i in range(len(data.image_paths)):
-        for flip in (0, 1):
-            a, b = plain.arrays["s8"][2 * i + flip], cache.arrays["s8"][i * R + flip]
-            assert _close(a, b.astype(np.float32))
+    for k in plain.arrays:  # the clean rows are the same numbers
+        for i in range(len(data.image_paths)):
+            np.testing.assert_array_equal(plain.arrays[k][2 * i:2 * i + 2], cache.arrays[k][i * R:i * R + 2])
     rng = np.random.default_rng(0)
     idx, flipped = np.array([0, 2, 1]), np.array([True, False, True])
     np.testing.assert_array_equal(plain.rows(idx, flipped, rng), [1, 4, 3])

@@ -129,8 +129,8 @@ class CameraParams:
     blur_sigma: float = 1.5
     motion_px: int = 9
     p_noise: float = 0.5
-    read_noise: float = 0.03
-    shot_noise: float = 0.01
+    read_noise: float = 0.012
+    shot_noise: float = 0.004
     p_jpeg: float = 0.5
     jpeg_quality: tuple[int, int] = (30, 90)
 

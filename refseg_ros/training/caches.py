@@ -110,13 +110,6 @@ class FeatureCache:
         variant = np.where(clean, 0, rng.integers(1, self.variants + 1, len(image_index)))
         return image_index * self.rows_per_image + 2 * variant + flipped
 
-    def _images(self, img: np.ndarray, i: int) -> list[np.ndarray]:
-        out = []
-        for v in range(self.variants + 1):
-            view = img if v == 0 else self.augment.image(img, i, v)
-            out += [view, view[:, ::-1]]
-        return out
-
     @torch.no_grad()
     def _fill(self, model, dataset, meta: dict, meta_path: Path, progress: bool) -> None:
         from tqdm import tqdm
@@ -127,20 +120,22 @@ class FeatureCache:
         bar = tqdm(total=n, initial=start, desc="caching frozen features", unit="img", disable=not progress)
         model_was_training = model.training
         model.eval()
-        # One image (with its variants and mirrors) per forward: the same batch on a resume, so a
-        # resumed cache is bit-identical to one built in one go.
         for i in range(start, n):
             img = dataset.load_image(i)
             if img.shape[:2] != self.image_hw:
                 raise ValueError(f"cached training needs one image size; {dataset.image_paths[i]} is "
                                  f"{img.shape[1]}x{img.shape[0]}, others {self.image_hw[1]}x{self.image_hw[0]}. "
                                  "Use --cache-features off.")
-            imgs = self._images(img, i)
-            batch = torch.from_numpy(np.ascontiguousarray(np.stack(imgs))).permute(0, 3, 1, 2).float().div_(255)
-            canvas, _ = letterbox_images(batch, model.input_size, fill=model.pixel_mean)
-            feats = model.image_features(canvas)
-            for k, v in feats.items():
-                self.arrays[k][per * i:per * (i + 1)] = v.to(torch.float16).numpy()
+            # One forward per view and its mirror, whatever the variant count: the clean rows are
+            # then bit-identical to a cache without variants, and a resume repeats the same batches.
+            for v in range(self.variants + 1):
+                view = img if v == 0 else self.augment.image(img, i, v)
+                pair = np.ascontiguousarray(np.stack([view, view[:, ::-1]]))
+                batch = torch.from_numpy(pair).permute(0, 3, 1, 2).float().div_(255)
+                canvas, _ = letterbox_images(batch, model.input_size, fill=model.pixel_mean)
+                row = per * i + 2 * v
+                for k, f in model.image_features(canvas).items():
+                    self.arrays[k][row:row + 2] = f.to(torch.float16).numpy()
             meta["done"] = per * (i + 1)
             if (i + 1 - start) % self.flush_every == 0 or meta["done"] >= meta["rows"]:
                 for a in self.arrays.values():

@@ -39,8 +39,8 @@ class TrainConfig:
     augment_blur_sigma: float = 1.5        # px
     augment_motion_px: int = 9             # longest motion streak, px
     augment_p_noise: float = 0.5
-    augment_read_noise: float = 0.03       # sigma, fraction of full scale
-    augment_shot_noise: float = 0.01       # variance per unit of signal
+    augment_read_noise: float = 0.012      # sigma, fraction of full scale
+    augment_shot_noise: float = 0.004      # variance per unit of signal
     augment_p_jpeg: float = 0.5
     augment_jpeg_quality: tuple[int, int] = (30, 90)
 
