@@ -38,6 +38,24 @@ def _cache_key(model, dataset, augment=None) -> str:
     return h.hexdigest()[:16]
 
 
+def _indexed_sizes(dataset) -> np.ndarray | None:
+    """``(h, w)`` of every image as the dataset's index records it (``images[i]``), if it does."""
+    images = getattr(dataset, "images", None)
+    if not isinstance(images, list) or len(images) != len(dataset.image_paths):
+        return None
+    if not all(isinstance(im, dict) and "height" in im and "width" in im for im in images):
+        return None
+    return np.array([[int(im["height"]), int(im["width"])] for im in images], dtype=np.int64)
+
+
+def image_sizes(dataset) -> np.ndarray:
+    """``(h, w)`` of every image of ``dataset``: from its index where it has them, else read."""
+    sizes = _indexed_sizes(dataset)
+    if sizes is None:
+        sizes = np.array([dataset.load_image(i).shape[:2] for i in range(len(dataset.image_paths))], np.int64)
+    return sizes
+
+
 class FeatureCache:
     """Frozen image features of every image, its camera variants and their mirrors (memory-mapped fp16).
 
@@ -53,11 +71,16 @@ class FeatureCache:
         cache_dir: the directory that holds one sub-directory per cache key.
         augment: a ``CachedVariants`` (``TrainConfig.cache_augment()``); ``None`` or 0 variants:
             the clean images and their mirrors only.
+        mixed_sizes: accept images of several sizes (each letterboxed on its own; the features
+            have the model input's size either way). Only for a caller whose targets follow each
+            image's size (:meth:`TargetCache.gather_input`); otherwise one size is required.
     """
 
     flush_every = 200  # images between progress records: what an interruption can cost
 
-    def __init__(self, model, dataset, cache_dir: Path, progress: bool = True, augment=None) -> None:
+    def __init__(self, model, dataset, cache_dir: Path, progress: bool = True, augment=None,
+                 mixed_sizes: bool = False) -> None:
+        self.mixed_sizes = mixed_sizes
         self.augment = augment if augment is not None and augment.count > 0 else None
         self.variants = self.augment.count if self.augment else 0
         self.p_clean = self.augment.p_clean if self.augment else 1.0
@@ -120,9 +143,14 @@ class FeatureCache:
         bar = tqdm(total=n, initial=start, desc="caching frozen features", unit="img", disable=not progress)
         model_was_training = model.training
         model.eval()
+        sizes = _indexed_sizes(dataset) if self.mixed_sizes else None
         for i in range(start, n):
             img = dataset.load_image(i)
-            if img.shape[:2] != self.image_hw:
+            if self.mixed_sizes:
+                if sizes is not None and tuple(img.shape[:2]) != tuple(sizes[i]):
+                    raise ValueError(f"{dataset.image_paths[i]} is {img.shape[1]}x{img.shape[0]}, its index "
+                                     f"says {sizes[i][1]}x{sizes[i][0]}: targets would not match it")
+            elif img.shape[:2] != self.image_hw:
                 raise ValueError(f"cached training needs one image size; {dataset.image_paths[i]} is "
                                  f"{img.shape[1]}x{img.shape[0]}, others {self.image_hw[1]}x{self.image_hw[0]}. "
                                  "Use --cache-features off.")
@@ -195,32 +223,69 @@ class TextCache:
 
 
 class TargetCache:
-    """Every target's box and bit-packed mask at image resolution (masks decoded once)."""
+    """Every target's box and bit-packed mask at its image's resolution (masks decoded once).
 
-    def __init__(self, dataset, image_hw: tuple[int, int], progress: bool = True) -> None:
+    Args:
+        dataset: exposes ``target_keys``, ``target(key, h, w)`` and ``image_index``.
+        image_hw: the one size of every image; ``None``: each target at its own image's size
+            (:func:`image_sizes`), for datasets of several image sizes.
+    """
+
+    def __init__(self, dataset, image_hw: tuple[int, int] | None = None, progress: bool = True) -> None:
         from tqdm import tqdm
 
-        h, w = image_hw
-        self.hw = (h, w)
         keys = list(dataset.target_keys)
         unique = list(dict.fromkeys(keys))
         row_of = {k: i for i, k in enumerate(unique)}
         self.sample_row = np.array([row_of[k] for k in keys], dtype=np.int64)
+        if image_hw is not None:
+            hw = np.tile(np.asarray(image_hw, dtype=np.int64), (len(unique), 1))
+        else:
+            first_sample: dict = {}
+            for j, k in enumerate(keys):
+                first_sample.setdefault(k, j)
+            image_of = np.asarray(dataset.image_index)[[first_sample[k] for k in unique]]
+            hw = image_sizes(dataset)[image_of]
+        self.target_hw = hw
+        self.hw = (int(hw[0, 0]), int(hw[0, 1])) if len(hw) and (hw == hw[0]).all() else None
+        nbytes = (hw[:, 0] * hw[:, 1] + 7) // 8
+        self.offsets = np.concatenate([[0], np.cumsum(nbytes)]).astype(np.int64)
+        self.bits = np.zeros(int(self.offsets[-1]), np.uint8)
         self.boxes = np.zeros((len(unique), 4), np.float32)
-        self.masks = np.zeros((len(unique), (h * w + 7) // 8), np.uint8)
         for i, k in enumerate(tqdm(unique, desc="decoding target masks", disable=not progress)):
+            h, w = (int(v) for v in hw[i])
             box, mask = dataset.target(k, h, w)
             self.boxes[i] = box
-            self.masks[i] = np.packbits(mask.astype(bool).ravel())
+            self.bits[self.offsets[i]:self.offsets[i + 1]] = np.packbits(mask.astype(bool).ravel())
 
-    def gather(self, sample_idx: np.ndarray, flipped: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _target(self, row: int, flipped: bool) -> tuple[np.ndarray, np.ndarray]:
         from refseg_ros.data.augment import hflip_box
 
-        h, w = self.hw
-        rows = self.sample_row[sample_idx]
-        masks = np.unpackbits(self.masks[rows], axis=1, count=h * w).reshape(-1, h, w)
-        boxes = self.boxes[rows].copy()
-        for j in np.nonzero(flipped)[0]:
-            masks[j] = masks[j, :, ::-1]
-            boxes[j] = hflip_box(boxes[j], w)
-        return boxes, masks
+        h, w = (int(v) for v in self.target_hw[row])
+        mask = np.unpackbits(self.bits[self.offsets[row]:self.offsets[row + 1]], count=h * w).reshape(h, w)
+        box = self.boxes[row].copy()
+        if flipped:
+            mask = np.ascontiguousarray(mask[:, ::-1])
+            box = hflip_box(box, w)
+        return box, mask
+
+    def gather(self, sample_idx: np.ndarray, flipped: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes (image pixels, xyxy) and masks at image resolution; every image of one size."""
+        if self.hw is None:
+            raise ValueError("targets of several image sizes: use gather_input")
+        pairs = [self._target(self.sample_row[j], bool(f)) for j, f in zip(sample_idx, flipped)]
+        return np.stack([b for b, _ in pairs]), np.stack([m for _, m in pairs])
+
+    def gather_input(self, sample_idx: np.ndarray, flipped: np.ndarray,
+                     input_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training targets on the model input: normalised ``cxcywh`` boxes and float masks, each
+        sample letterboxed from its own image size (mirrored first where ``flipped``, as its image)."""
+        from refseg_ros.model.letterbox import Letterbox, boxes_to_input, masks_to_input
+
+        boxes, masks = [], []
+        for j, f in zip(sample_idx, flipped):
+            box, mask = self._target(self.sample_row[j], bool(f))
+            h, w = mask.shape
+            boxes.append(boxes_to_input(torch.from_numpy(box)[None], Letterbox.fit((w, h), input_size))[0])
+            masks.append(masks_to_input(torch.from_numpy(mask)[None], input_size)[0][0])
+        return torch.stack(boxes), torch.stack(masks)
