@@ -13,7 +13,8 @@ import pytest
 from refseg_ros.data.sim_scene import ground_truth
 from refseg_ros.data.tabletop import render_scene
 from refseg_ros.demo import scoring
-from refseg_ros.demo.script import plan_scene
+from refseg_ros.demo.driver import Result, group_by_expression
+from refseg_ros.demo.script import MULTI_TARGET, NO_TARGET, plan_absent, plan_all_of, plan_scene
 from refseg_ros.language import grammar
 from refseg_ros.language.parser import Action, parse_command
 from refseg_ros.model.predictor import DEFAULT_CHECKPOINT
@@ -52,6 +53,67 @@ def test_script_commands_name_their_targets_uniquely_and_parse_back(truths):
     wrapped = [c.text for t in truths for c in plan_scene(t["objects"], t["width"], np.random.default_rng(1), 4)
                if c.text not in (c.phrases[0].expression,)]
     assert wrapped  # some commands are phrased the way people talk to a robot
+
+
+def test_absent_and_every_object_commands_mean_what_they_say(truths):
+    from refseg_ros.language.number import asks_for_many
+    from refseg_ros.language.semantics import head_matches
+
+    rng = np.random.default_rng(0)
+    n_all = 0
+    for truth in truths:
+        objects = truth["objects"]
+        absent = plan_absent(objects, rng)
+        (p,) = absent.phrases
+        assert p.type == NO_TARGET and p.targets == [] and p.target == -1
+        assert not any(head_matches(p.structure["head"], o) for o in objects)  # nothing on the table is it
+        assert list(parse_command(absent.text).expressions) == [p.expression] and not asks_for_many(p.expression)
+        every = plan_all_of(objects, rng)
+        if every is None:
+            continue
+        n_all += 1
+        (p,) = every.phrases
+        assert p.type == MULTI_TARGET and asks_for_many(p.expression)
+        assert p.targets == [k for k, o in enumerate(objects) if head_matches(p.structure["head"], o)]
+        assert 2 <= len(p.targets) <= 3 and all(objects[k]["bbox"] is not None for k in p.targets)
+        assert p.expression.startswith("both " if len(p.targets) == 2 else "all the ")
+        assert list(parse_command(every.text).expressions) == [p.expression]
+    assert n_all >= 1  # the demo's scenes have two or three of a kind
+
+
+def test_absent_and_every_object_answers_are_scored_as_such():
+    instances = np.zeros((10, 10), np.uint8)
+    instances[1:4, 1:4], instances[6:9, 6:9] = 1, 2  # objects 0 and 1
+
+    def result(found, mask=None):
+        return Result("e", (0.0, 0.0, 1.0, 1.0), 0.5, mask, found, None)
+
+    objects = [{"bbox": [1, 1, 4, 4], "position_cam": [0, 0, 1]}, {"bbox": [6, 6, 9, 9], "position_cam": [0, 0, 1]}]
+    right = scoring.score_answers(NO_TARGET, [], [result(False)], instances, objects)
+    wrong = scoring.score_answers(NO_TARGET, [], [result(True, instances == 1)], instances, objects)
+    assert (right["correct"], right["iou"]) == (True, 1.0) and (wrong["correct"], wrong["iou"]) == (False, 0.0)
+    both = scoring.score_answers(MULTI_TARGET, [0, 1], [result(True, instances == 1), result(True, instances == 2)],
+                                 instances, objects)
+    assert both["iou"] == 1.0 and (both["n_found"], both["n_targets"]) == (2, 2)
+    one = scoring.score_answers(MULTI_TARGET, [0, 1], [result(True, instances == 1)], instances, objects)
+    assert one["iou"] == pytest.approx(0.5) and one["n_found"] == 1
+    # a single-object expression answered "not found" scores 0, whatever the model's best guess was
+    missed = scoring.score_answers("category", [0], [result(False)], instances, objects)
+    assert missed["iou"] == 0.0 and missed["box_iou"] == 0.0 and not missed["found"]
+    # the node's results group back into expressions in command order
+    rs = [Result(e, (0, 0, 1, 1), 0.5, None, True, None) for e in ("all the cubes", "all the cubes", "the duck")]
+    assert [(e, len(a)) for e, a in group_by_expression(rs)] == [("all the cubes", 2), ("the duck", 1)]
+    records = [{"index": 1, "scene": 0, "text": "the green duck", "latency_s": 0.2,
+                "phrases": [dict(right, expression="the green duck", type=NO_TARGET)]},
+               {"index": 2, "scene": 0, "text": "both cubes", "latency_s": 0.2,
+                "phrases": [dict(one, expression="both cubes", type=MULTI_TARGET)]},
+               {"index": 3, "scene": 0, "text": "the duck", "latency_s": 0.2,
+                "phrases": [dict(missed, expression="the duck", type="category")]}]
+    summary = scoring.summarize(records)
+    assert summary["no_target_accuracy"] == 1.0 and summary["multi_target_mean_iou"] == pytest.approx(0.5)
+    assert summary["mean_iou"] == 0.0 and summary["n_expressions"] == 3  # single objects only in the mean
+    table = scoring.format_table(summary)
+    assert "not found (correct)" in table and "1 of 2 objects" in table and "'not found': 1 of 1" in table
 
 
 def test_scoring_figures_and_summary_files(tmp_path):
@@ -97,7 +159,7 @@ def test_short_demo_run_scores_the_shipped_checkpoint(tmp_path, ros_env):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:] + logs
     summary = json.loads((out / "summary.json").read_text())
     n = summary["n_commands"]
-    assert n >= 6 and summary["n_expressions"] == n + 1  # one command names two objects
+    assert n >= 7 and summary["n_expressions"] == n + 1  # one command names two objects
     assert summary["stop"]["results_after_stop"] == 0
     assert summary["mean_iou"] > MEAN_IOU_BAR, (summary["mean_iou"], run.stdout[-3000:])
     for r in summary["commands"]:
@@ -105,6 +167,10 @@ def test_short_demo_run_scores_the_shipped_checkpoint(tmp_path, ros_env):
         for p in r["phrases"]:
             assert p["parsed_expression"] == p["expression"]
             assert 0.0 <= p["iou"] <= 1.0
+    # an object that is not on the table, scored by whether the node said so
+    absent = [p for r in summary["commands"] for p in r["phrases"] if p["type"] == "no_target"]
+    assert len(absent) == 1 and isinstance(absent[0]["correct"], bool)
+    assert summary["by_type"]["no_target"]["n"] == 1
     # 3D positions came from depth for the objects that were found
     assert any(p["error_3d_m"] is not None for r in summary["commands"] for p in r["phrases"])
     # every artefact, and the table printed

@@ -9,6 +9,7 @@ The random-weight checkpoint of the other node tests; ``found_threshold`` decide
 """
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -31,7 +32,9 @@ def node(checkpoint, ros_env):
     proc = NodeProcess(["--params-file", str(PARAMS_FILE), "-r", f"__ns:={NS}", "-p", f"checkpoint:={checkpoint}",
                         "-p", "use_depth:=true", "-p", "backend:=torch", "-p", "num_threads:=1",
                         "-p", "found_threshold:=1.0", "-p", "mask_threshold:=0.0", "-p", "max_rate_hz:=5.0",
-                        "-p", "diagnostics_period:=0.5"], env=ros_env)
+                        "-p", "diagnostics_period:=0.5",
+                        # every refused command logged (repeats of one kind are throttled by default)
+                        "-p", "warn_throttle_sec:=0.0"], env=ros_env)
     try:
         if not proc.wait_for(r"active: listening on", STARTUP_TIMEOUT):
             pytest.fail(f"refseg_node did not become active:\n{proc.log()[-4000:]}")
@@ -139,3 +142,16 @@ def test_all_matches_are_published_together_under_one_expression(client, node, s
                 assert len({(g.x_min, g.y_min, g.x_max, g.y_max) for g in cubes}) == len(cubes)
     finally:
         client.set_params(found_threshold=1.0)
+
+
+@pytest.mark.parametrize("said, why", [("not", "names no object"), ("all", "does not say which object"),
+                                       ("both", "names no object"), ("no, not the red one", "says only what not")])
+def test_commands_naming_nothing_are_refused_and_the_active_one_stays(client, node, scene, said, why):
+    rgb, depth = scene
+    client.command("the duck", node, expect=r"-> \['the duck'\]")
+    mark = node.mark()
+    client.command(said)
+    assert node.wait_for(rf"WARN.*ignoring command '{re.escape(said)}': .*{why}", 30, since=mark), node.since(mark)
+    t0 = time.monotonic()
+    assert client.stream_until(rgb, lambda: len(_fresh(client, "the duck", t0)) >= 1, 60, rate_hz=5.0, depth=depth)
+    assert not client.results_for(said)  # nothing grounded for it; the duck still is

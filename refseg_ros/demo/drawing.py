@@ -8,6 +8,7 @@ import numpy as np
 
 from refseg_ros.demo.config import DemoError
 from refseg_ros.demo.driver import Result
+from refseg_ros.demo.scoring import verdict
 from refseg_ros.demo.script import ScriptedCommand
 from refseg_ros.ros.params import SPECS
 
@@ -37,18 +38,19 @@ def draw_command(rgb: np.ndarray, results: list[Result], truth: dict, cmd: Scrip
     from refseg_ros.utils.overlay import draw_groundings
 
     canvas = rgb.copy()
-    for p in cmd.phrases:  # the truth: thin white boxes under the results
-        box = truth["objects"][p.target]["bbox"]
-        if box:
-            x0, y0, x1, y1 = (int(round(v)) for v in box)
-            cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), (255, 255, 255), 1, cv2.LINE_AA)
-    # the node's own rule: below found_threshold a result is its best guess, drawn grey
+    for p in cmd.phrases:  # the truth: thin white boxes under the results (none for an absent object)
+        for t in p.targets or ([p.target] if p.target >= 0 else []):
+            box = truth["objects"][t]["bbox"]
+            if box:
+                x0, y0, x1, y1 = (int(round(v)) for v in box)
+                cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), (255, 255, 255), 1, cv2.LINE_AA)
+    # as the node's overlay draws them: found objects boxed and masked, the rest "not found: ..."
     canvas = draw_groundings(canvas, results, found_threshold=float(SPECS["found_threshold"].default),
                              channel_order="rgb", copy=False)
     lines = [f"{index}. \"{cmd.text}\"" + (f"  ({latency:.2f} s)" if latency is not None else "")]
     for p, s in zip(cmd.phrases, scored):
-        err = "" if s["error_3d_m"] is None else f", 3D error {100 * s['error_3d_m']:.1f} cm"
-        lines.append(f"   {p.expression} [{p.type}]: IoU {s['iou']:.2f}{err}")
+        err = "" if s.get("error_3d_m") is None else f", 3D error {100 * s['error_3d_m']:.1f} cm"
+        lines.append(f"   {p.expression} [{p.type}]: {verdict(s)}{err}")
     return caption(canvas, lines)
 
 

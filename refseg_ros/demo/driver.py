@@ -15,7 +15,7 @@ import numpy as np
 
 from refseg_ros.demo.config import DemoError
 
-__all__ = ["DemoDriver", "Result", "decode_results", "stamp_ns"]
+__all__ = ["DemoDriver", "Result", "decode_results", "group_by_expression", "stamp_ns"]
 
 
 class DemoDriver:
@@ -158,3 +158,15 @@ def decode_results(array) -> list[Result]:
         out.append(Result(g.expression, (g.x_min, g.y_min, g.x_max, g.y_max), float(g.score), mask,
                           bool(g.found), pos))
     return out
+
+
+def group_by_expression(results: list[Result]) -> list[tuple[str, list[Result]]]:
+    """The answers of each expression, in command order: the node publishes one result per
+    expression, or one per object for an expression asking for every match (adjacent, same text)."""
+    groups: list[tuple[str, list[Result]]] = []
+    for r in results:
+        if groups and groups[-1][0] == r.expression:
+            groups[-1][1].append(r)
+        else:
+            groups.append((r.expression, [r]))
+    return groups

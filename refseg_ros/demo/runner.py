@@ -24,9 +24,9 @@ import numpy as np
 from refseg_ros.demo import scoring
 from refseg_ros.demo.config import DemoConfig, DemoError
 from refseg_ros.demo.drawing import caption, draw_command, save_png, write_gif
-from refseg_ros.demo.driver import DemoDriver, decode_results, stamp_ns
+from refseg_ros.demo.driver import DemoDriver, decode_results, group_by_expression, stamp_ns
 from refseg_ros.demo.processes import ChildProcess, child_env, executable
-from refseg_ros.demo.script import STOP_COMMAND, ScriptedCommand, plan_scene
+from refseg_ros.demo.script import STOP_COMMAND, ScriptedCommand, plan_absent, plan_all_of, plan_scene
 from refseg_ros.language.semantics import TYPES
 
 __all__ = ["DemoConfig", "DemoError", "run_demo"]
@@ -43,6 +43,9 @@ class DemoRunner:
         self.records: list[dict] = []
         self.frames: list[np.ndarray] = []
         self.rng = np.random.default_rng(cfg.script_seed)
+        # the absent-object and every-object commands draw from their own stream, so the other
+        # commands of a seed stay what they were before these were added
+        self.extra_rng = np.random.default_rng([cfg.script_seed, 1])
 
     def _log(self, text: str) -> None:
         print(f"[demo] {text}", flush=True)
@@ -126,21 +129,23 @@ class DemoRunner:
             array = d.wait(with_positions, grace, self._check) or array
         results = decode_results(array)
         instances = decode_instances(truth)
+        groups = group_by_expression(results)
+        if [e for e, _ in groups] != [p.expression for p in cmd.phrases]:
+            raise DemoError(f"{cmd.text!r}: results for {[e for e, _ in groups]}, expected one answer for each of "
+                            f"{[p.expression for p in cmd.phrases]}")
         scored = []
-        for p, r in zip(cmd.phrases, results):
-            s = scoring.score_phrase(r.mask, r.box, r.position, instances == p.target + 1,
-                                     truth["objects"][p.target])
-            s.update(expression=p.expression, parsed_expression=r.expression, type=p.type, target=p.target,
-                     target_object=" ".join(str(truth["objects"][p.target][k]) for k in ("size", "colour", "category")),
-                     score=r.score, found=r.found, position=r.position,
-                     truth_position=truth["objects"][p.target]["position_cam"])
+        for p, (expr, answers) in zip(cmd.phrases, groups):
+            s = scoring.score_answers(p.type, p.targets or [p.target], answers, instances, truth["objects"])
+            s.update(expression=p.expression, parsed_expression=expr, type=p.type, target=p.target,
+                     targets=p.targets or [p.target], score=max(r.score for r in answers),
+                     target_object="; ".join(" ".join(str(truth["objects"][t][k]) for k in ("size", "colour", "category"))
+                                             for t in (p.targets or ([p.target] if p.target >= 0 else []))),
+                     position=answers[0].position,
+                     truth_position=truth["objects"][p.target]["position_cam"] if p.target >= 0 else None)
             scored.append(s)
-        if len(results) != len(cmd.phrases):
-            raise DemoError(f"{cmd.text!r}: {len(results)} results for {len(cmd.phrases)} expressions "
-                            f"({[r.expression for r in results]})")
         index = len(self.records) + 1
         record = {"index": index, "scene": scene, "seed": truth["seed"], "text": cmd.text,
-                  "expressions": [r.expression for r in results], "latency_s": latency,
+                  "expressions": [e for e, _ in groups], "answers": len(results), "latency_s": latency,
                   "processing_time_s": float(array.processing_time), "phrases": scored}
         self.records.append(record)
         frame = d.frame_for(array.header.stamp)
@@ -150,8 +155,8 @@ class DemoRunner:
         drawn = draw_command(rgb, results, truth, cmd, scored, latency, index)
         save_png(drawn, self.out / f"cmd_{index:02d}.png")
         self.frames.append(drawn)
-        ious = ", ".join(f"{s['iou']:.2f}" for s in scored)
-        self._log(f"{index:2d}. {cmd.text!r} -> {record['expressions']}: IoU {ious}, {latency:.2f} s")
+        ious = ", ".join(scoring.verdict(s) for s in scored)
+        self._log(f"{index:2d}. {cmd.text!r} -> {record['expressions']}: {ious}, {latency:.2f} s")
 
     def _any_frame(self, since: int) -> np.ndarray:
         from refseg_ros.ros.images import imgmsg_to_numpy, to_rgb8
@@ -195,6 +200,11 @@ class DemoRunner:
             multi = scene == min(1, cfg.scenes - 1)
             commands = plan_scene(truth["objects"], truth["width"], self.rng, cfg.commands_per_scene, order,
                                   multi=multi)
+            # one object that is not there, on the first scene; every object of a kind, on the first
+            # scene that has two or three of a kind in view
+            extra = [plan_absent(truth["objects"], self.extra_rng) if scene == 0 else None,
+                     plan_all_of(truth["objects"], self.extra_rng) if "multi_target" not in covered else None]
+            commands += [c for c in extra if c is not None]
             self._log(f"scene {scene} (seed {truth['seed']}): {len(truth['objects'])} objects, "
                       f"{len(commands)} commands")
             for cmd in commands:

@@ -1,9 +1,13 @@
 """The demo's spoken commands, generated from a scene's ground truth. No ROS imports.
 
-Every expression comes from the tabletop grammar (:func:`refseg_ros.language.grammar.candidates`):
-it picks out its target and nothing else in the scene being shown. About half are wrapped the way
-people talk to a robot ("could you pick up ...", "where is ...?"); the node's command parser must
-turn each command back into exactly the grammar's expressions, which :func:`plan_scene` checks.
+Every single-object expression comes from the tabletop grammar
+(:func:`refseg_ros.language.grammar.candidates`): it picks out its target and nothing else in the
+scene being shown. About half are wrapped the way people talk to a robot ("could you pick up ...",
+"where is ...?"); the node's command parser must turn each command back into exactly the grammar's
+expressions, which :func:`plan_scene` checks. Two more kinds test answers other than "this one":
+an object that is not on the table ("the green duck" among no green duck, :func:`plan_absent`;
+type ``no_target``) and every object of a kind ("all the red cubes", "both mugs",
+:func:`plan_all_of`; type ``multi_target``).
 """
 from __future__ import annotations
 
@@ -12,10 +16,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from refseg_ros.language import grammar
+from refseg_ros.language.number import asks_for_many
 from refseg_ros.language.parser import Action, parse_command
-from refseg_ros.language.semantics import TYPES
+from refseg_ros.language.semantics import TYPES, head_matches
+from refseg_ros.language.vocabulary import COLOURS, NOUNS
 
-__all__ = ["Phrase", "ScriptedCommand", "plan_scene", "STOP_COMMAND", "WRAPPERS", "MULTI_WRAPPERS"]
+__all__ = ["Phrase", "ScriptedCommand", "plan_scene", "plan_absent", "plan_all_of", "STOP_COMMAND", "WRAPPERS",
+           "MULTI_WRAPPERS", "NO_TARGET", "MULTI_TARGET"]
+
+NO_TARGET, MULTI_TARGET = "no_target", "multi_target"
 
 STOP_COMMAND = "stop"
 #: hand-phrased variants around one expression (``{}``)
@@ -30,9 +39,10 @@ class Phrase:
     """One referring expression of a command and the object it means."""
 
     expression: str
-    target: int  # index into the ground truth's objects
-    type: str  # grammar type
+    target: int  # index into the ground truth's objects (-1: none, the first of ``targets`` for many)
+    type: str  # grammar type, NO_TARGET or MULTI_TARGET
     structure: dict = field(default_factory=dict)
+    targets: list[int] = field(default_factory=list)  # every object it means (empty for NO_TARGET)
 
 
 @dataclass
@@ -121,3 +131,45 @@ def plan_scene(objects: list[dict], width: int, rng: np.random.Generator, n_comm
                 if _parses_to(text, [p.expression for p in phrases]):
                     commands.append(ScriptedCommand(text, phrases))
     return commands
+
+
+def plan_absent(objects: list[dict], rng: np.random.Generator, p_wrap: float = 0.5) -> ScriptedCommand | None:
+    """A command for an object that is not in the scene: a category shown in a colour no object of
+    it has ("the green duck"), else a category not on the table at all."""
+    present = sorted({o["category"] for o in objects})
+    options = [(c, col) for c in present for col in COLOURS
+               if not any(head_matches({"category": c, "colour": col}, o) for o in objects)]
+    options += [(c, None) for c in NOUNS if c not in present]
+    for i in rng.permutation(len(options)):
+        category, colour = options[int(i)]
+        head = {"category": category, **({"colour": colour} if colour else {})}
+        text = " ".join(["the", *([colour] if colour else []), NOUNS[category][0]])
+        if any(head_matches(head, o) for o in objects) or asks_for_many(text):
+            continue
+        return ScriptedCommand(_wrap([text], rng, p_wrap), [Phrase(text, -1, NO_TARGET, {"head": head}, [])])
+    return None
+
+
+def plan_all_of(objects: list[dict], rng: np.random.Generator, p_wrap: float = 0.5) -> ScriptedCommand | None:
+    """A command for every visible object of one kind (two or three of them): "all the red cubes",
+    "both mugs"; None when no kind has two visible objects, or one is hidden."""
+    from refseg_ros.data.v2.assets import plural
+
+    visible = set(_visible(objects))
+    heads = []
+    for o in objects:
+        heads += [{"category": o["category"], "colour": o["colour"]}, {"category": o["category"]}]
+    order = rng.permutation(len(heads))
+    for i in order:
+        head = heads[int(i)]
+        hits = [k for k, o in enumerate(objects) if head_matches(head, o)]
+        if not 2 <= len(hits) <= 3 or not set(hits) <= visible:
+            continue  # an occluded match would be a target the camera cannot show
+        words = ([head["colour"]] if "colour" in head else []) + [plural(NOUNS[head["category"]][0])]
+        text = ("both " if len(hits) == 2 else "all the ") + " ".join(words)
+        if not asks_for_many(text):
+            continue
+        phrase = Phrase(text, hits[0], MULTI_TARGET, {"head": head, "quantifier": "both" if len(hits) == 2 else "all"},
+                        hits)
+        return ScriptedCommand(_wrap([text], rng, p_wrap), [phrase])
+    return None
