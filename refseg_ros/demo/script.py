@@ -30,6 +30,8 @@ STOP_COMMAND = "stop"
 #: hand-phrased variants around one expression (``{}``)
 WRAPPERS = ("could you pick up {}", "grab {} please", "where is {}?", "please find {}", "show me {}",
             "hand me {}")
+#: ... around one expression naming several objects
+PLURAL_WRAPPERS = tuple(w for w in WRAPPERS if not w.startswith("where is")) + ("where are {}?",)
 #: ... and around two (``{a}``, ``{b}``)
 MULTI_WRAPPERS = ("pick up {a} and {b}", "{a} and {b}", "could you grab {a} and {b}?")
 
@@ -73,11 +75,11 @@ def _parses_to(text: str, expressions: list[str]) -> bool:
     return parsed.action is Action.GROUND and list(parsed.expressions) == expressions
 
 
-def _wrap(expressions: list[str], rng: np.random.Generator, p_wrap: float) -> str:
+def _wrap(expressions: list[str], rng: np.random.Generator, p_wrap: float, wrappers=WRAPPERS) -> str:
     if len(expressions) == 2:
         options = [t.format(a=expressions[0], b=expressions[1]) for t in MULTI_WRAPPERS]
     else:
-        options = [t.format(expressions[0]) for t in WRAPPERS] if rng.random() < p_wrap else []
+        options = [t.format(expressions[0]) for t in wrappers] if rng.random() < p_wrap else []
     rng.shuffle(options)
     for text in options:
         if _parses_to(text, expressions):
@@ -171,5 +173,5 @@ def plan_all_of(objects: list[dict], rng: np.random.Generator, p_wrap: float = 0
             continue
         phrase = Phrase(text, hits[0], MULTI_TARGET, {"head": head, "quantifier": "both" if len(hits) == 2 else "all"},
                         hits)
-        return ScriptedCommand(_wrap([text], rng, p_wrap), [phrase])
+        return ScriptedCommand(_wrap([text], rng, p_wrap, PLURAL_WRAPPERS), [phrase])
     return None
