@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from refseg_ros.language.vocabulary import keywords
-from refseg_ros.speech.heldout import (NOISE_KINDS, SNRS_DB, VOICES, Voice, add_noise, available_voices, command_set,
+from refseg_ros.speech.heldout import (missed_keywords, NOISE_KINDS, SNRS_DB, VOICES, Voice, add_noise, available_voices, command_set,
                                        keyword_accuracy, speak)
 
 VOCAB = keywords()
@@ -60,3 +60,16 @@ def test_speak_gives_16khz_audio(tmp_path):
         assert audio.dtype == np.float32 and 0.5 < len(audio) / 16000 < 5.0 and np.abs(audio).max() > 0.05
     with pytest.raises(ValueError):
         speak("x", Voice("nope", "x", 1.0), tmp_path / "x.wav")
+
+
+def test_missed_keywords_are_those_outside_the_common_subsequence():
+    vocab = keywords()
+    ref = "pick up the red mug on the left of the blue duck"
+    assert missed_keywords(ref, ref, vocab) == []
+    assert missed_keywords(ref, "pick up the red mud on the left of the blue duck", vocab) == ["mug"]
+    assert missed_keywords(ref, "the blue duck", vocab) == ["red", "mug", "left"]
+    # order counts, as in keyword_accuracy: a swapped pair loses one of them
+    lost = missed_keywords("the red mug", "the mug red", vocab)
+    assert len(lost) == 1 and lost[0] in ("red", "mug")
+    hit, total = keyword_accuracy(ref, "the red left blue", vocab)
+    assert total - hit == len(missed_keywords(ref, "the red left blue", vocab))

@@ -11,9 +11,13 @@ by default (see ``DEFAULT`` below and config/speech.yaml); ``prompt-<style>`` an
 transcript); ``bonus<x>``; ``lex`` / ``free`` decoding restricted to the command lexicon or not
 (refseg_ros.speech.lexicon); ``fix<p>`` vocabulary correction of words below probability p
 (``fix0`` = off; refseg_ros.speech.correction); ``short`` / ``full`` encode the command alone or in
-Whisper's whole 30 s window.
+Whisper's whole 30 s window; ``gram<w>`` each listed transcript replaced by its closest command of
+the command grammar, chosen by decoder score minus w per unit of edit cost (``gram0`` = off;
+refseg_ros.speech.command_grammar); ``dn`` / ``raw`` steady noise subtracted first or not
+(refseg_ros.speech.denoise).
 ``--model`` swaps in another faster-whisper model folder. Prints one line per config and, for the
-first, where the keywords are lost (synthesiser and voice, SNR, noise).
+first, where the keywords are lost (synthesiser and voice, SNR, noise, and which keywords: object
+nouns, colours, sizes, places).
 Choose settings on ``--split dev``; report ``--split heldout`` (disjoint scenes).
 """
 from __future__ import annotations
@@ -33,8 +37,10 @@ from tqdm import tqdm  # noqa: E402
 
 from refseg_ros.language.prompt import initial_prompt  # noqa: E402
 from refseg_ros.language.vocabulary import keywords  # noqa: E402
+from refseg_ros.language.vocabulary import COLOURS, SIZES, object_nouns  # noqa: E402
+from refseg_ros.speech.command_grammar import CommandGrammar  # noqa: E402
 from refseg_ros.speech.correction import VocabularyCorrector  # noqa: E402
-from refseg_ros.speech.heldout import add_noise, command_set, keyword_accuracy, speak  # noqa: E402
+from refseg_ros.speech.heldout import add_noise, command_set, keyword_accuracy, missed_keywords, speak  # noqa: E402
 from refseg_ros.speech.lexicon import command_lexicon  # noqa: E402
 from refseg_ros.speech.transcriber import Transcriber, command_text  # noqa: E402
 from refseg_ros.speech.wer import edit_distance, normalise  # noqa: E402
@@ -42,7 +48,7 @@ from refseg_ros.speech.wer import edit_distance, normalise  # noqa: E402
 
 #: speech_node's defaults (refseg_ros/ros/speech_params.py), as a config.
 DEFAULT = {"prompt": "command", "beam": 1, "nbest": 5, "bonus": 0.3, "lexicon": True, "fix": 0.5,
-           "short": True}
+           "short": True, "grammar": 0.0, "denoise": False}
 
 
 def parse_config(name: str) -> dict:
@@ -54,6 +60,10 @@ def parse_config(name: str) -> dict:
             cfg["lexicon"] = part == "lex"
         elif part in ("short", "full"):
             cfg["short"] = part == "short"
+        elif part in ("dn", "raw"):
+            cfg["denoise"] = part == "dn"
+        elif part.startswith("gram"):
+            cfg["grammar"] = float(part[4:])
         elif part.startswith("fix"):
             cfg["fix"] = float(part[3:])
         elif part.startswith("beam"):
@@ -77,7 +87,9 @@ def run(name: str, audios: list, commands: list, threads: int, show: bool, model
     corrector = VocabularyCorrector(keywords(), max_probability=cfg["fix"]) if cfg["fix"] > 0 else None
     rec = Transcriber(model, threads=threads, beam_size=cfg["beam"], initial_prompt=prompt or None,
                       nbest=cfg["nbest"], keyword_bonus=cfg["bonus"], vocabulary=keywords(), corrector=corrector,
-                      lexicon=command_lexicon() if cfg["lexicon"] else None, short_window=cfg["short"])
+                      lexicon=command_lexicon() if cfg["lexicon"] else None, short_window=cfg["short"],
+                      grammar=CommandGrammar() if cfg["grammar"] > 0 else None, grammar_weight=cfg["grammar"],
+                      denoise=cfg["denoise"])
     rec.transcribe(np.zeros(8000, np.float32))  # warm-up
     vocab = keywords()
     rows = []
@@ -89,7 +101,8 @@ def run(name: str, audios: list, commands: list, threads: int, show: bool, model
         rows.append(dict(text=cmd.text, heard=text, hit=hit, keywords=n_kw, errors=edit_distance(ref, normalise(text)),
                          words=len(ref), latency=latency, duration=len(audio) / 16000, engine=cmd.voice.engine,
                          voice=cmd.voice.label, noise=cmd.noise, snr=cmd.snr_db,
-                         corrections=t.extra.get("corrections", []), heard_raw=t.extra.get("heard", "")))
+                         corrections=t.extra.get("corrections", []), heard_raw=t.extra.get("heard", ""),
+                         missed=missed_keywords(cmd.text, text, vocab), said=[w for w in normalise(cmd.text) if w in vocab]))
         if show and hit < n_kw:
             print(f"  [{name}] {cmd.voice.label} {cmd.noise}@{cmd.snr_db:g}dB {cmd.text!r} -> {text!r}", flush=True)
     return {"config": name, "rows": rows}
@@ -121,6 +134,33 @@ def breakdown(result: dict, key: str) -> str:
         groups[r[key]][0] += r["hit"]
         groups[r[key]][1] += r["keywords"]
     return ", ".join(f"{k}: {100 * h / max(1, n):.1f} %" for k, (h, n) in sorted(groups.items()))
+
+
+def kind_of(word: str) -> str:
+    if word in COLOURS:
+        return "colour"
+    if any(word in names for names in SIZES.values()):
+        return "size"
+    if any(word in noun.split() for noun in object_nouns() + ["object", "one", "thing"]):
+        return "object"
+    return "place"
+
+
+def confusion(result: dict) -> str:
+    """Keywords lost per kind, and the most often lost words (of how many said)."""
+    said, lost = defaultdict(int), defaultdict(int)
+    for r in result["rows"]:
+        for w in r["said"]:
+            said[w] += 1
+        for w in r["missed"]:
+            lost[w] += 1
+    kinds = defaultdict(lambda: [0, 0])
+    for w, n in said.items():
+        kinds[kind_of(w)][0] += lost[w]
+        kinds[kind_of(w)][1] += n
+    worst = sorted(lost, key=lambda w: (-lost[w], w))[:12]
+    return ("lost by kind: " + ", ".join(f"{k} {m}/{n} ({100 * m / max(1, n):.1f} %)" for k, (m, n) in sorted(kinds.items()))
+            + "\n  most lost: " + ", ".join(f"{w} {lost[w]}/{said[w]}" for w in worst))
 
 
 def main() -> int:
@@ -158,6 +198,8 @@ def main() -> int:
     print(f"median command length {summaries[0]['audio_p50']:.1f} s of speech (plus 0.8 s of lead-in and tail)")
     for key in ("engine", "voice", "snr", "noise"):
         print(f"  {results[0]['config']} by {key}: {breakdown(results[0], key)}")
+    for result in results:
+        print(f"  {result['config']} {confusion(result)}")
     if a.json:
         a.json.write_text(json.dumps({"summaries": summaries, "results": results}, indent=1))
     return 0

@@ -27,7 +27,7 @@ from refseg_ros.speech.audio import TARGET_RATE, read_wav
 from refseg_ros.speech.wer import normalise
 
 __all__ = ["Voice", "VOICES", "SPLIT_SEEDS", "SpokenCommand", "command_set", "speak", "add_noise",
-           "keyword_accuracy", "available_voices"]
+           "keyword_accuracy", "missed_keywords", "available_voices"]
 
 #: First scene seed of each split (far from the seeds the tests and benchmarks use).
 SPLIT_SEEDS = {"dev": 8000, "heldout": 9000}
@@ -166,3 +166,25 @@ def keyword_accuracy(reference: str, hypothesis: str, vocabulary: Iterable[str])
     ref = [w for w in normalise(reference) if w in vocab]
     hyp = [w for w in normalise(hypothesis) if w in vocab]
     return _lcs(ref, hyp), len(ref)
+
+
+def missed_keywords(reference: str, hypothesis: str, vocabulary: Iterable[str]) -> list[str]:
+    """The keywords of ``reference`` that :func:`keyword_accuracy` counts as lost (those outside one
+    longest common subsequence of the two keyword sequences), in order."""
+    vocab = {w.lower() for w in vocabulary}
+    ref = [w for w in normalise(reference) if w in vocab]
+    hyp = [w for w in normalise(hypothesis) if w in vocab]
+    table = [[0] * (len(hyp) + 1) for _ in range(len(ref) + 1)]
+    for i in range(len(ref) - 1, -1, -1):
+        for j in range(len(hyp) - 1, -1, -1):
+            table[i][j] = table[i + 1][j + 1] + 1 if ref[i] == hyp[j] else max(table[i + 1][j], table[i][j + 1])
+    missed, i, j = [], 0, 0
+    while i < len(ref):
+        if j < len(hyp) and ref[i] == hyp[j]:
+            i, j = i + 1, j + 1
+        elif j < len(hyp) and table[i][j + 1] >= table[i + 1][j]:
+            j += 1
+        else:
+            missed.append(ref[i])
+            i += 1
+    return missed

@@ -20,7 +20,15 @@ Vocabulary correction (``corrector``): the chosen transcript's words get their p
 one forced-alignment pass of the decoder over the same encoder output, without the prompt (so a
 word the prompt talked the decoder into is not counted as heard), and
 :class:`~refseg_ros.speech.correction.VocabularyCorrector` rewrites the unsure near-misses of
-vocabulary words. Both are measured on a separate set: tools/keyword_accuracy.py, docs/speech.md.
+vocabulary words.
+
+Grammar fitting (``grammar``): instead of the keyword bonus, each listed transcript is replaced by
+the closest command of the command grammar (:mod:`~refseg_ros.speech.command_grammar`) and the
+one with the best decoder score minus ``grammar_weight`` per unit of edit cost is published; no
+correction is needed after it (every word is then a command word). Without a command near any
+transcript, rescoring and correction run as above. ``denoise`` takes steady background noise out
+of the audio first (:mod:`~refseg_ros.speech.denoise`). All of these are measured on a separate
+set: tools/keyword_accuracy.py, docs/speech.md.
 """
 from __future__ import annotations
 
@@ -37,7 +45,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from refseg_ros.speech.audio import TARGET_RATE
+from refseg_ros.speech.command_grammar import CommandGrammar, pick_grammatical, sentence
 from refseg_ros.speech.correction import VocabularyCorrector, tokens_from_words
+from refseg_ros.speech.denoise import spectral_subtract
 from refseg_ros.speech.lexicon import suppressed_tokens
 
 __all__ = ["SpeechDependencyError", "Transcript", "Transcriber", "bundled_model_path", "BUNDLED_MODELS", "INSTALL_HINT",
@@ -184,7 +194,8 @@ class Transcriber:
                  beam_size: int = 1, language: str = "en", initial_prompt: str | None = None,
                  device: str = "cpu", nbest: int = 1, keyword_bonus: float = 0.0,
                  vocabulary: Iterable[str] = (), corrector: VocabularyCorrector | None = None,
-                 lexicon: Iterable[str] | None = None, short_window: bool = True):
+                 lexicon: Iterable[str] | None = None, short_window: bool = True,
+                 grammar: CommandGrammar | None = None, grammar_weight: float = 0.3, denoise: bool = False):
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
@@ -205,6 +216,8 @@ class Transcriber:
         self.vocabulary = {w.lower() for w in vocabulary}
         self.corrector = corrector
         self.short_window = bool(short_window)
+        self.grammar, self.grammar_weight = grammar, float(grammar_weight)
+        self.denoise = bool(denoise)
         self._suppress_expanded: list[int] = []
         self._encoded: list = []
         self._tok = None
@@ -226,7 +239,7 @@ class Transcriber:
 
     @property
     def rescoring(self) -> bool:
-        return self.nbest > 1 and self.keyword_bonus > 0 and bool(self.vocabulary)
+        return self.nbest > 1 and ((self.keyword_bonus > 0 and bool(self.vocabulary)) or self.grammar is not None)
 
     def _tokenizer(self):
         if self._tok is None:
@@ -256,8 +269,11 @@ class Transcriber:
         prompt_ids = tok.encode(" " + prompt.strip())[-(MAX_LENGTH // 2 - 1):] if prompt else []
         return ([tok.sot_prev] + prompt_ids if prompt_ids else []) + list(tok.sot_sequence)
 
-    def _rescore(self, encoded, prompt: str | None, samples: int, first: str) -> tuple[str, list[int]] | None:
-        """The n-best transcript :func:`pick_hypothesis` prefers and its token ids (None if the list is empty)."""
+    def _rescore(self, encoded, prompt: str | None, samples: int, first: str
+                 ) -> tuple[str, list[int], float | None] | None:
+        """The n-best transcript :func:`pick_hypothesis` prefers (or with a grammar, the command
+        :func:`~refseg_ros.speech.command_grammar.pick_grammatical` makes of the list), its token ids
+        and its grammar edit cost (None without one); None if nothing is chosen."""
         tok = self._tokenizer()
         start = self._prefix(prompt)
         start = start + [tok.no_timestamps]
@@ -270,13 +286,18 @@ class Transcriber:
         # Each transcript without copies of itself past the command's end.
         hyps = [(drop_repeats(tok.decode(ids).strip()), float(score))
                 for ids, score in zip(result.sequences_ids, result.scores)]
+        if self.grammar is not None:
+            chosen = pick_grammatical(hyps, self.grammar, self.grammar_weight)
+            if chosen is not None:
+                text = sentence(chosen[1])
+                return text, tok.encode(" " + text), chosen[2]
         # A few words more than the first pass heard, not a second copy of the command.
         best = pick_hypothesis(hyps, self.keyword_bonus, self.vocabulary, len(normalise(first)) + EXTRA_WORDS)
         if best < 0 or len(normalise(hyps[best][0])) > len(normalise(first)) + EXTRA_WORDS:
             return None  # nothing within the budget: keep the first pass
         text = hyps[best][0]
         ids = list(result.sequences_ids[best])
-        return text, (ids if tok.decode(ids).strip() == text else tok.encode(" " + text))
+        return text, (ids if tok.decode(ids).strip() == text else tok.encode(" " + text)), None
 
     def word_probabilities(self, encoded, ids: Sequence[int], frames: int) -> list[tuple[str, float]]:
         """(word with its leading space, mean probability of its tokens) for the text ``ids``, from a
@@ -323,6 +344,8 @@ class Transcriber:
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
         prompt = initial_prompt if initial_prompt is not None else self.initial_prompt
         start = time.perf_counter()
+        if self.denoise:
+            audio = spectral_subtract(audio)
         self._encoded.clear()
         extra: dict = {}
         if self.short_window and len(audio) + TAIL_S * TARGET_RATE <= MAX_FRAMES * 160:
@@ -341,11 +364,15 @@ class Transcriber:
             no_speech = max((s.no_speech_prob for s in found), default=1.0)
             segments, frames = len(found), min(MAX_FRAMES, -(-len(audio) // 160))
         if segments == 1 and len(self._encoded) == 1:  # one window: a command
+            fitted = False
             if self.rescoring:
                 better = self._rescore(self._encoded[0], prompt, len(audio), text)
+                if better is not None and better[2] is not None:
+                    fitted = True
+                    extra["grammar_cost"] = round(better[2], 3)
                 if better and better[0] != text:
-                    extra["greedy"], (text, ids) = text, better
-            if self.corrector is not None:
+                    extra["greedy"], (text, ids) = text, better[:2]
+            if self.corrector is not None and not fitted:
                 heard, tokens = tokens_from_words(self.word_probabilities(self._encoded[0], ids, frames))
                 if heard:
                     fixed, corrections = self.corrector.correct(heard, tokens)

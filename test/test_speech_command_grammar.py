@@ -1,0 +1,102 @@
+"""The command grammar as a word automaton and the grammatical command closest to a transcript
+(refseg_ros.speech.command_grammar). No ROS, no recogniser."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from refseg_ros.data import render_scene
+from refseg_ros.speech.command_grammar import CommandGrammar, pick_grammatical, sentence, words_of
+from refseg_ros.speech.heldout import FRAMES, TWO_OBJECT_FRAMES
+
+
+@pytest.fixture(scope="module")
+def grammar():
+    return CommandGrammar()
+
+
+def closest(grammar, text, **kwargs):
+    return [(" ".join(words), cost) for words, cost in grammar.closest(words_of(text), **kwargs)]
+
+
+def test_every_generated_command_is_accepted(grammar):
+    rng = np.random.default_rng(0)
+    expressions = [e["sent"] for seed in (11, 12, 13) for sents in render_scene(seed, 320, 240).expressions.values()
+                   for e in sents]
+    assert len(expressions) > 30
+    for i, expr in enumerate(expressions):
+        frame = FRAMES[i % len(FRAMES)]
+        assert grammar.accepts(words_of(frame.format(expr))), frame.format(expr)
+        two = TWO_OBJECT_FRAMES[i % len(TWO_OBJECT_FRAMES)].format(expr, expressions[int(rng.integers(len(expressions)))])
+        assert grammar.accepts(words_of(two)), two
+
+
+@pytest.mark.parametrize("text", [
+    "pick up the red",                      # no noun
+    "pick up red mug",                      # no article
+    "the mug on the",                       # a place cut short
+    "grab the leftmost",                    # an adjective alone
+    "the red mug left",                     # a place word outside a place phrase
+    "please",                               # no expression at all
+    "the mug that is red blue",             # a colour outside the clause
+    "the blue red mug",                     # two colours
+])
+def test_word_salad_is_not_a_command(grammar, text):
+    assert not grammar.accepts(words_of(text))
+
+
+def test_a_grammatical_transcript_is_its_own_closest_command(grammar):
+    text = "could you hand me the small green rubber duck next to the big red mug please"
+    assert closest(grammar, text) == [(text, 0.0)]
+
+
+@pytest.mark.parametrize("heard, said", [
+    ("Pick up the last most orange ring.", "pick up the leftmost orange ring"),
+    ("Bring me the left no white mug.", "bring me the leftmost white mug"),
+    ("Take the object's front to the left.", "take the object furthest to the left"),
+    ("Please pick up the object or from the left.", "please pick up the object third from the left"),
+    ("grab the blue steer", "grab the blue sphere"),
+    ("pick up the cube next to red mug", "pick up the cube next to the red mug"),
+])
+def test_near_misses_become_the_command_they_sound_like(grammar, heard, said):
+    (best, cost), = closest(grammar, heard)
+    assert best == said
+    assert 0.0 < cost < 1.5
+
+
+def test_candidates_come_cheapest_first_and_distinct(grammar):
+    found = closest(grammar, "go and get the right ball furthest from the camera", k=3)
+    assert len(found) == 3
+    assert [c for _, c in found] == sorted(c for _, c in found)
+    assert len({t for t, _ in found}) == 3
+    assert all(grammar.accepts(t.split()) for t, _ in found)
+    assert not closest(grammar, "go and get the right ball furthest from the camera", max_cost=0.1)
+
+
+def test_request_words_are_kept_only_as_heard(grammar):
+    # "the left" must not turn into the request words "they lift": the place is in the expression.
+    (best, _), = closest(grammar, "please pick up the object or from the left")
+    assert "lift" not in best.split() and best.endswith("from the left")
+
+
+def test_extra_nouns_are_objects_of_the_grammar():
+    grammar = CommandGrammar(extra_nouns=["screwdriver", "tape measure"])
+    assert grammar.accepts(words_of("pick up the red screwdriver next to the tape measure"))
+    assert not CommandGrammar().accepts(words_of("pick up the red screwdriver"))
+
+
+def test_pick_grammatical_weighs_decoder_score_against_edit_cost(grammar):
+    hyps = [("Pick up the last most orange ring.", -0.20), ("Pick up the lost orange ring.", -0.25),
+            ("Pick up the leftmost orange ring.", -0.60)]
+    index, words, cost = pick_grammatical(hyps, grammar, weight=0.3)
+    assert (index, " ".join(words)) == (0, "pick up the leftmost orange ring") and cost > 0
+    # with edit cost weighing heavily, the transcript that already is a command wins
+    index, words, cost = pick_grammatical(hyps, grammar, weight=5.0)
+    assert (index, " ".join(words), cost) == (2, "pick up the leftmost orange ring", 0.0)
+    assert pick_grammatical([("", -0.1)], grammar, 0.3) is None
+    assert pick_grammatical([], grammar, 0.3) is None
+
+
+def test_sentence_is_capitalised_with_a_full_stop():
+    assert sentence(["pick", "up", "the", "duck"]) == "Pick up the duck."
+    assert sentence([]) == ""
