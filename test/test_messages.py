@@ -74,6 +74,9 @@ def test_answers_flatten_not_found_single_and_multi():
     # results without a found flag (e.g. decoded from elsewhere) are judged by the threshold
     plain = [type("R", (), dict(expression="x", box=(0, 0, 1, 1), score=0.3, mask=None))()]
     assert answers(plain)[0].found and not answers(plain, found_threshold=0.5)[0].found
+    # the objects of one expression decoded from messages (one result each) keep one colour
+    rows = [_result(e, (0.0, 0.0, 1.0, 1.0), 0.9, None, True, []) for e in ("all the cubes", "all the cubes", "the duck")]
+    assert [a.index for a in answers(rows)] == [0, 0, 1]
 
 
 def test_not_found_carries_no_box_mask_or_position_and_multi_is_one_message_per_object():

@@ -54,7 +54,8 @@ def _is_found(result, found_threshold: float) -> bool:
 
 
 def answers(results: Iterable, found_threshold: float = 0.0) -> list[Answer]:
-    """The answers of ``results`` (one per expression, in command order), flattened.
+    """The answers of ``results`` (one per expression, in command order), flattened. Consecutive
+    results with the same expression (the objects of one, decoded from messages) share its index.
 
     Not found: one answer without box or mask. Found, for an expression that asks for every match
     (``multi``) with ``instances``: one answer per instance, each with its own box, mask and score.
@@ -62,7 +63,10 @@ def answers(results: Iterable, found_threshold: float = 0.0) -> list[Answer]:
     results without a ``found`` flag.
     """
     out: list[Answer] = []
-    for i, r in enumerate(results):
+    i, previous = -1, None
+    for r in results:
+        if r.expression != previous or i < 0:  # results of one expression in a row share its colour
+            i, previous = i + 1, r.expression
         score = float(r.score)
         if not _is_found(r, found_threshold):
             out.append(Answer(r.expression, i, False, score))
