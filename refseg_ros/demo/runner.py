@@ -135,11 +135,12 @@ class DemoRunner:
                             f"{[p.expression for p in cmd.phrases]}")
         scored = []
         for p, (expr, answers) in zip(cmd.phrases, groups):
-            s = scoring.score_answers(p.type, p.targets or [p.target], answers, instances, truth["objects"])
+            meant = p.targets or ([p.target] if p.target >= 0 else [])
+            s = scoring.score_answers(p.type, meant, answers, instances, truth["objects"])
             s.update(expression=p.expression, parsed_expression=expr, type=p.type, target=p.target,
-                     targets=p.targets or [p.target], score=max(r.score for r in answers),
+                     targets=meant, score=max(r.score for r in answers),
                      target_object="; ".join(" ".join(str(truth["objects"][t][k]) for k in ("size", "colour", "category"))
-                                             for t in (p.targets or ([p.target] if p.target >= 0 else []))),
+                                             for t in meant),
                      position=answers[0].position,
                      truth_position=truth["objects"][p.target]["position_cam"] if p.target >= 0 else None)
             scored.append(s)
