@@ -113,12 +113,57 @@ def test_resume_after_interruption_gives_identical_files(cache, data, model, tmp
         FeatureCache(model, _FailsAt(data, 2), tmp_path, progress=False, augment=aug)
     cut = json.loads(next(tmp_path.glob("features_*/meta.json")).read_text())
     assert cut["done"] == 2 * R
+    np.testing.assert_array_equal(np.load(next(tmp_path.glob("features_*/filled.npy"))), [1, 1, 0])
     again = _FailsAt(data, -1)
     resumed = FeatureCache(model, again, tmp_path, progress=False, augment=aug)
     assert again.loaded == [0, 2]  # the shape probe, then only what was missing
     assert resumed.dir.name == cache.dir.name
     for k in cache.arrays:
         assert (resumed.dir / f"{k}.npy").read_bytes() == (cache.dir / f"{k}.npy").read_bytes(), k
+
+
+_SHARD = """
+import sys, torch
+from pathlib import Path
+from refseg_ros.data import TabletopRefDataset
+from refseg_ros.data.augment import CachedVariants
+from refseg_ros.model import build_model
+from refseg_ros.training.caches import FeatureCache
+torch.set_num_threads(1)
+root, out, k = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+FeatureCache(build_model("tabletop").eval(), TabletopRefDataset(root, "val"), out, progress=False,
+             augment=CachedVariants(count=%d, seed=3), shard=(k, 2))
+""" % V
+
+
+def test_two_processes_build_one_cache_in_shards(cache, data, model, tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "shard.py"
+    script.write_text(_SHARD)
+    procs = [subprocess.Popen([sys.executable, str(script), str(data.root), str(tmp_path / "c"), str(k)],
+                              stderr=subprocess.PIPE, text=True) for k in (0, 1)]
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read()[-2000:]
+    shared = FeatureCache(model, data, tmp_path / "c", progress=False, augment=CachedVariants(count=V, seed=3))
+    assert shared.complete and shared.dir.name == cache.dir.name
+    assert json.loads((shared.dir / "meta.json").read_text())["done"] == R * len(data.image_paths)
+    for k in cache.arrays:
+        assert (shared.dir / f"{k}.npy").read_bytes() == (cache.dir / f"{k}.npy").read_bytes(), k
+
+
+def test_one_shard_alone_leaves_the_cache_incomplete(data, model, tmp_path):
+    aug = CachedVariants(count=V, seed=3)
+    half = FeatureCache(model, data, tmp_path, progress=False, augment=aug, shard=(1, 2))
+    assert not half.complete
+    np.testing.assert_array_equal(np.load(half.dir / "filled.npy"), [0, 1, 0])
+    assert json.loads((half.dir / "meta.json").read_text())["done"] == 0
+    counting = _FailsAt(data, -1)
+    rest = FeatureCache(model, counting, tmp_path, progress=False, augment=aug)
+    assert rest.complete and counting.loaded == [0, 0, 2]  # shape probe, then the two missing
+    with pytest.raises(ValueError):
+        FeatureCache(model, data, tmp_path, progress=False, augment=aug, shard=(2, 2))
 
 
 def test_rows_honour_p_clean_and_flips(cache):

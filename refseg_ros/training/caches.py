@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,19 @@ def _cache_key(model, dataset, augment=None) -> str:
     return h.hexdigest()[:16]
 
 
+@contextmanager
+def _locked(path: Path):
+    """An exclusive lock on ``path`` across processes (held for file creation and progress records)."""
+    import fcntl
+
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _indexed_sizes(dataset) -> np.ndarray | None:
     """``(h, w)`` of every image as the dataset's index records it (``images[i]``), if it does."""
     images = getattr(dataset, "images", None)
@@ -61,9 +75,10 @@ class FeatureCache:
 
     With ``V`` variants each image ``i`` owns ``R = 2 * (V + 1)`` consecutive rows: row
     ``i * R + 2 * v`` holds variant ``v`` (0: the image itself) and the next row its horizontal
-    mirror; without variants that is row ``2 * i`` and ``2 * i + 1``. Built once (resumable: images
-    are filled in order, each variant drawn from its own seeded stream, and a progress file records
-    how far), shared by concurrent runs.
+    mirror; without variants that is row ``2 * i`` and ``2 * i + 1``. Built once and shared by
+    concurrent runs; resumable (each variant is drawn from its own seeded stream, and
+    ``filled.npy`` records which images are written out); several processes may build one cache
+    together, each its ``shard``.
 
     Args:
         model: the model whose frozen ``image_features`` are cached.
@@ -74,12 +89,17 @@ class FeatureCache:
         mixed_sizes: accept images of several sizes (each letterboxed on its own; the features
             have the model input's size either way). Only for a caller whose targets follow each
             image's size (:meth:`TargetCache.gather_input`); otherwise one size is required.
+        shard: ``(k, m)``: fill only images ``k, k + m, k + 2m, ...`` (run ``m`` processes with
+            ``k = 0..m-1`` to build a cache on ``m`` cores). ``complete`` says whether all are in.
     """
 
     flush_every = 200  # images between progress records: what an interruption can cost
 
     def __init__(self, model, dataset, cache_dir: Path, progress: bool = True, augment=None,
-                 mixed_sizes: bool = False) -> None:
+                 mixed_sizes: bool = False, shard: tuple[int, int] = (0, 1)) -> None:
+        part, parts = (int(v) for v in shard)
+        if not 0 <= part < parts:
+            raise ValueError(f"shard must be (k, m) with 0 <= k < m; got {shard}")
         self.mixed_sizes = mixed_sizes
         self.augment = augment if augment is not None and augment.count > 0 else None
         self.variants = self.augment.count if self.augment else 0
@@ -94,26 +114,41 @@ class FeatureCache:
         with torch.no_grad():
             shapes = {k: tuple(v.shape[1:]) for k, v in model.image_features(canvas).items()}
         total = self.rows_per_image * n
-        meta_path = self.dir / "meta.json"
-        if meta_path.exists():
-            meta = json.loads(meta_path.read_text())
-        else:
-            meta = {"rows": total, "shapes": shapes, "done": 0}
-            if self.augment:
-                meta["augment"] = self.augment.key()
-            meta_path.write_text(json.dumps(meta))
-        if meta["rows"] != total:
-            raise ValueError(f"feature cache {self.dir} holds {meta['rows']} rows, expected {total}; remove it")
-        self.shapes = {k: tuple(v) for k, v in meta["shapes"].items()}
-        def _open(key: str, shape: tuple) -> np.memmap:
-            path = self.dir / f"{key}.npy"
-            if not path.exists():
-                return np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(total, *shape))
-            return np.load(path, mmap_mode="r" if meta["done"] >= meta["rows"] else "r+")
+        self._meta_path = self.dir / "meta.json"
+        with _locked(self.dir / ".lock"):  # the processes of a sharded build create the files once
+            if self._meta_path.exists():
+                meta = json.loads(self._meta_path.read_text())
+            else:
+                meta = {"rows": total, "shapes": shapes, "done": 0}
+                if self.augment:
+                    meta["augment"] = self.augment.key()
+                self._meta_path.write_text(json.dumps(meta))
+            if meta["rows"] != total:
+                raise ValueError(f"feature cache {self.dir} holds {meta['rows']} rows, expected {total}; remove it")
+            self.shapes = {k: tuple(v) for k, v in meta["shapes"].items()}
+            self.complete = meta["done"] >= meta["rows"]
 
-        self.arrays = {k: _open(k, s) for k, s in self.shapes.items()}
-        if meta["done"] < meta["rows"]:
-            self._fill(model, dataset, meta, meta_path, progress)
+            def _open(key: str, shape: tuple) -> np.memmap:
+                path = self.dir / f"{key}.npy"
+                if not path.exists():
+                    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(total, *shape))
+                return np.load(path, mmap_mode="r" if self.complete else "r+")
+
+            self.arrays = {k: _open(k, s) for k, s in self.shapes.items()}
+            filled = None if self.complete else self._filled(meta, n)
+        if filled is not None:
+            self._fill(model, dataset, filled, progress, part, parts)
+
+    def _filled(self, meta: dict, n: int) -> np.memmap:
+        """Which images are in the files (one byte each); a cache from before this record kept
+        only a count of rows filled in order."""
+        path = self.dir / "filled.npy"
+        if path.exists():
+            return np.load(path, mmap_mode="r+")
+        filled = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(n,))
+        filled[: meta["done"] // self.rows_per_image] = 1
+        filled.flush()
+        return filled
 
     @property
     def bytes_per_row(self) -> int:
@@ -134,17 +169,19 @@ class FeatureCache:
         return image_index * self.rows_per_image + 2 * variant + flipped
 
     @torch.no_grad()
-    def _fill(self, model, dataset, meta: dict, meta_path: Path, progress: bool) -> None:
+    def _fill(self, model, dataset, filled: np.memmap, progress: bool, part: int, parts: int) -> None:
+        """Compute the missing images of shard ``part`` of ``parts`` (every ``parts``-th image)."""
         from tqdm import tqdm
 
         n = len(dataset.image_paths)
         per = self.rows_per_image
-        start = meta["done"] // per
-        bar = tqdm(total=n, initial=start, desc="caching frozen features", unit="img", disable=not progress)
+        todo = [i for i in range(part, n, parts) if not filled[i]]
+        bar = tqdm(total=len(todo), desc="caching frozen features", unit="img", disable=not progress)
         model_was_training = model.training
         model.eval()
         sizes = _indexed_sizes(dataset) if self.mixed_sizes else None
-        for i in range(start, n):
+        pending: list[int] = []
+        for j, i in enumerate(todo):
             img = dataset.load_image(i)
             if self.mixed_sizes:
                 if sizes is not None and tuple(img.shape[:2]) != tuple(sizes[i]):
@@ -164,14 +201,30 @@ class FeatureCache:
                 row = per * i + 2 * v
                 for k, f in model.image_features(canvas).items():
                     self.arrays[k][row:row + 2] = f.to(torch.float16).numpy()
-            meta["done"] = per * (i + 1)
-            if (i + 1 - start) % self.flush_every == 0 or meta["done"] >= meta["rows"]:
-                for a in self.arrays.values():
-                    a.flush()
-                meta_path.write_text(json.dumps(meta))
+            pending.append(i)
+            if len(pending) >= self.flush_every or j == len(todo) - 1:
+                self._record(filled, pending)
+                pending = []
             bar.update(1)
         bar.close()
         model.train(model_was_training)
+        if not todo:
+            self._record(filled, [])
+
+    def _record(self, filled: np.memmap, images: list[int]) -> None:
+        """Mark ``images`` as in the files (after they are written out) and, once every image is,
+        the cache as complete."""
+        for a in self.arrays.values():
+            a.flush()
+        filled[images] = 1
+        filled.flush()
+        with _locked(self.dir / ".lock"):
+            meta = json.loads(self._meta_path.read_text())
+            missing = np.flatnonzero(filled[:] == 0)
+            # "done" stays what it always meant: rows filled in order from the start
+            meta["done"] = self.rows_per_image * (int(missing[0]) if len(missing) else len(filled))
+            self._meta_path.write_text(json.dumps(meta))
+            self.complete = not len(missing)
 
     def gather(self, rows: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
         order = np.argsort(rows)  # sorted reads are faster on a memmap
