@@ -111,4 +111,15 @@ def test_init_fine_tunes_from_a_checkpoint(tiny_data, tmp_path):
 
     bad = subprocess.run([str(VENV_BIN / "refseg"), "train", "--data", str(tiny_data), "--out", str(tmp_path / "x"),
                           "--init", str(start), "--set", "law=false"], capture_output=True, text=True, timeout=300)
-    assert bad.returncode != 0 and "drop --set" in bad.stderr
+    assert bad.returncode != 0 and "may only add parts" in bad.stderr
+
+    # --set that adds a part: the stored weights carry over, the presence head starts fresh
+    grown = tmp_path / "grown"
+    _refseg("train", "--data", tiny_data, "--out", grown, "--epochs", 1, "--init", start, "--lr", 1e-9,
+            "--set", "presence_head=true", "--val-split", "", *TRAIN_ARGS)
+    meta = json.loads((grown / "checkpoints" / "last.json").read_text())
+    assert meta["overrides"] == {"word_attention": True, "presence_head": True}
+    after = load_file(str(grown / "checkpoints" / "last.safetensors"))
+    new = set(after) - set(before)
+    assert new and all(k.startswith("head.presence.") for k in new) and set(before) <= set(after)
+    assert max(float((before[k].float() - after[k].float()).abs().max()) for k in before) < 1e-4

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.*")
     parser.add_argument("--init", type=Path, default=None, metavar="CKPT",
                         help="fine-tune: start from this checkpoint's weights and options (a fresh optimizer "
-                             "and schedule; --set is not allowed with it)")
+                             "and schedule); --set with it may only add parts, e.g. presence_head=true")
     parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                         help="model option override, repeatable (e.g. --set law=false)")
     parser.add_argument("--batch-size", type=int, default=None)
@@ -39,21 +39,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_runtime_arguments(parser)
 
 
-def _check_format(args: argparse.Namespace) -> None:
-    # The model has no "nothing there" output yet: on no-target and multi-target expressions it would
-    # learn a zero or a union box. `--format tabletop` reads a v2 split's single-target expressions.
-    if args.format == "tabletop-v2":
-        raise SystemExit("refseg train: --format tabletop-v2 holds expressions with no or several targets, "
-                         "which this model cannot learn yet; train on a v2 split's single-target "
-                         "expressions with --format tabletop (same --data)")
+def _check_format(args: argparse.Namespace, model) -> None:
+    # Without a presence output, a no-target expression could only teach an empty mask and a
+    # meaningless box. `--format tabletop` reads a v2 split's single-target expressions.
+    if args.format == "tabletop-v2" and model.head.presence is None:
+        raise SystemExit("refseg train: --format tabletop-v2 holds expressions with no target, which need the "
+                         "no-target output: add --set presence_head=true (also with --init), or train on a v2 "
+                         "split's single-target expressions with --format tabletop (same --data)")
 
 
 def run(args: argparse.Namespace) -> int:
-    _check_format(args)
     import torch
 
     from refseg_ros.model import build_model
-    from refseg_ros.model.checkpoint import CheckpointError, load_checkpoint
+    from refseg_ros.model.checkpoint import CheckpointError, extend_checkpoint, load_checkpoint
     from refseg_ros.training.config import load_train_config
     from refseg_ros.training.distributed import init_distributed, training_device
     from refseg_ros.training.trainer import Trainer
@@ -71,8 +70,6 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(cfg.seed)
     run_dir: Path = args.out
     last = run_dir / "checkpoints" / "last.safetensors"
-    if args.init is not None and args.overrides:
-        raise SystemExit("--init takes the model options from the checkpoint; drop --set")
     if args.resume and last.exists():
         model = load_checkpoint(last)
         print(f"resuming from {last}", file=sys.stderr)
@@ -81,7 +78,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"--resume: no checkpoint at {last} yet, starting fresh", file=sys.stderr)
         if args.init is not None:
             try:
-                model = load_checkpoint(args.init)
+                if args.overrides:  # only options that add parts, e.g. presence_head=true
+                    model, new = extend_checkpoint(args.init, **parse_overrides(args.overrides))
+                    print(f"--init: {len(new)} new tensors ({', '.join(sorted({k.rsplit('.', 2)[0] for k in new}))})",
+                          file=sys.stderr)
+                else:
+                    model = load_checkpoint(args.init)
             except (FileNotFoundError, CheckpointError) as exc:
                 raise SystemExit(f"--init: {exc}") from None
             if model.preset != args.preset:
@@ -89,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"fine-tuning from {args.init}", file=sys.stderr)
         else:
             model = build_model(args.preset, **parse_overrides(args.overrides))
+    _check_format(args, model)
     if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "run.json").write_text(json.dumps(

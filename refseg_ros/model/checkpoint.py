@@ -376,3 +376,25 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> VGL
     model.load_state_dict(state, strict=False)
     model.checkpoint_meta = meta
     return model.to(device)
+
+
+def extend_checkpoint(path: str | Path, **overrides) -> tuple[VGLAW, list[str]]:
+    """A checkpoint's model rebuilt with ``overrides`` that add parts (e.g. ``presence_head=True``),
+    its weights loaded and the new parts freshly initialised: the start of a fine-tuning run.
+
+    Returns the model and the state-dict keys that are new. Every stored tensor must land in the
+    new model with its shape; an override that changes an existing part is an error.
+    """
+    old = load_checkpoint(path)
+    merged = {**old.overrides, **overrides}
+    model = build_model(old.preset, **merged)
+    model.overrides = merged
+    state = old.trainable_state_dict()
+    own = model.state_dict()
+    lost = sorted(k for k, v in state.items() if k not in own or own[k].shape != v.shape)
+    if lost:
+        raise CheckpointError(f"{Path(path).name}: overrides {overrides} change existing parts "
+                              f"({len(lost)} tensors, e.g. {lost[:3]}); they may only add parts")
+    model.load_state_dict(state, strict=False)
+    new = sorted(set(own) - set(state) - model.pinned_state_keys())
+    return model, new

@@ -20,7 +20,7 @@ _CHOICES = {
     "box_head": ("lap_mlp", "attn_centre"),
     "mask_decoder": ("deconv", "skip"),
     "box_source": ("head", "mask"),
-    "mask_components": ("all", "largest"),
+    "mask_components": ("all", "largest", "auto"),
     "mask_kernel": ("linear", "sentence"),
 }
 
@@ -90,6 +90,11 @@ class ModelConfig:
     # "sentence" (the sentence feature itself, as published; the mask map then has d_l channels)
     mask_kernel: str = "linear"
     deconv_width: int = 0  # deconv decoder's middle width (0 = max(mask_dim, embed_dim / 2))
+    # No-target output (generalised referring expressions): a logit that the expression has a
+    # referent, from the language-adaptive pooled feature, the folded sentence query and the mask's
+    # peak; its sigmoid is the result's score. Trained with ``loss_presence`` (binary cross-entropy).
+    presence_head: bool = False
+    loss_presence: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes carried into checkpoints
 
     def __post_init__(self) -> None:

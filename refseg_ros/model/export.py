@@ -52,12 +52,16 @@ class FramePath(nn.Module):
         self.model = model.eval()
         self.law = model.law is not None
         self.words = model.backbone.word_attn is not None
+        self.presence = model.head.presence is not None
+
+    def output_names(self) -> list[str]:
+        return ["box", "mask_logits"] + (["presence"] if self.presence else [])
 
     def input_names(self) -> list[str]:
         return ["image"] + (["phi"] if self.law else []) + (list(WORD_INPUTS) if self.words else []) + \
             list(HEAD_INPUTS)
 
-    def forward(self, image: torch.Tensor, *command: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor, *command: torch.Tensor) -> tuple[torch.Tensor, ...]:
         named = dict(zip(self.input_names()[1:], command))
         folded = FoldedCommand(**{k: v for k, v in named.items() if k != "phi"})
         # VGLAW.ground, with the batch taken from a shape rather than len(): a traced size keeps
@@ -66,7 +70,7 @@ class FramePath(nn.Module):
         features = model.backbone(model.image_features(image), folded.box_query.shape[0], phi=named.get("phi"),
                                   folded=folded)
         out = model.head(features, None, folded=folded)
-        return out.box, out.mask_logits
+        return (out.box, out.mask_logits) + ((out.presence,) if self.presence else ())
 
 
 def command_tensors(model: VGLAW, command: Command) -> dict[str, torch.Tensor]:
@@ -102,11 +106,13 @@ def export_onnx(model: VGLAW, out: str | Path, expressions: list[str] | None = N
     dims = {"image": {2: "height", 3: "width"}, "phi": {0: "expressions"},
             **{k: {0: "expressions", 3: "tokens"} for k in WORD_INPUTS},
             **{k: {0: "expressions"} for k in HEAD_INPUTS},
-            "box": {0: "expressions"}, "mask_logits": {0: "expressions", 2: "mask_height", 3: "mask_width"}}
+            "box": {0: "expressions"}, "mask_logits": {0: "expressions", 2: "mask_height", 3: "mask_width"},
+            "presence": {0: "expressions"}}
+    outputs = path.output_names()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about Python ints taken from shapes
-        torch.onnx.export(path, args, str(out), input_names=names, output_names=["box", "mask_logits"],
-                          dynamic_axes={k: v for k, v in dims.items() if k in names + ["box", "mask_logits"]},
+        torch.onnx.export(path, args, str(out), input_names=names, output_names=outputs,
+                          dynamic_axes={k: v for k, v in dims.items() if k in names + outputs},
                           opset_version=opset, dynamo=False, do_constant_folding=True)
     return out
 
@@ -163,9 +169,10 @@ class OnnxFramePath:
         if self._command is not command:  # converted once per command, not per frame
             self._feed = {n: _array(t) for n, t in command_tensors(self.model, command).items()}
             self._command = command
-        box, logits = self.session.run(None, {"image": _array(canvas), **self._feed})
+        box, logits, *presence = self.session.run(None, {"image": _array(canvas), **self._feed})
         h, w = canvas.shape[-2:]
-        return GroundingOutput(torch.from_numpy(box), torch.from_numpy(logits), torch.empty(0), (h // 16, w // 16))
+        return GroundingOutput(torch.from_numpy(box), torch.from_numpy(logits), torch.empty(0), (h // 16, w // 16),
+                               torch.from_numpy(presence[0]) if presence else None)
 
 
 def _array(t: torch.Tensor) -> np.ndarray:
@@ -192,19 +199,23 @@ def ort_feed(session, inputs: tuple) -> dict[str, np.ndarray]:
 
 def check_onnx(model: VGLAW, path: str | Path, expressions: list[str], image_hw: tuple[int, int] | None = None,
                seed: int = 0, threads: int | None = None) -> dict[str, float]:
-    """Max abs difference of box and mask logits, onnxruntime vs PyTorch, on a random canvas."""
+    """Max abs difference of box and mask logits (and presence logits), onnxruntime vs PyTorch, on a
+    random canvas."""
     w, h = model.input_size
     hh, ww = image_hw or (h, w)
     image = torch.rand(1, 3, hh, ww, generator=torch.Generator().manual_seed(seed))
     inputs = example_inputs(model, expressions, image)
     with torch.inference_mode():
-        box, logits = FramePath(model)(*inputs)
+        box, logits, *presence = FramePath(model)(*inputs)
     session = ort_session(path, threads)
-    got_box, got_logits = session.run(None, ort_feed(session, inputs))
+    got_box, got_logits, *got_presence = session.run(None, ort_feed(session, inputs))
     if got_logits.shape != tuple(logits.shape):
         raise AssertionError(f"onnx mask logits {got_logits.shape} vs torch {tuple(logits.shape)}")
-    return {"box_max_abs_diff": float(np.abs(got_box - box.numpy()).max()),
-            "mask_logits_max_abs_diff": float(np.abs(got_logits - logits.numpy()).max())}
+    out = {"box_max_abs_diff": float(np.abs(got_box - box.numpy()).max()),
+           "mask_logits_max_abs_diff": float(np.abs(got_logits - logits.numpy()).max())}
+    if presence:
+        out["presence_max_abs_diff"] = float(np.abs(got_presence[0] - presence[0].numpy()).max())
+    return out
 
 
 def time_onnx(model: VGLAW, path: str | Path, expressions: list[str], frames: int = 30,

@@ -33,13 +33,15 @@ class GroundingOutput:
 
     ``box``: ``(B, 4)`` normalised ``cxcywh`` in [0, 1] of the model input (letterboxed canvas);
     ``mask_logits``: ``(B, 1, H/4, W/4)``; ``attention``: ``(B, h*w)`` LAP attention at stride 16;
-    ``grid_hw``: the stride-16 grid.
+    ``grid_hw``: the stride-16 grid; ``presence``: see the field.
     """
 
     box: torch.Tensor
     mask_logits: torch.Tensor
     attention: torch.Tensor
     grid_hw: tuple[int, int]
+    #: ``(B,)`` logit that the expression has a referent in the image (None: no presence head)
+    presence: torch.Tensor | None = None
 
     def mask_logits_at(self, size: tuple[int, int]) -> torch.Tensor:
         """Bilinear upsampling to ``size = (H, W)`` (e.g. the input): ``(B, H, W)``."""
@@ -83,12 +85,15 @@ class LanguageAdaptivePooling(nn.Module):
         pooled = torch.matmul(attn.to(tokens.dtype).unsqueeze(1), tokens).squeeze(1)
         return attn, pooled
 
+    def query(self, sentence: torch.Tensor) -> torch.Tensor:
+        """``(B, C)`` the sentence in the token space: ``<W_v f + b_v, W_l s>`` is ``f . (W_v^T W_l s)``
+        plus a term that is the same at every position, which the softmax cancels."""
+        return (self.txt(sentence.to(self.vis.weight.dtype)) @ self.vis.weight) * self.scale
+
     @torch.no_grad()
     def fold(self, sentence: torch.Tensor) -> torch.Tensor:
-        """``(B, C)`` query for :meth:`forward_folded`, once per command: ``<W_v f + b_v, W_l s>`` is
-        ``f . (W_v^T W_l s)`` plus a term that is the same at every position, which the softmax
-        cancels."""
-        return (self.txt(sentence.to(self.vis.weight.dtype)) @ self.vis.weight) * self.scale
+        """:meth:`query` once per command, for :meth:`forward_folded`."""
+        return self.query(sentence)
 
     def forward_folded(self, tokens: torch.Tensor, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`forward` with the sentence folded in (:meth:`fold`); the same result up to rounding."""
@@ -115,14 +120,42 @@ class BoxHead(nn.Module):
                 last.bias.fill_(small)
 
     def forward(self, tokens: torch.Tensor, grid_hw: tuple[int, int], sentence: torch.Tensor | None,
-                query: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``query``: the folded sentence (``LanguageAdaptivePooling.fold``), used instead of it."""
+                query: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``query``: the folded sentence (``LanguageAdaptivePooling.fold``), used instead of it.
+        Returns the box, the attention and the pooled feature."""
         attn, pooled = self.lap(tokens, sentence) if query is None else self.lap.forward_folded(tokens, query)
         out = self.mlp(pooled).float().sigmoid()
         if self.kind == "lap_mlp":
-            return out, attn
+            return out, attn, pooled
         centre = attn @ grid_centres(*grid_hw, device=attn.device, dtype=attn.dtype)
-        return torch.cat((centre, out), dim=1), attn
+        return torch.cat((centre, out), dim=1), attn, pooled
+
+
+class PresenceHead(nn.Module):
+    """Whether the expression has a referent: one logit from what the box head already computed.
+
+    Inputs: the language-adaptive pooled feature (what the attention found), the sentence query in
+    the same token space (what was asked for), their product (how well they agree), and two peaks:
+    the highest mask logit and the highest attention weight (a sharp, confident match). The peaks
+    are detached so the presence loss does not reshape the mask or the attention; the pooled
+    feature is not, so the backbone learns to tell a match from a near miss. No cross-modal fusion
+    module: the image side is language-aware only through VG-LAW's weights (and the word
+    attention when it is on).
+    """
+
+    def __init__(self, dim: int, hidden: int = 0) -> None:
+        super().__init__()
+        self.norm_pooled = nn.LayerNorm(dim)
+        self.norm_query = nn.LayerNorm(dim)
+        self.mlp = _mlp(3 * dim + 2, hidden or dim, 1, layers=2)
+
+    def forward(self, pooled: torch.Tensor, query: torch.Tensor, mask_logits: torch.Tensor,
+                attention: torch.Tensor) -> torch.Tensor:
+        p = self.norm_pooled(pooled.float())
+        q = self.norm_query(query.float())
+        peaks = torch.stack((mask_logits.detach().float().flatten(1).amax(1),
+                             attention.detach().float().amax(1) * attention.shape[1] ** 0.5), dim=1)
+        return self.mlp(torch.cat((p, q, p * q, peaks), dim=1))[:, 0]
 
 
 class DeconvDecoder(nn.Module):
@@ -229,21 +262,25 @@ class MaskHead(nn.Module):
 
 
 class GroundingHead(nn.Module):
-    def __init__(self, box: BoxHead, mask: MaskHead) -> None:
+    def __init__(self, box: BoxHead, mask: MaskHead, presence: PresenceHead | None = None) -> None:
         super().__init__()
         self.box = box
         self.mask = mask
+        self.presence = presence
 
     def forward(self, backbone_out: BackboneOutput, sentence: torch.Tensor | None,
                 folded: FoldedCommand | None = None) -> GroundingOutput:
         """``folded`` (``VGLAW.fold``, inference): the sentence already folded into both heads."""
         if folded is None:
-            box, attn = self.box(backbone_out.tokens, backbone_out.grid_hw, sentence)
+            query = self.box.lap.query(sentence) if self.presence is not None else None
+            box, attn, pooled = self.box(backbone_out.tokens, backbone_out.grid_hw, sentence, query=query)
             logits = self.mask(backbone_out, sentence)
         else:
-            box, attn = self.box(backbone_out.tokens, backbone_out.grid_hw, None, query=folded.box_query)
+            query = folded.box_query
+            box, attn, pooled = self.box(backbone_out.tokens, backbone_out.grid_hw, None, query=query)
             logits = self.mask.forward_folded(backbone_out, folded.mask_kernel, folded.mask_bias)
-        return GroundingOutput(box, logits, attn, backbone_out.grid_hw)
+        presence = None if self.presence is None else self.presence(pooled, query, logits, attn)
+        return GroundingOutput(box, logits, attn, backbone_out.grid_hw, presence)
 
     @torch.no_grad()
     def fold(self, sentence: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -259,4 +296,5 @@ def build_head(cfg, dim: int, text_dim: int) -> GroundingHead:
     else:
         decoder = DeconvDecoder(dim, mask_dim, width=cfg.deconv_width)
     return GroundingHead(BoxHead(cfg.box_head, dim, text_dim, cfg.lap_dim, hidden=cfg.box_mlp_dim),
-                         MaskHead(decoder, mask_dim, text_dim, kernel=cfg.mask_kernel))
+                         MaskHead(decoder, mask_dim, text_dim, kernel=cfg.mask_kernel),
+                         PresenceHead(dim) if cfg.presence_head else None)

@@ -17,15 +17,21 @@ comparison).
 cells is resampled, in strips of at most ``STRIP_PIXELS``, with exactly the values a resampling of
 the whole image would give there. What a result costs at full resolution is its ``bool`` mask.
 
-**Score.** The mean mask probability over the returned mask's pixels (or, when no pixel passes the
-threshold, the highest probability anywhere, which is then below the threshold). It reads as "how
-sure is the model of the mask it returns". It is not calibrated, and the training data always
-contains the referred object, so a low score hints at, but does not prove, that it is absent.
+**Score.** With a presence head (``presence_head: true``, trained on expressions with no target):
+the sigmoid of its logit, the probability that the expression has a referent in the image, and a
+result below ``found_threshold`` carries an empty mask. Without one: the mean mask probability over
+the returned mask's pixels (or, when no pixel passes the threshold, the highest probability
+anywhere), "how sure is the model of the mask it returns"; such a model was only trained on
+expressions whose object is there, so a low score hints at, but does not prove, that it is absent.
+
+**Several referents.** An expression that asks for every match ("all the red cubes", "both mugs";
+:func:`refseg_ros.language.number.asks_for_many`) keeps every connected part of its mask under
+``mask_components="auto"`` (one :class:`Instance` per part); any other keeps the largest part.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -35,9 +41,21 @@ STRIP_PIXELS = 1 << 20
 #: Slack on the probability of a logit-map cell when choosing where to resample: an interpolated
 #: value exceeds its neighbours' by float rounding at most.
 _CELL_SLACK = 1e-4
-MASK_COMPONENTS = ("all", "largest")
+MASK_COMPONENTS = ("all", "largest", "auto")
+#: Connected parts of a multi-referent mask smaller than this share of the largest part are specks,
+#: not instances.
+INSTANCE_MIN_SHARE = 0.08
 
 Box = tuple[float, float, float, float]
+
+
+@dataclass
+class Instance:
+    """One referent of a result: its box (as :class:`Grounding`'s), ``bool (H, W)`` mask and score."""
+
+    box: Box
+    mask: np.ndarray
+    score: float
 
 
 @dataclass
@@ -45,8 +63,11 @@ class Grounding:
     """One expression's result on one image, in that image's pixels.
 
     ``box``: ``(x_min, y_min, x_max, y_max)`` floats, pixel-edge coordinates inside the image;
-    ``score`` in [0, 1] (see the module docstring); ``mask``: ``bool (H, W)`` at the image's size;
-    ``found``: ``score >= found_threshold`` of the post-processing that made it.
+    ``score`` in [0, 1] (see the module docstring); ``mask``: ``bool (H, W)`` at the image's size,
+    the union of the instances; ``found``: ``score >= found_threshold`` of the post-processing that
+    made it. ``instances``: one per referent (exactly one for a single-referent expression; none
+    when not found); ``multi``: the expression asks for every match. A result that is not found
+    has no instances, and with a presence head an empty mask: its ``box`` means nothing.
     """
 
     expression: str
@@ -54,6 +75,8 @@ class Grounding:
     score: float
     mask: np.ndarray
     found: bool = True
+    instances: list[Instance] = field(default_factory=list)
+    multi: bool = False
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
@@ -119,7 +142,8 @@ class PostProcess:
         found_threshold: score at or above which a result is found, in [0, 1].
         box_source: ``"head"`` (the box head) or ``"mask"`` (the returned mask's box, the head's
             when the mask is empty).
-        mask_components: ``"all"`` or ``"largest"`` (keep the largest 8-connected component).
+        mask_components: ``"all"``, ``"largest"`` (keep the largest 8-connected component) or
+            ``"auto"`` (all for expressions asking for every match, else the largest).
         min_box_size: smallest box width and height in image pixels.
     """
 
@@ -153,25 +177,54 @@ class PostProcess:
         """A copy with ``changes`` (None values ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
-    def __call__(self, boxes_cxcywh, mask_logits, letterbox, expressions: list[str]) -> list[Grounding]:
+    def __call__(self, boxes_cxcywh, mask_logits, letterbox, expressions: list[str],
+                 presence=None) -> list[Grounding]:
         """``boxes_cxcywh (N, 4)`` normalised on the model input and ``mask_logits (N, 1, h, w)``
-        covering it, for ``N`` expressions on the one image that ``letterbox`` describes."""
+        covering it, for ``N`` expressions on the one image that ``letterbox`` describes;
+        ``presence (N,)``: the presence head's logits (None: the model has none)."""
+        from refseg_ros.language.number import asks_for_many
         from refseg_ros.model.letterbox import boxes_to_image
 
         width, height = letterbox.image_size
         boxes = boxes_to_image(boxes_cxcywh, letterbox).cpu().numpy()
         sampler = _MaskSampler(mask_logits, letterbox)
+        probability = None if presence is None else presence.float().sigmoid().cpu().numpy()
         results = []
         for n, (expr, head_box) in enumerate(zip(expressions, boxes)):
-            mask, raw_score = self._mask_and_score(sampler, n)
-            box = (mask_box(mask) if self.box_source == "mask" else None) or tuple(head_box)
-            score = sanitize_score(raw_score)
-            results.append(Grounding(expr, sanitize_box(box, width, height, self.min_box_size), score, mask,
-                                     found=score >= self.found_threshold))
+            multi = asks_for_many(expr)
+            largest = self.mask_components == "largest" or (self.mask_components == "auto" and not multi)
+            mask, raw_score = self._mask_and_score(sampler, n, largest)
+            box = sanitize_box((mask_box(mask) if self.box_source == "mask" else None) or tuple(head_box),
+                               width, height, self.min_box_size)
+            score = sanitize_score(raw_score if probability is None else probability[n])
+            found = score >= self.found_threshold
+            instances: list[Instance] = []
+            if found:
+                instances = self._instances(mask, box, score, width, height) if multi else [Instance(box, mask, score)]
+            elif probability is not None:
+                mask = np.zeros_like(mask)
+            results.append(Grounding(expr, box, score, mask, found=found, instances=instances, multi=multi))
         return results
 
-    def _mask_and_score(self, sampler: "_MaskSampler", n: int) -> tuple[np.ndarray, float]:
-        """Expression ``n``'s ``bool (H, W)`` mask and its score (see the module docstring)."""
+    def _instances(self, mask: np.ndarray, box: Box, score: float, width: int, height: int) -> list[Instance]:
+        """One instance per connected part of ``mask`` (specks dropped); the whole result when the
+        mask is empty (the box head's box)."""
+        import cv2
+
+        if not mask.any():
+            return [Instance(box, mask, score)]
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        areas = stats[1:, cv2.CC_STAT_AREA]
+        keep = [k + 1 for k in np.argsort(-areas, kind="stable") if areas[k] >= INSTANCE_MIN_SHARE * areas.max()]
+        out = []
+        for k in keep:
+            part = labels == k
+            out.append(Instance(sanitize_box(mask_box(part), width, height, self.min_box_size), part, score))
+        return out
+
+    def _mask_and_score(self, sampler: "_MaskSampler", n: int, largest: bool) -> tuple[np.ndarray, float]:
+        """Expression ``n``'s ``bool (H, W)`` mask (only its largest part if ``largest``) and its mask
+        score (see the module docstring)."""
         width, height = sampler.image_size
         mask = np.zeros((height, width), bool)
         threshold = self.mask_threshold
@@ -183,7 +236,7 @@ class PostProcess:
                 strip = prob > threshold
                 mask[ya:yb, x0:x1] = strip
                 total += float(prob[strip].sum(dtype=np.float64))
-            if self.mask_components == "largest":
+            if largest:
                 kept = largest_component(mask[y0:y1, x0:x1])
                 if not np.array_equal(kept, mask[y0:y1, x0:x1]):
                     mask[y0:y1, x0:x1] = kept

@@ -234,7 +234,7 @@ class GroundingPredictor:
             return []
         canvas, box = self._letterbox(image_rgb)
         out = self._run(canvas, self._active)
-        return (post or self.post)(out.box, out.mask_logits, box, list(self._expressions))
+        return (post or self.post)(out.box, out.mask_logits, box, list(self._expressions), out.presence)
 
     @torch.inference_mode()
     def predict_once(self, image_rgb: np.ndarray, expressions: list[str] | tuple[str, ...],
@@ -248,7 +248,7 @@ class GroundingPredictor:
             return self.predict(image_rgb, post)
         canvas, box = self._letterbox(image_rgb)
         out = self._run(canvas, self._folded(expressions))
-        return (post or self.post)(out.box, out.mask_logits, box, list(expressions))
+        return (post or self.post)(out.box, out.mask_logits, box, list(expressions), out.presence)
 
     @torch.inference_mode()
     def predict_batch(self, images: list[np.ndarray], expressions: list[str],
@@ -277,7 +277,8 @@ class GroundingPredictor:
         post = post or self.post
         results = []
         for i, r in enumerate(rows):
-            results += post(out.box[i:i + 1], out.mask_logits[i:i + 1], boxed[r][1], [expressions[i]])
+            results += post(out.box[i:i + 1], out.mask_logits[i:i + 1], boxed[r][1], [expressions[i]],
+                            None if out.presence is None else out.presence[i:i + 1])
         return results
 
 

@@ -38,7 +38,8 @@ def predict_per_frame(predictor, images: list, expressions: list[str]) -> list:
 
 
 def evaluate(predictor, dataset, batch_size: int = 16, max_samples: int | None = None,
-             progress: bool = True, desc: str = "eval", per_frame: bool = False) -> dict:
+             progress: bool = True, desc: str = "eval", per_frame: bool = False,
+             records: list | None = None) -> dict:
     """Grounding metrics of ``predictor`` (a ``GroundingPredictor``) on ``dataset``, in percent:
     REC/RES on single-target expressions, n_acc/t_acc/gIoU/cIoU on all (``training/metrics.py``),
     with a result's ``found`` flag as the answer "something" or "none".
@@ -46,7 +47,9 @@ def evaluate(predictor, dataset, batch_size: int = 16, max_samples: int | None =
     ``per_frame``: predict as the node does (:func:`predict_per_frame`) instead of
     ``predict_batch`` (one unfolded batch of expressions over several images, as in training).
     Returns the ``GroundingMetrics`` summary plus ``images_per_s`` (model + post-processing
-    throughput, data loading excluded).
+    throughput, data loading excluded). ``records``: a list that receives one dict per expression
+    (``type``, ``n_targets``, ``score``, ``found``, ``target_pixels``; for calibration and
+    per-size tables).
     """
     from tqdm import tqdm
 
@@ -71,6 +74,10 @@ def evaluate(predictor, dataset, batch_size: int = 16, max_samples: int | None =
         for s, p in zip(samples, preds):
             metrics.update(p.box, s["box"], p.mask, s["mask"].astype(bool), s.get("type", "all"),
                            found=p.found, n_targets=target_count(s))
+            if records is not None:
+                records.append({"type": s.get("type", "all"), "n_targets": target_count(s), "score": float(p.score),
+                                "found": bool(p.found), "target_pixels": int(s["mask"].astype(bool).sum()),
+                                "box": [float(v) for v in p.box], "target_box": [float(v) for v in s["box"]]})
         bar.update(len(samples))
     bar.close()
     out = metrics.compute()

@@ -141,6 +141,10 @@ class Trainer:
             if self.amp_dtype == torch.float16:
                 self.scaler = torch.amp.GradScaler("cuda")
         if self.cached:
+            from refseg_ros.training.canvas import on_model_canvas
+
+            # images of several sizes (v2 aspects) go onto the model's canvas first
+            self.train_set = train_set = on_model_canvas(train_set, model)
             cache_root = cache_dir or Path(getattr(train_set, "root", self.run_dir)) / "cache"
             # Rank 0 fills the shared feature files; the other ranks open them once it is done.
             if self.dist.world > 1 and not self.dist.main:
