@@ -27,7 +27,8 @@ def test_every_generated_command_is_accepted(grammar):
     for i, expr in enumerate(expressions):
         frame = FRAMES[i % len(FRAMES)]
         assert grammar.accepts(words_of(frame.format(expr))), frame.format(expr)
-        two = TWO_OBJECT_FRAMES[i % len(TWO_OBJECT_FRAMES)].format(expr, expressions[int(rng.integers(len(expressions)))])
+        other = expressions[int(rng.integers(len(expressions)))]
+        two = TWO_OBJECT_FRAMES[i % len(TWO_OBJECT_FRAMES)].format(expr, other)
         assert grammar.accepts(words_of(two)), two
 
 
@@ -100,3 +101,10 @@ def test_pick_grammatical_weighs_decoder_score_against_edit_cost(grammar):
 def test_sentence_is_capitalised_with_a_full_stop():
     assert sentence(["pick", "up", "the", "duck"]) == "Pick up the duck."
     assert sentence([]) == ""
+
+
+def test_noise_heard_as_words_does_not_become_a_command(grammar):
+    assert pick_grammatical([("Thank you.", -0.3), ("you", -0.5)], grammar, 0.3) is None
+    # a command is chosen only when one of its tabletop words was heard (or sounds like a heard word)
+    index, words, _ = pick_grammatical([("Thank you.", -0.3), ("the blue steer", -0.6)], grammar, 0.3)
+    assert index == 1 and words == ["the", "blue", "sphere"]

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from refseg_ros.language.vocabulary import keywords
-from refseg_ros.speech.heldout import (missed_keywords, NOISE_KINDS, SNRS_DB, VOICES, Voice, add_noise, available_voices, command_set,
-                                       keyword_accuracy, speak)
+from refseg_ros.speech.heldout import (NOISE_KINDS, SNRS_DB, VOICES, Voice, add_noise, available_voices, command_set,
+                                       keyword_accuracy, missed_keywords, speak)
 
 VOCAB = keywords()
 

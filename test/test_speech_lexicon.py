@@ -110,10 +110,11 @@ def test_the_short_window_and_the_lexicon_hear_a_command(tmp_path):
 
 @pytest.mark.slow
 def test_the_node_defaults_hear_clear_commands_keyword_for_keyword(tmp_path):
-    """The recogniser as speech_node builds it by default (lexicon, rescoring, correction)."""
+    """The recogniser as speech_node builds it by default (lexicon, grammar fitting, denoising)."""
     pytest.importorskip("faster_whisper", reason="the speech extra is installed by tools/bootstrap.sh")
     from refseg_ros.language.prompt import initial_prompt
     from refseg_ros.ros.speech_params import SPEECH_SPECS
+    from refseg_ros.speech.command_grammar import CommandGrammar, words_of
     from refseg_ros.speech.correction import VocabularyCorrector
     from refseg_ros.speech.heldout import Voice, add_noise, keyword_accuracy, speak
     from refseg_ros.speech.synth import espeak_available
@@ -123,15 +124,24 @@ def test_the_node_defaults_hear_clear_commands_keyword_for_keyword(tmp_path):
         pytest.skip("espeak-ng is not installed")
     d = {name: spec.default for name, spec in SPEECH_SPECS.items()}
     assert d["restrict_vocabulary"] and d["correct_below"] > 0 and d["short_window"]
+    assert d["fit_grammar"] and d["denoise"]
+    grammar = CommandGrammar()
     rec = Transcriber(initial_prompt=initial_prompt("command"), nbest=d["rescore_nbest"],
                       keyword_bonus=d["keyword_bonus"], vocabulary=keywords(), lexicon=command_lexicon(),
-                      corrector=VocabularyCorrector(keywords(), max_probability=d["correct_below"]))
+                      corrector=VocabularyCorrector(keywords(), max_probability=d["correct_below"]),
+                      grammar=grammar, grammar_weight=d["grammar_weight"], denoise=d["denoise"])
     hits = total = 0
-    for i, text in enumerate(("pick up the blue sphere on the left", "grab the green duck next to the mug",
+    for i, text in enumerate(("pick up the blue sphere on the left", "please pick up the green duck next to the mug",
                               "bring me the small yellow cube")):
         audio = add_noise(speak(text, Voice("espeak", "en-us", 150), tmp_path / f"{i}.wav"), 20.0, "pink", seed=i)
         heard = rec.transcribe(audio)
         h, n = keyword_accuracy(text, heard.text, keywords())
         hits, total = hits + h, total + n
-        assert all(word in keywords() for _heard, word, _p in heard.extra.get("corrections", []))
+        # every published transcript of a command is a command of the grammar
+        assert "grammar_cost" in heard.extra and grammar.accepts(words_of(heard.text)), heard
     assert hits >= total - 1, (hits, total)
+    # Silence and steady noise do not become commands.
+    rng = np.random.default_rng(1)
+    for audio in (np.zeros(16000, np.float32), (0.05 * rng.standard_normal(32000)).astype(np.float32)):
+        quiet = rec.transcribe(audio)
+        assert quiet.confidence < d["min_confidence"] or not grammar.accepts(words_of(quiet.text)), quiet

@@ -48,7 +48,7 @@ from refseg_ros.speech.wer import edit_distance, normalise  # noqa: E402
 
 #: speech_node's defaults (refseg_ros/ros/speech_params.py), as a config.
 DEFAULT = {"prompt": "command", "beam": 1, "nbest": 5, "bonus": 0.3, "lexicon": True, "fix": 0.5,
-           "short": True, "grammar": 0.0, "denoise": False}
+           "short": True, "grammar": 0.3, "denoise": True}
 
 
 def parse_config(name: str) -> dict:

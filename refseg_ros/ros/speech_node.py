@@ -49,6 +49,7 @@ from refseg_ros.ros.runtime import run_node
 from refseg_ros.ros.stats import Throttle
 from refseg_ros.utils.timing import LatencyWindow
 from refseg_ros.speech.audio import TARGET_RATE, AudioError, list_wavs, pcm16_to_float, read_wav, resample
+from refseg_ros.speech.command_grammar import CommandGrammar
 from refseg_ros.speech.correction import VocabularyCorrector
 from refseg_ros.speech.lexicon import command_lexicon
 from refseg_ros.speech.transcriber import SpeechDependencyError, Transcriber, accept, command_text
@@ -103,7 +104,10 @@ class SpeechNode(Node):
                                         language=p["language"], initial_prompt=prompt,
                                         nbest=p["rescore_nbest"], keyword_bonus=p["keyword_bonus"],
                                         vocabulary=vocabulary, corrector=corrector, lexicon=lexicon,
-                                        short_window=p["short_window"])
+                                        short_window=p["short_window"],
+                                        grammar=(CommandGrammar(extra_nouns=normalise(p["extra_prompt"]))
+                                                 if p["fit_grammar"] else None),
+                                        grammar_weight=p["grammar_weight"], denoise=p["denoise"])
         # One throwaway pass so the first real utterance does not pay for lazy initialisation.
         self._transcriber.transcribe(np.zeros(TARGET_RATE // 2, np.float32))
         rescoring = f"of {p['rescore_nbest']} transcripts" if self._transcriber.rescoring else "off"
@@ -111,7 +115,8 @@ class SpeechNode(Node):
                                f"({self._transcriber.model_path.name}, {p['compute_type']}, {p['num_threads']} "
                                f"thread(s), vocabulary prompt {'on' if prompt else 'off'}, vocabulary rescoring "
                                f"{rescoring}, lexicon {'only' if lexicon else 'free'}, correction "
-                               f"{'below ' + str(p['correct_below']) if corrector else 'off'})")
+                               f"{'below ' + str(p['correct_below']) if corrector else 'off'}, grammar fitting "
+                               f"{'on' if p['fit_grammar'] else 'off'}, denoise {'on' if p['denoise'] else 'off'})")
 
         self._vad = VadConfig(threshold_db=p["vad_threshold_db"], min_level_db=p["vad_min_level_db"],
                               end_silence_s=p["vad_end_silence_s"], min_speech_s=p["vad_min_speech_s"],

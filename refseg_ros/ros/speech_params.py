@@ -60,6 +60,18 @@ SPEECH_PARAMS: tuple[ParamSpec, ...] = (
               "Rewrite a word heard with less than this probability to the tabletop word it sounds like, when "
               "one clearly does (confident words and function words are never rewritten); 0 = off.",
               range=(0.0, 1.0)),
+    ParamSpec("fit_grammar", True,
+              "Replace each transcript the decoder lists (rescore_nbest) by the closest command of the command "
+              "grammar (object, colour, size and place words where an expression puts them; request words only "
+              "as heard) and publish the one with the best decoder score minus grammar_weight per word of edit; "
+              "keyword_bonus and correct_below then apply only when no command is near. Words of extra_prompt "
+              "count as object names."),
+    ParamSpec("grammar_weight", 0.3,
+              "Grammar fitting: decoder score given up per word of edit (a substitution costs how unlike the "
+              "words sound); higher = trust the grammar less.", range=(0.0, 5.0)),
+    ParamSpec("denoise", True,
+              "Subtract steady background noise (fan, hiss) from each utterance before it is transcribed: a "
+              "mild spectral subtraction with the noise level taken from the utterance's own quiet parts."),
     ParamSpec("short_window", True,
               "Encode an utterance with a short silent tail instead of in Whisper's whole 30 s window (several "
               "times faster for a command of a few seconds; utterances near 30 s use the whole window)."),

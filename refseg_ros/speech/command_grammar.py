@@ -26,6 +26,7 @@ import heapq
 import itertools
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, Sequence
 
@@ -45,20 +46,17 @@ _CONNECTING = frozenset({"and", "then", "please", "for", "me", "now", "thanks", 
 _DETERMINERS = ("the", "a")
 
 
+@dataclass(frozen=True)
 class Costs:
     """Edit costs of :meth:`CommandGrammar.closest` (one word = 1)."""
-
-    def __init__(self, substitute: float = 1.0, delete: float = 1.0, insert: float = 1.0,
-                 insert_light: float = 0.4, merge: float = 0.2, min_similarity: float = 0.3,
-                 light: Iterable[str] = ("the", "a", "to", "of", "and", "on"), trailing: float = 0.5):
-        self.substitute = float(substitute)  # times (1 - similarity)
-        self.delete = float(delete)
-        self.insert = float(insert)
-        self.insert_light = float(insert_light)  # articles and small words the recogniser drops
-        self.merge = float(merge)  # added to a two-words-into-one substitution
-        self.min_similarity = float(min_similarity)  # less alike: delete and insert instead
-        self.light = frozenset(light)
-        self.trailing = float(trailing)  # a request word after an expression, other than a connecting one
+    substitute: float = 1.0   # times (1 - similarity) of the heard and the said word
+    delete: float = 1.0       # a heard word that was not said
+    insert: float = 1.0       # a said word that was not heard
+    insert_light: float = 0.4  # ... when it is one of the small words a recogniser drops (``light``)
+    merge: float = 0.2        # added when two heard words become one said word
+    min_similarity: float = 0.3  # less alike: delete and insert instead of substituting
+    light: frozenset = frozenset({"the", "a", "to", "of", "and", "on"})
+    trailing: float = 0.5     # a request word after an expression, other than a connecting one
 
 
 @lru_cache(maxsize=65536)
@@ -78,6 +76,8 @@ class CommandGrammar:
         self._nouns = [n.split() for n in dict.fromkeys(nouns)]
         self._sizes = sorted({w for names in SIZES.values() for w in names})
         self.request_words = (command_lexicon(extra_nouns) - keywords() - {"the"}) | _REQUEST_KEYWORDS
+        self._tabletop = ((keywords() | {w for noun in self._nouns for w in noun})
+                          - _REQUEST_KEYWORDS - set(GENERIC_NOUNS))
         self.start, self.accept = self._new(), self._new()
         hub = self._new()
         self._eps[self.start].append(hub)
@@ -182,6 +182,13 @@ class CommandGrammar:
                 return False
         return self.accept in states  # reached only through an expression
 
+    def heard_an_object_word(self, words: Sequence[str], heard: Sequence[str]) -> bool:
+        """Whether a tabletop word of the command ``words`` other than "object", "one", "thing" is,
+        or sounds like (similarity at least 0.5), a word of ``heard``."""
+        limit = 0.5
+        tabletop = [w for w in words if w in self._tabletop]
+        return any(_sound_cost(h, w) <= limit for w in tabletop for h in heard)
+
     def _alike(self, heard: str) -> list[tuple[str, float]]:
         """Grammar words close enough in sound to substitute for ``heard``, with their costs."""
         limit = 1.0 - self.costs.min_similarity
@@ -257,7 +264,9 @@ def pick_grammatical(hypotheses: Sequence[tuple[str, float]], grammar: CommandGr
     one with the best decoder score minus ``weight`` per unit of edit cost: (index of the transcript
     it came from, its words, edit cost), or None when no transcript is near a command. The decoder's
     score says how well a transcript fits the audio; the edit cost how far it is from a command the
-    grounding model understands. A transcript that is already a command costs nothing."""
+    grounding model understands. A transcript that is already a command costs nothing. A command
+    none of whose tabletop words sounds like a heard word is never chosen (noise heard as "Thank
+    you." must not become "Thank you the object.")."""
     best: tuple[float, int, list[str], float] | None = None
     seen: dict[tuple[str, ...], list[tuple[list[str], float]]] = {}
     for index, (text, score) in enumerate(hypotheses):
@@ -267,6 +276,8 @@ def pick_grammatical(hypotheses: Sequence[tuple[str, float]], grammar: CommandGr
         if heard not in seen:
             seen[heard] = grammar.closest(list(heard), k=1, max_steps=max_steps)
         for words, cost in seen[heard]:
+            if not grammar.heard_an_object_word(words, heard):
+                continue
             value = float(score) - weight * cost
             if best is None or value > best[0]:
                 best = (value, index, words, cost)
