@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--cache-features", choices=("auto", "on", "off"), default=None)
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (online path)")
+    parser.add_argument("--augment-variants", type=int, default=None,
+                        help="camera variants (exposure, noise, blur, white balance, JPEG) cached per image on "
+                             "the CPU path (0: none); a --resume must use the same value")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--no-progress", action="store_true")
     add_runtime_arguments(parser)
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"refseg train: {exc}") from None
     dist = init_distributed(device)
     cfg = load_train_config(args.preset, batch_size=args.batch_size, lr=args.lr, cache_features=args.cache_features,
-                            num_workers=args.workers, seed=args.seed)
+                            num_workers=args.workers, seed=args.seed, augment_variants=args.augment_variants)
     torch.manual_seed(cfg.seed)
     run_dir: Path = args.out
     last = run_dir / "checkpoints" / "last.safetensors"

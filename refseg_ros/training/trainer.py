@@ -7,8 +7,11 @@ Two data paths feed the same step:
   of its mirror image are computed once into memory-mapped fp16 files next to the data, and the
   frozen text encoder's token features once per distinct expression (and its left/right-swapped
   twin); see :mod:`refseg_ros.training.caches`. A step then runs only the trainable part, several
-  times faster than the online path on a CPU. Photometric jitter is not applied on this path
-  (features are fixed); flips are real mirrored images, not mirrored feature maps.
+  times faster than the online path on a CPU. Photometric augmentation reaches this path as cached
+  camera variants (``augment_variants``, :class:`refseg_ros.data.augment.CachedVariants`): each step
+  takes the clean image with probability ``augment_p_clean``, else one of its variants; flips are
+  real mirrored images, not mirrored feature maps. Images of several sizes are put on the model's
+  canvas first (:mod:`refseg_ros.training.canvas`).
 * **online** (GPUs, trainable backbones, images of different sizes such as RefCOCO): a DataLoader
   with ``num_workers`` processes loads, augments (flip + jitter) and letterboxes samples.
 """
@@ -149,7 +152,8 @@ class Trainer:
             # Rank 0 fills the shared feature files; the other ranks open them once it is done.
             if self.dist.world > 1 and not self.dist.main:
                 torch.distributed.barrier()
-            self.features = FeatureCache(model, train_set, cache_root, progress=self.progress)
+            self.features = FeatureCache(model, train_set, cache_root, progress=self.progress,
+                                         augment=cfg.cache_augment())
             if self.dist.world > 1 and self.dist.main:
                 torch.distributed.barrier()
             self.text = TextCache(model, train_set.expressions, device)
@@ -168,7 +172,7 @@ class Trainer:
 
     def _cached_batch(self, idx: np.ndarray, rng: np.random.Generator) -> dict:
         flipped = (rng.random(len(idx)) < self.cfg.flip_prob)
-        img_rows = 2 * self.train_set.image_index[idx] + flipped
+        img_rows = self.features.rows(self.train_set.image_index[idx], flipped, rng)
         feats = self.features.gather(img_rows, self.device)
         tokens, tmask = self.text.gather(self.train_set.expression_index[idx], flipped)
         boxes, masks = self.targets.gather(idx, flipped)

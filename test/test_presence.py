@@ -1,0 +1,183 @@
+"""The no-target output end to end in the model package: the presence head (folded = unfolded, in
+the ONNX graph), its loss, the post-processing's found/instances decisions, the number rule that
+picks one or every part of a mask, v2 images of several sizes on the cached path, calibration."""
+import numpy as np
+import pytest
+import torch
+
+from refseg_ros.language.number import asks_for_many
+from refseg_ros.model.heads import GroundingOutput
+from refseg_ros.model.letterbox import Letterbox
+from refseg_ros.model.losses import GroundingLoss
+from refseg_ros.model.postprocess import PostProcess
+
+
+@pytest.mark.parametrize("text, many", [
+    ("all the red cubes", True), ("both mugs", True), ("Every duck.", True), ("the 3 cups", True),
+    ("grab the two bowls", True), ("the bowls that aren't white", True), ("everything that is not a cube", True),
+    ("the thing that isn't a mug", True),
+    ("the red mug", False), ("the mug that is not red", False), ("the second cube from the left", False),
+    ("the mug between both ducks", False), ("the cup next to all the plates", False), ("", False),
+    ("not", False), ("all", True),
+])
+def test_asks_for_many(text, many):
+    assert asks_for_many(text) is many
+
+
+def _outputs(logits: np.ndarray, presence):
+    n = logits.shape[0]
+    return (torch.full((n, 4), 0.5), torch.as_tensor(logits, dtype=torch.float32)[:, None],
+            None if presence is None else torch.as_tensor(presence, dtype=torch.float32))
+
+
+def _two_blobs(n: int) -> np.ndarray:
+    logits = np.full((n, 16, 16), -8.0, np.float32)
+    logits[:, 2:6, 2:6] = 8.0   # larger part
+    logits[:, 10:13, 10:13] = 8.0  # smaller part, far from the first
+    return logits
+
+
+def test_presence_decides_found_and_empties_the_mask():
+    lb = Letterbox.fit((64, 64), (64, 64))
+    boxes, logits, presence = _outputs(_two_blobs(2), [-4.0, 4.0])
+    post = PostProcess(box_source="mask", mask_components="auto", found_threshold=0.5)
+    absent, present = post(boxes, logits, lb, ["the green mug", "the red mug"], presence)
+    assert not absent.found and absent.score == pytest.approx(torch.sigmoid(torch.tensor(-4.0)).item())
+    assert not absent.mask.any() and absent.instances == []
+    assert present.found and present.score > 0.98 and len(present.instances) == 1
+    # a single referent under "auto": only the largest part, the instance is the whole result
+    assert np.array_equal(present.instances[0].mask, present.mask) and present.box == (8.0, 8.0, 24.0, 24.0)
+    assert not present.mask[32:, 32:].any()
+    # without presence logits: the mask score decides and the mask is kept (old checkpoints)
+    old = post(boxes, logits, lb, ["the green mug", "the red mug"])
+    assert all(g.found and g.mask.any() for g in old)
+
+
+def test_every_part_is_an_instance_when_the_expression_asks_for_all():
+    lb = Letterbox.fit((64, 64), (64, 64))
+    boxes, logits, presence = _outputs(_two_blobs(1), [5.0])
+    post = PostProcess(box_source="mask", mask_components="auto")
+    (g,) = post(boxes, logits, lb, ["all the red cubes"], presence)
+    assert g.multi and len(g.instances) == 2
+    big, small = g.instances
+    assert big.mask.sum() > small.mask.sum() > 100 and g.mask.sum() == big.mask.sum() + small.mask.sum()
+    assert big.box == (8.0, 8.0, 24.0, 24.0) and small.box == (40.0, 40.0, 52.0, 52.0)
+    assert not (big.mask & small.mask).any()
+    # "largest" overrides the number rule
+    (one,) = PostProcess(box_source="mask", mask_components="largest")(boxes, logits, lb, ["all the red cubes"],
+                                                                       presence)
+    assert np.array_equal(one.mask, big.mask) and len(one.instances) == 1
+
+
+def test_loss_trains_no_target_samples_on_mask_and_presence_only():
+    torch.manual_seed(0)
+    crit = GroundingLoss(attn=0.5, presence=1.0)
+    box = torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.9, 0.9]], requires_grad=True)
+    mask_logits = torch.zeros(2, 1, 8, 8, requires_grad=True)
+    attention = torch.full((2, 4), 0.25, requires_grad=True)
+    presence = torch.tensor([2.0, 2.0], requires_grad=True)
+    out = GroundingOutput(box, mask_logits, attention, (2, 2), presence)
+    masks = torch.zeros(2, 8, 8)
+    masks[0, 2:4, 2:4] = 1  # sample 1 has no target
+    targets = torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.0, 0.0, 0.0, 0.0]])
+    terms = crit(out, targets, masks)
+    assert all(torch.isfinite(v) for v in terms.values())
+    assert float(terms["l1"]) == pytest.approx(0.0) and float(terms["giou"]) == pytest.approx(0.0, abs=1e-6)
+    terms["loss"].backward()
+    assert box.grad[1].abs().sum() == 0 and attention.grad[1].abs().sum() == 0  # box/attn: present only
+    assert mask_logits.grad[1].abs().sum() > 0  # the mask learns to be empty
+    # presence: pushed up where there is a target, down where there is none
+    assert presence.grad[0] < 0 < presence.grad[1]
+    # a batch of only no-target samples stays finite
+    terms = crit(out, targets, torch.zeros(2, 8, 8))
+    assert all(torch.isfinite(v) for v in terms.values())
+    with pytest.raises(ValueError, match="presence head"):
+        crit(GroundingOutput(box, mask_logits, attention, (2, 2)), targets, masks)
+
+
+@pytest.mark.slow
+def test_presence_head_folded_unfolded_and_onnx_agree(tmp_path):
+    from refseg_ros.model.build import build_model
+    from refseg_ros.model.export import check_onnx, export_onnx
+
+    torch.manual_seed(0)
+    model = build_model("tabletop", word_attention=True, presence_head=True).eval()
+    images = torch.rand(2, 3, 240, 320)
+    expressions = ["the red mug", "all the ducks"]
+    with torch.no_grad():
+        plain = model(images, expressions)
+        folded = model(images, model.fold(model.command(expressions)))
+    assert plain.presence.shape == (2,)
+    assert torch.allclose(plain.presence, folded.presence, atol=1e-4)
+    diffs = check_onnx(model, export_onnx(model, tmp_path / "p.onnx"), expressions)
+    assert diffs["presence_max_abs_diff"] < 1e-3
+    # a model without the head has no presence output anywhere
+    assert build_model("tabletop").eval()(images[:1], ["the duck"]).presence is None
+
+
+class _SizedDataset:
+    """Two images of different sizes, one target each (a filled rectangle)."""
+
+    def __init__(self):
+        self.images = [{"width": 320, "height": 180}, {"width": 240, "height": 320}]
+        self.image_paths = ["a.png", "b.png"]
+        self.image_index = np.array([0, 1])
+        self.target_keys = ["t0", "t1"]
+        self.expressions = ["x"]
+        self.rects = {"t0": (0, (40, 20, 120, 100)), "t1": (1, (20, 40, 100, 200))}
+
+    def __len__(self):
+        return 2
+
+    def load_image(self, i):
+        w, h = self.images[i]["width"], self.images[i]["height"]
+        return np.full((h, w, 3), 200, np.uint8)
+
+    def target(self, key, h, w):
+        _, (x0, y0, x1, y1) = self.rects[key]
+        mask = np.zeros((h, w), np.uint8)
+        mask[y0:y1, x0:x1] = 1
+        return np.array([x0, y0, x1, y1], np.float32), mask
+
+
+def test_images_of_several_sizes_go_onto_the_model_canvas():
+    from refseg_ros.training.canvas import ModelCanvasView, on_model_canvas
+
+    class _Model:
+        input_size = (320, 240)
+        pixel_mean = torch.tensor([0.5, 0.25, 0.0])
+
+    view = on_model_canvas(_SizedDataset(), _Model())
+    assert isinstance(view, ModelCanvasView) and view.image_paths[0].endswith("#canvas 320x240")
+    wide, tall = view.load_image(0), view.load_image(1)
+    assert wide.shape == tall.shape == (240, 320, 3)
+    assert (wide[:180] == 200).all() and (wide[180:] == [128, 64, 0]).all()  # top-left, mean below
+    assert (tall[:, :180] == 200).all() and (tall[:, 180:] == [128, 64, 0]).all()  # portrait scaled 0.75
+    box, mask = view.target("t1", 240, 320)
+    assert box.tolist() == [15.0, 30.0, 75.0, 150.0]
+    ys, xs = np.nonzero(mask)
+    assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (15, 30, 75, 150)
+    with pytest.raises(ValueError, match="canvas"):
+        view.target("t1", 320, 240)
+    one_size = _SizedDataset()
+    one_size.images = [{"width": 320, "height": 240}] * 2
+    assert on_model_canvas(one_size, _Model()) is one_size
+
+
+def test_expected_calibration_error():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("calibration", Path(__file__).parents[1] / "tools" / "calibration.py")
+    calibration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(calibration)
+    rng = np.random.default_rng(0)
+    scores = rng.random(20000)
+    calibrated = rng.random(20000) < scores
+    ece, table = calibration.expected_calibration_error(scores, calibrated)
+    assert ece < 0.02 and sum(r["count"] for r in table) == 20000
+    overconfident = np.where(scores > 0.5, 0.99, 0.01)
+    ece_bad, _ = calibration.expected_calibration_error(overconfident, calibrated)
+    assert ece_bad > 0.2
+    sweep = calibration.threshold_sweep(scores, calibrated)
+    assert sweep[0]["t_acc"] > sweep[-1]["t_acc"] and sweep[0]["n_acc"] < sweep[-1]["n_acc"]
