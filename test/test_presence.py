@@ -82,7 +82,7 @@ def test_loss_trains_no_target_samples_on_mask_and_presence_only():
     targets = torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.0, 0.0, 0.0, 0.0]])
     terms = crit(out, targets, masks)
     assert all(torch.isfinite(v) for v in terms.values())
-    assert float(terms["l1"]) == pytest.approx(0.0) and float(terms["giou"]) == pytest.approx(0.0, abs=1e-6)
+    assert float(terms["l1"].detach()) == pytest.approx(0.0) and float(terms["giou"].detach()) == pytest.approx(0.0, abs=1e-6)
     terms["loss"].backward()
     assert box.grad[1].abs().sum() == 0 and attention.grad[1].abs().sum() == 0  # box/attn: present only
     assert mask_logits.grad[1].abs().sum() > 0  # the mask learns to be empty

@@ -1,6 +1,7 @@
 """`refseg eval`: REC Prec@0.5 and RES mIoU / oIoU / Prec@X on single-target expressions, and
 n_acc / t_acc / gIoU / cIoU on every expression (no, one or several targets), overall and per
-expression type."""
+expression type; REC Prec@0.5 by target size at the model input (``by_target_size``: sqrt of the
+target box's area in model-input pixels, buckets <15, 15-30, 30-45, >=45)."""
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from refseg_ros.model.checkpoint import CheckpointError
     from refseg_ros.model.predictor import GroundingPredictor, backend_label, resolve_backend
-    from refseg_ros.training.evaluate import evaluate
+    from refseg_ros.training.evaluate import by_target_size, evaluate
     from refseg_ros.utils.device import resolve_device
 
     apply_threads(args)
@@ -49,8 +50,10 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, CheckpointError, ValueError) as exc:
         print(f"refseg eval: {exc}", file=sys.stderr)
         return 1
+    records: list[dict] = []
     metrics = evaluate(predictor, dataset, batch_size=args.batch_size, max_samples=args.max_samples,
-                       progress=not args.no_progress, per_frame=args.backend is not None)
+                       progress=not args.no_progress, per_frame=args.backend is not None, records=records)
+    metrics["by_target_size"] = by_target_size(records, predictor.model.input_size)
     metrics["checkpoint"] = str(args.checkpoint or "shipped")
     metrics["path"] = (f"per-frame, {backend_label(backend, args.int8)}" if args.backend is not None
                        else "batched, torch")

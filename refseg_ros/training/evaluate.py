@@ -48,8 +48,8 @@ def evaluate(predictor, dataset, batch_size: int = 16, max_samples: int | None =
     ``predict_batch`` (one unfolded batch of expressions over several images, as in training).
     Returns the ``GroundingMetrics`` summary plus ``images_per_s`` (model + post-processing
     throughput, data loading excluded). ``records``: a list that receives one dict per expression
-    (``type``, ``n_targets``, ``score``, ``found``, ``target_pixels``; for calibration and
-    per-size tables).
+    (``type``, ``n_targets``, ``score``, ``found``, ``target_pixels``, ``box``, ``target_box``,
+    ``image_size``; for calibration and per-size tables: :func:`by_target_size`).
     """
     from tqdm import tqdm
 
@@ -77,9 +77,33 @@ def evaluate(predictor, dataset, batch_size: int = 16, max_samples: int | None =
             if records is not None:
                 records.append({"type": s.get("type", "all"), "n_targets": target_count(s), "score": float(p.score),
                                 "found": bool(p.found), "target_pixels": int(s["mask"].astype(bool).sum()),
-                                "box": [float(v) for v in p.box], "target_box": [float(v) for v in s["box"]]})
+                                "box": [float(v) for v in p.box], "target_box": [float(v) for v in s["box"]],
+                                "image_size": [int(s["image"].shape[1]), int(s["image"].shape[0])]})
         bar.update(len(samples))
     bar.close()
     out = metrics.compute()
     out["images_per_s"] = len(indices) / model_time if model_time > 0 else 0.0
     return out
+
+
+#: Target size buckets (``sqrt(box width x height)`` in model-input pixels): lower edges.
+SIZE_BUCKETS = ((0, "<15"), (15, "15-30"), (30, "30-45"), (45, ">=45"))
+
+
+def by_target_size(records: list[dict], input_size: tuple[int, int]) -> dict[str, dict]:
+    """REC Prec@0.5 of single-target expressions per target size at the model input (the image
+    letterboxed to ``input_size``): ``{bucket: {"expressions": n, "rec_prec@0.5": percent}}``."""
+    from refseg_ros.training.metrics import box_iou_xyxy
+
+    out: dict[str, list[float]] = {name: [] for _, name in SIZE_BUCKETS}
+    iw, ih = input_size
+    for r in records:
+        if r["n_targets"] != 1:
+            continue
+        w, h = r["image_size"]
+        x0, y0, x1, y1 = r["target_box"]
+        side = min(iw / w, ih / h) * float(np.sqrt(max(0.0, x1 - x0) * max(0.0, y1 - y0)))
+        name = [n for lo, n in SIZE_BUCKETS if side >= lo][-1]
+        out[name].append(box_iou_xyxy(r["box"], r["target_box"]) >= 0.5)
+    return {name: {"expressions": len(v), "rec_prec@0.5": 100.0 * float(np.mean(v)) if v else None}
+            for name, v in out.items()}
