@@ -13,7 +13,7 @@ pytest.importorskip("rclpy")
 from sensor_msgs.msg import CameraInfo  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from refseg_ros.model.postprocess import Grounding  # noqa: E402
+from refseg_ros.model.postprocess import Grounding, Instance, PostProcess  # noqa: E402
 from refseg_ros.ros import messages as M  # noqa: E402
 from refseg_ros.ros.images import imgmsg_to_numpy, numpy_to_imgmsg  # noqa: E402
 from refseg_ros.utils.overlay import answers, draw_groundings  # noqa: E402
@@ -29,17 +29,8 @@ def _box_mask(x0, y0, x1, y1) -> np.ndarray:
     return mask
 
 
-class Instance:
-    """One object of a result, as ``PostProcess`` gives them (box, bool mask, score)."""
-
-    def __init__(self, box, mask, score):
-        self.box, self.mask, self.score = box, mask, score
-
-
 def _result(expression, box, score, mask, found, instances, multi=False) -> Grounding:
-    g = Grounding(expression, box, score, mask, found)
-    g.instances, g.multi = instances, multi
-    return g
+    return Grounding(expression, box, score, mask, found, instances=instances, multi=multi)
 
 
 def _results():
@@ -148,3 +139,29 @@ def test_diagnostics_report_not_found_answers():
     stats.count("not_found", 3)
     status = grounding_status("n", "active", "m", "cpu", None, stats, 0.0, 10.0, True)
     assert {kv.key: kv.value for kv in status.values}["not_found"] == "3"
+
+
+def test_post_processed_not_found_and_every_match_become_their_messages():
+    """The real post-processing (presence logits, ``mask_components="auto"``) into messages: the
+    absent expression publishes nothing to act on, "all the cubes" one message per blob."""
+    import torch
+
+    from refseg_ros.model.letterbox import Letterbox
+
+    logits = torch.full((3, 1, 16, 16), -8.0)
+    logits[:, 0, 2:5, 2:5] = 8.0  # two separate blobs in every map
+    logits[:, 0, 10:14, 9:13] = 8.0
+    presence = torch.tensor([6.0, -6.0, 6.0])  # present, absent, present
+    boxes = torch.tensor([[0.2, 0.2, 0.2, 0.2]] * 3)
+    post = PostProcess(mask_threshold=0.5, found_threshold=0.5, box_source="mask", mask_components="auto")
+    results = post(boxes, logits, Letterbox.fit((W, H), (64, 64)), ["the cube", "the duck", "all the cubes"],
+                   presence=presence)
+    out = M.grounding_array(Header(), "c", results, _depth_view())
+    gs = out.array.results
+    assert [(g.expression, g.found) for g in gs] == [("the cube", True), ("the duck", False),
+                                                      ("all the cubes", True), ("all the cubes", True)]
+    assert out.not_found == 1 and gs[1].mask.height == 0 and gs[1].x_max == 0.0 and not gs[1].has_position
+    single = imgmsg_to_numpy(gs[0].mask) > 0
+    parts = [imgmsg_to_numpy(g.mask) > 0 for g in gs[2:]]
+    assert not (parts[0] & parts[1]).any() and ((parts[0] | parts[1]) != single).any()  # two objects, not one
+    assert all(g.has_position for g in gs[2:]) and gs[2].x_min != gs[3].x_min
