@@ -111,6 +111,13 @@ def test_presence_head_folded_unfolded_and_onnx_agree(tmp_path):
     assert torch.allclose(plain.presence, folded.presence, atol=1e-4)
     diffs = check_onnx(model, export_onnx(model, tmp_path / "p.onnx"), expressions)
     assert diffs["presence_max_abs_diff"] < 1e-3
+    # training: every trainable parameter gets a gradient (DDP refuses unused parameters)
+    model.train()
+    out = model(images, expressions)
+    masks = torch.zeros(2, 60, 80)
+    masks[0, 10:20, 10:20] = 1
+    GroundingLoss.from_config(model.cfg)(out, torch.tensor([[0.2, 0.25, 0.1, 0.15], [0.0] * 4]), masks)["loss"].backward()
+    assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
     # a model without the head has no presence output anywhere
     assert build_model("tabletop").eval()(images[:1], ["the duck"]).presence is None
 

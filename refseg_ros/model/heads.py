@@ -272,8 +272,10 @@ class GroundingHead(nn.Module):
                 folded: FoldedCommand | None = None) -> GroundingOutput:
         """``folded`` (``VGLAW.fold``, inference): the sentence already folded into both heads."""
         if folded is None:
+            # the presence head reads the query the folded path uses; the box keeps the full LAP
+            # (every parameter in the graph, as DDP requires)
             query = self.box.lap.query(sentence) if self.presence is not None else None
-            box, attn, pooled = self.box(backbone_out.tokens, backbone_out.grid_hw, sentence, query=query)
+            box, attn, pooled = self.box(backbone_out.tokens, backbone_out.grid_hw, sentence)
             logits = self.mask(backbone_out, sentence)
         else:
             query = folded.box_query
