@@ -100,6 +100,7 @@ def test_pick_grammatical_weighs_decoder_score_against_edit_cost(grammar):
 
 def test_sentence_is_capitalised_with_a_full_stop():
     assert sentence(["pick", "up", "the", "duck"]) == "Pick up the duck."
+    assert sentence(["i", "want", "the", "duck"]) == "I want the duck."
     assert sentence([]) == ""
 
 

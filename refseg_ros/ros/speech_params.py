@@ -47,8 +47,8 @@ SPEECH_PARAMS: tuple[ParamSpec, ...] = (
               "initial prompt, so it prefers those words when the audio is unclear."),
     ParamSpec("extra_prompt", "", "Words appended to the vocabulary prompt (names of your own objects)."),
     ParamSpec("rescore_nbest", 5,
-              "Transcripts the decoder lists for vocabulary rescoring (beam search on the same audio); 1 = off "
-              "(the greedy transcript as it is).", range=(1, 10)),
+              "Transcripts the decoder lists for grammar fitting and vocabulary rescoring (beam search on the "
+              "same audio); 1 = off (the greedy transcript as it is).", range=(1, 10)),
     ParamSpec("keyword_bonus", 0.3,
               "Rescoring: score added per tabletop word (object, colour, size, place; and the words of "
               "extra_prompt) to each listed transcript; the best one is published. 0 = off.", range=(0.0, 5.0)),

@@ -253,8 +253,8 @@ def words_of(text: str) -> list[str]:
 
 
 def sentence(words: Sequence[str]) -> str:
-    """Words as a transcript: capitalised, with a full stop."""
-    text = " ".join(words)
+    """Words as a transcript: capitalised (and "I"), with a full stop."""
+    text = " ".join("I" if w == "i" else w for w in words)
     return (text[:1].upper() + text[1:] + ".") if text else ""
 
 
