@@ -31,6 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="score at or above which a result counts as found, in [0, 1] (default: "
                              "the predictor's); a result not found is the answer 'none' for n_acc, "
                              "t_acc, giou and ciou")
+    parser.add_argument("--knock-out", nargs="+", default=[], choices=("law", "word_attention"),
+                        help="switch parts of the language path off at inference to measure what they carry "
+                             "(law: generated weights Phi = 0; word_attention: the cross-attention adds "
+                             "nothing); torch only")
     add_runtime_arguments(parser)
 
 
@@ -46,6 +50,11 @@ def run(args: argparse.Namespace) -> int:
         backend = resolve_backend(args.backend or "torch", device)
         predictor = GroundingPredictor.from_checkpoint(args.checkpoint, device=device, backend=backend,
                                                        int8=args.int8, found_threshold=args.found_threshold)
+        if args.knock_out:
+            if backend != "torch":
+                raise ValueError("--knock-out changes the PyTorch model; use it without --backend onnxruntime")
+            predictor.model.knock_out(*args.knock_out)
+            predictor.clear_cache()
         dataset = open_dataset(args)
     except (FileNotFoundError, CheckpointError, ValueError) as exc:
         print(f"refseg eval: {exc}", file=sys.stderr)
@@ -60,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     metrics["split"] = args.split
     metrics["format"] = args.format
     metrics["found_threshold"] = predictor.post.found_threshold
+    metrics["knock_out"] = sorted(args.knock_out)
     text = json.dumps(metrics, indent=2)
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
