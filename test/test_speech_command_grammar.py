@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from refseg_ros.data import render_scene
-from refseg_ros.speech.command_grammar import CommandGrammar, pick_grammatical, sentence, words_of
+from refseg_ros.speech.command_grammar import CommandGrammar, object_names, pick_grammatical, sentence, words_of
 from refseg_ros.speech.heldout import FRAMES, TWO_OBJECT_FRAMES
 
 
@@ -81,7 +81,8 @@ def test_request_words_are_kept_only_as_heard(grammar):
 
 
 def test_extra_nouns_are_objects_of_the_grammar():
-    grammar = CommandGrammar(extra_nouns=["screwdriver", "tape measure"])
+    assert object_names("Screwdriver, tape measure.  ;") == ["screwdriver", "tape measure"]
+    grammar = CommandGrammar(extra_nouns=object_names("screwdriver, tape measure"))
     assert grammar.accepts(words_of("pick up the red screwdriver next to the tape measure"))
     assert not CommandGrammar().accepts(words_of("pick up the red screwdriver"))
 

@@ -49,7 +49,7 @@ from refseg_ros.ros.runtime import run_node
 from refseg_ros.ros.stats import Throttle
 from refseg_ros.utils.timing import LatencyWindow
 from refseg_ros.speech.audio import TARGET_RATE, AudioError, list_wavs, pcm16_to_float, read_wav, resample
-from refseg_ros.speech.command_grammar import CommandGrammar
+from refseg_ros.speech.command_grammar import CommandGrammar, object_names
 from refseg_ros.speech.correction import VocabularyCorrector
 from refseg_ros.speech.lexicon import command_lexicon
 from refseg_ros.speech.transcriber import SpeechDependencyError, Transcriber, accept, command_text
@@ -105,7 +105,7 @@ class SpeechNode(Node):
                                         nbest=p["rescore_nbest"], keyword_bonus=p["keyword_bonus"],
                                         vocabulary=vocabulary, corrector=corrector, lexicon=lexicon,
                                         short_window=p["short_window"],
-                                        grammar=(CommandGrammar(extra_nouns=normalise(p["extra_prompt"]))
+                                        grammar=(CommandGrammar(extra_nouns=object_names(p["extra_prompt"]))
                                                  if p["fit_grammar"] else None),
                                         grammar_weight=p["grammar_weight"], denoise=p["denoise"])
         # One throwaway pass so the first real utterance does not pay for lazy initialisation.

@@ -64,8 +64,8 @@ SPEECH_PARAMS: tuple[ParamSpec, ...] = (
               "Replace each transcript the decoder lists (rescore_nbest) by the closest command of the command "
               "grammar (object, colour, size and place words where an expression puts them; request words only "
               "as heard) and publish the one with the best decoder score minus grammar_weight per word of edit; "
-              "keyword_bonus and correct_below then apply only when no command is near. Words of extra_prompt "
-              "count as object names."),
+              "keyword_bonus and correct_below then apply only when no command is near. The comma-separated "
+              "names of extra_prompt are object names of the grammar."),
     ParamSpec("grammar_weight", 0.3,
               "Grammar fitting: decoder score given up per word of edit (a substitution costs how unlike the "
               "words sound); higher = trust the grammar less.", range=(0.0, 5.0)),

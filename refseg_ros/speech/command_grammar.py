@@ -35,7 +35,7 @@ from refseg_ros.language.vocabulary import COLOURS, GENERIC_NOUNS, ORDINAL_WORDS
 from refseg_ros.speech.correction import similarity
 from refseg_ros.speech.lexicon import command_lexicon
 
-__all__ = ["CommandGrammar", "Costs", "pick_grammatical", "sentence", "words_of"]
+__all__ = ["CommandGrammar", "Costs", "object_names", "pick_grammatical", "sentence", "words_of"]
 
 #: Keywords that are also request words ("can you get ...").
 _REQUEST_KEYWORDS = frozenset({"can"})
@@ -245,6 +245,13 @@ class CommandGrammar:
                             heapq.heappush(heap, (cost + c.substitute * sound, next(tie), nxt, i + step,
                                                   words + (word,)))
         return found
+
+
+def object_names(text: str) -> list[str]:
+    """Object names from free text such as speech_node's ``extra_prompt`` ("screwdriver, tape
+    measure."): one name per comma-, full-stop- or semicolon-separated part, so that a name of two
+    words stays one noun of the grammar."""
+    return [" ".join(words) for part in re.split(r"[,.;:]", text) if (words := words_of(part))]
 
 
 def words_of(text: str) -> list[str]:
