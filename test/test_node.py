@@ -50,7 +50,9 @@ def nodes(checkpoint, ros_env, tmp_path_factory):
     data = bytearray(corrupt.read_bytes())
     data[len(data) // 2] ^= 0xFF
     corrupt.write_bytes(bytes(data))
-    common = ["-p", "num_threads:=1", "-p", "warn_throttle_sec:=2.0"]
+    # found_threshold 0: random weights find nothing at the default threshold, and a result that is
+    # not found carries no box, mask or position (test_not_found_node.py checks that case)
+    common = ["-p", "num_threads:=1", "-p", "warn_throttle_sec:=2.0", "-p", "found_threshold:=0.0"]
     procs = {
         "main": NodeProcess(["--params-file", str(PARAMS_FILE), "-p", f"checkpoint:={checkpoint}",
                              "-p", "use_depth:=true", "-p", "max_rate_hz:=10.0", *common], env=ros_env),
@@ -111,7 +113,7 @@ def test_results_have_structure_and_source_headers(client, main_node, frames):
         assert [g.expression for g in arr.results] == ["the duck", "the blue cube"]
         for g in arr.results:
             assert g.header == arr.header
-            assert 0.0 <= g.score <= 1.0 and g.found == (g.score >= 0.5)
+            assert 0.0 <= g.score <= 1.0 and g.found
             assert 0 <= g.x_min < g.x_max <= 400 and 0 <= g.y_min < g.y_max <= 300
             assert (g.mask.height, g.mask.width, g.mask.encoding) == (300, 400, "mono8")
             assert set(np.unique(imgmsg_to_numpy(g.mask))) <= {0, 255}
@@ -223,7 +225,7 @@ def test_depth_gives_3d_positions_markers_and_target(client, main_node, frames):
         assert spheres and spheres[0].header.frame_id == FRAME_ID
         assert spheres[0].pose.position.z == pytest.approx(0.6, abs=0.03)
     finally:
-        client.set_params(mask_threshold=-1.0, found_threshold=0.5)
+        client.set_params(mask_threshold=-1.0, found_threshold=0.0)
 
 
 def test_missing_depth_under_the_mask_gives_no_position_and_a_warning(client, main_node, frames):
@@ -244,7 +246,7 @@ def test_missing_depth_under_the_mask_gives_no_position_and_a_warning(client, ma
         assert fresh and all(not g.has_position and g.position.z == 0.0 for a in fresh for g in a.results)
         assert main_node.wait_for(r"WARN.*no 3D position for 'the duck'.*valid depth", 10, since=mark)
     finally:
-        client.set_params(mask_threshold=-1.0, found_threshold=0.5)
+        client.set_params(mask_threshold=-1.0, found_threshold=0.0)
 
 
 def test_bad_inputs_warn_and_the_node_keeps_working(client, main_node, frames):
@@ -362,7 +364,7 @@ def test_parameters_change_at_run_time_with_ranges(client, main_node):
     future = client.params.get_parameters(["found_threshold", "max_rate_hz"])
     assert client.spin_until(future.done, 30)
     assert [v.double_value for v in future.result().values] == [0.8, 5.0]
-    assert all(r.successful for r in client.set_params(found_threshold=0.5, max_rate_hz=10.0))
+    assert all(r.successful for r in client.set_params(found_threshold=0.0, max_rate_hz=10.0))
 
 
 def test_single_shot_mode_and_stop(client, main_node, frames):

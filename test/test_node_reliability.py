@@ -33,7 +33,10 @@ NS, NSC = "/rel", "/relc"
 
 @pytest.fixture(scope="module")
 def rel_nodes(checkpoint, ros_env):
-    common = ["-p", f"checkpoint:={checkpoint}", "-p", "num_threads:=1", "-p", "warn_throttle_sec:=2.0"]
+    # found_threshold 0: random weights find nothing at the default threshold, and a result that is
+    # not found carries no box, mask or position
+    common = ["-p", f"checkpoint:={checkpoint}", "-p", "num_threads:=1", "-p", "warn_throttle_sec:=2.0",
+              "-p", "found_threshold:=0.0"]
     procs = {
         "rel": NodeProcess(["--params-file", str(PARAMS_FILE), "-r", f"__ns:={NS}", "-p", "use_depth:=true",
                             "-p", "max_rate_hz:=10.0", *common], env=ros_env),
@@ -226,7 +229,7 @@ def test_depth_stops_arriving_and_returns(client, node, frames):
         stream(True, lambda r: any(a.results[0].has_position for a in r))  # and 3D comes back with depth
         _assert_healthy(node, mark)
     finally:
-        client.set_params(mask_threshold=-1.0, found_threshold=0.5)
+        client.set_params(mask_threshold=-1.0, found_threshold=0.0)
 
 
 def test_out_of_range_parameters_are_rejected_with_a_reason(client, node):

@@ -173,6 +173,8 @@ class GroundService:
             return self._fail(response, f"grounding failed: {exc}")
         out = M.grounding_array(request.image.header, request.command, results, depth,
                                 fill_masks=bool(self.params["publish_masks"]), limits=self.worker.depth_limits())
+        if out.not_found:
+            self.stats.count("not_found", out.not_found)
         for note, _key in out.notes:
             self.warn(note)
         out.array.processing_time = float(time.perf_counter() - t0)
