@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from refseg_ros.data import render_scene
-from refseg_ros.speech.command_grammar import CommandGrammar, object_names, pick_grammatical, sentence, words_of
+from refseg_ros.speech.command_grammar import (CommandGrammar, changes_sure_word, object_names, pick_grammatical,
+                                              sentence, words_of)
 from refseg_ros.speech.heldout import FRAMES, TWO_OBJECT_FRAMES
 
 
@@ -110,3 +111,18 @@ def test_noise_heard_as_words_does_not_become_a_command(grammar):
     # a command is chosen only when one of its tabletop words was heard (or sounds like a heard word)
     index, words, _ = pick_grammatical([("Thank you.", -0.3), ("the blue steer", -0.6)], grammar, 0.3)
     assert index == 1 and words == ["the", "blue", "sphere"]
+
+
+def test_a_surely_heard_word_is_not_changed_by_fitting():
+    heard = [(" Hand", 0.9), (" me", 0.9), (" the", 0.95), (" ball", 0.9), (" that", 0.8), (" is", 0.8),
+             (" not", 0.9), (" red.", 0.9)]
+    fitted = "hand me the ball that is green".split()
+    assert changes_sure_word(heard, fitted, sure=0.7)          # "not red" would become "green"
+    assert not changes_sure_word(heard, fitted, sure=0.95)     # ... unless no word counts as sure
+    # unsure words may change, and words the recogniser did not hear may be added
+    unsure = [(" Pick", 0.9), (" up", 0.9), (" the", 0.9), (" last", 0.2), (" most", 0.3), (" ring", 0.8)]
+    assert not changes_sure_word(unsure, "pick up the leftmost ring".split(), sure=0.7)
+    assert not changes_sure_word([(" the", 0.9), (" cube", 0.9)], "the red cube".split(), sure=0.5)
+    # dropping a sure word is a change too
+    assert changes_sure_word([(" the", 0.9), (" mug", 0.9), (" now", 0.9)], ["the", "mug"], sure=0.5)
+    assert not changes_sure_word([], ["the", "mug"], sure=0.5)

@@ -124,12 +124,13 @@ def test_the_node_defaults_hear_clear_commands_keyword_for_keyword(tmp_path):
         pytest.skip("espeak-ng is not installed")
     d = {name: spec.default for name, spec in SPEECH_SPECS.items()}
     assert d["restrict_vocabulary"] and d["correct_below"] > 0 and d["short_window"]
-    assert d["fit_grammar"] and d["denoise"]
+    assert d["fit_grammar"] and d["denoise"] and 0 < d["grammar_keep_sure"] < 1
     grammar = CommandGrammar()
     rec = Transcriber(initial_prompt=initial_prompt("command"), nbest=d["rescore_nbest"],
                       keyword_bonus=d["keyword_bonus"], vocabulary=keywords(), lexicon=command_lexicon(),
                       corrector=VocabularyCorrector(keywords(), max_probability=d["correct_below"]),
-                      grammar=grammar, grammar_weight=d["grammar_weight"], denoise=d["denoise"])
+                      grammar=grammar, grammar_weight=d["grammar_weight"], keep_sure=d["grammar_keep_sure"],
+                      denoise=d["denoise"])
     hits = total = 0
     for i, text in enumerate(("pick up the blue sphere on the left", "please pick up the green duck next to the mug",
                               "bring me the small yellow cube")):
@@ -145,3 +146,29 @@ def test_the_node_defaults_hear_clear_commands_keyword_for_keyword(tmp_path):
     for audio in (np.zeros(16000, np.float32), (0.05 * rng.standard_normal(32000)).astype(np.float32)):
         quiet = rec.transcribe(audio)
         assert quiet.confidence < d["min_confidence"] or not grammar.accepts(words_of(quiet.text)), quiet
+
+
+@pytest.mark.slow
+def test_a_command_outside_the_grammar_is_not_bent_when_every_word_counts_as_sure(tmp_path):
+    """Grammar fitting may not change a surely heard word: with every word sure (keep_sure 0), a
+    command outside the grammar keeps what was heard ("not red" must not become "green")."""
+    pytest.importorskip("faster_whisper", reason="the speech extra is installed by tools/bootstrap.sh")
+    from refseg_ros.language.prompt import initial_prompt
+    from refseg_ros.ros.speech_params import SPEECH_SPECS
+    from refseg_ros.speech.command_grammar import CommandGrammar
+    from refseg_ros.speech.heldout import Voice, add_noise, speak
+    from refseg_ros.speech.synth import espeak_available
+    from refseg_ros.speech.transcriber import Transcriber
+    from refseg_ros.speech.wer import normalise
+
+    if not espeak_available():
+        pytest.skip("espeak-ng is not installed")
+    d = {name: spec.default for name, spec in SPEECH_SPECS.items()}
+    rec = Transcriber(initial_prompt=initial_prompt("command"), nbest=d["rescore_nbest"], vocabulary=keywords(),
+                      lexicon=command_lexicon(), grammar=CommandGrammar(), grammar_weight=d["grammar_weight"],
+                      keep_sure=0.0, denoise=d["denoise"])
+    for i, text in enumerate(("hand me the ball that is not red", "the green ring in the middle")):
+        audio = add_noise(speak(text, Voice("espeak", "en-us", 150), tmp_path / f"{i}.wav"), 20.0, "pink", seed=i)
+        heard = normalise(rec.transcribe(audio).text)
+        said = normalise(text)
+        assert said[-2:] == heard[-2:], (text, heard)

@@ -13,7 +13,8 @@ transcript); ``bonus<x>``; ``lex`` / ``free`` decoding restricted to the command
 (``fix0`` = off; refseg_ros.speech.correction); ``short`` / ``full`` encode the command alone or in
 Whisper's whole 30 s window; ``gram<w>`` each listed transcript replaced by its closest command of
 the command grammar, chosen by decoder score minus w per unit of edit cost (``gram0`` = off;
-refseg_ros.speech.command_grammar); ``dn`` / ``raw`` steady noise subtracted first or not
+refseg_ros.speech.command_grammar); ``sure<p>`` no fitted command that changes a word heard with
+probability p or more (``sure1`` = any may change); ``dn`` / ``raw`` steady noise subtracted first or not
 (refseg_ros.speech.denoise).
 ``--model`` swaps in another faster-whisper model folder. Prints one line per config and, for the
 first, where the keywords are lost (synthesiser and voice, SNR, noise, and which keywords: object
@@ -48,7 +49,7 @@ from refseg_ros.speech.wer import edit_distance, normalise  # noqa: E402
 
 #: speech_node's defaults (refseg_ros/ros/speech_params.py), as a config.
 DEFAULT = {"prompt": "command", "beam": 1, "nbest": 5, "bonus": 0.3, "lexicon": True, "fix": 0.5,
-           "short": True, "grammar": 0.3, "denoise": True}
+           "short": True, "grammar": 0.3, "sure": 0.7, "denoise": True}
 
 
 def parse_config(name: str) -> dict:
@@ -62,6 +63,8 @@ def parse_config(name: str) -> dict:
             cfg["short"] = part == "short"
         elif part in ("dn", "raw"):
             cfg["denoise"] = part == "dn"
+        elif part.startswith("sure"):
+            cfg["sure"] = float(part[4:])
         elif part.startswith("gram"):
             cfg["grammar"] = float(part[4:])
         elif part.startswith("fix"):
@@ -89,6 +92,7 @@ def run(name: str, audios: list, commands: list, threads: int, show: bool, model
                       nbest=cfg["nbest"], keyword_bonus=cfg["bonus"], vocabulary=keywords(), corrector=corrector,
                       lexicon=command_lexicon() if cfg["lexicon"] else None, short_window=cfg["short"],
                       grammar=CommandGrammar() if cfg["grammar"] > 0 else None, grammar_weight=cfg["grammar"],
+                      keep_sure=cfg["sure"],
                       denoise=cfg["denoise"])
     rec.transcribe(np.zeros(8000, np.float32))  # warm-up
     vocab = keywords()

@@ -107,7 +107,8 @@ class SpeechNode(Node):
                                         short_window=p["short_window"],
                                         grammar=(CommandGrammar(extra_nouns=object_names(p["extra_prompt"]))
                                                  if p["fit_grammar"] else None),
-                                        grammar_weight=p["grammar_weight"], denoise=p["denoise"])
+                                        grammar_weight=p["grammar_weight"], keep_sure=p["grammar_keep_sure"],
+                                        denoise=p["denoise"])
         # One throwaway pass so the first real utterance does not pay for lazy initialisation.
         self._transcriber.transcribe(np.zeros(TARGET_RATE // 2, np.float32))
         rescoring = f"of {p['rescore_nbest']} transcripts" if self._transcriber.rescoring else "off"

@@ -69,6 +69,11 @@ SPEECH_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("grammar_weight", 0.3,
               "Grammar fitting: decoder score given up per word of edit (a substitution costs how unlike the "
               "words sound); higher = trust the grammar less.", range=(0.0, 5.0)),
+    ParamSpec("grammar_keep_sure", 0.7,
+              "Grammar fitting may not replace or drop a word the recogniser heard with at least this probability "
+              "(a forced alignment of the transcript without the prompt): a clearly heard command outside the "
+              "grammar ('the ball that is not red') is published as heard, not bent into another one. 1 = any "
+              "word may change.", range=(0.0, 1.0)),
     ParamSpec("denoise", True,
               "Subtract steady background noise (fan, hiss) from each utterance before it is transcribed: a "
               "mild spectral subtraction with the noise level taken from the utterance's own quiet parts."),

@@ -35,7 +35,7 @@ from refseg_ros.language.vocabulary import COLOURS, GENERIC_NOUNS, ORDINAL_WORDS
 from refseg_ros.speech.correction import similarity
 from refseg_ros.speech.lexicon import command_lexicon
 
-__all__ = ["CommandGrammar", "Costs", "object_names", "pick_grammatical", "sentence", "words_of"]
+__all__ = ["CommandGrammar", "Costs", "changes_sure_word", "object_names", "pick_grammatical", "sentence", "words_of"]
 
 #: Keywords that are also request words ("can you get ...").
 _REQUEST_KEYWORDS = frozenset({"can"})
@@ -289,3 +289,37 @@ def pick_grammatical(hypotheses: Sequence[tuple[str, float]], grammar: CommandGr
             if best is None or value > best[0]:
                 best = (value, index, words, cost)
     return None if best is None else (best[1], best[2], best[3])
+
+
+def changes_sure_word(heard: Sequence[tuple[str, float]], said: Sequence[str], sure: float) -> bool:
+    """Whether turning the transcript ``heard`` ((word text, recogniser probability) pairs, as
+    :meth:`~refseg_ros.speech.transcriber.Transcriber.word_probabilities` gives them) into the
+    words ``said`` replaces or drops a word heard with probability at least ``sure``. Words are
+    matched in order by a word edit alignment; inserting words changes nothing that was heard.
+    A command the recogniser heard clearly but the grammar does not have ("the ball that is not
+    red") must not become another command ("the ball that is green")."""
+    words = [(w, p) for text, p in heard for w in words_of(text)]
+    said = [w.lower() for w in said]
+    n, m = len(words), len(said)
+    # cost[i][j]: edit distance of words[i:] and said[j:]
+    cost = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n, -1, -1):
+        for j in range(m, -1, -1):
+            if i == n or j == m:
+                cost[i][j] = (n - i) + (m - j)
+            else:
+                cost[i][j] = min(cost[i + 1][j + 1] + (words[i][0] != said[j]), cost[i + 1][j] + 1, cost[i][j + 1] + 1)
+    i = j = 0
+    while i < n:
+        word, probability = words[i]
+        if j < m and cost[i][j] == cost[i + 1][j + 1] + (word != said[j]):
+            if word != said[j] and probability >= sure:
+                return True
+            i, j = i + 1, j + 1
+        elif j < m and cost[i][j] == cost[i][j + 1] + 1:
+            j += 1  # a said word that was not heard
+        else:
+            if probability >= sure:
+                return True  # a heard word dropped
+            i += 1
+    return False

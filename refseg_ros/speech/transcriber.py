@@ -24,7 +24,9 @@ vocabulary words.
 
 Grammar fitting (``grammar``): instead of the keyword bonus, each listed transcript is replaced by
 the closest command of the command grammar (:mod:`~refseg_ros.speech.command_grammar`) and the
-one with the best decoder score minus ``grammar_weight`` per unit of edit cost is published; no
+one with the best decoder score minus ``grammar_weight`` per unit of edit cost is published, unless
+it would replace or drop a word of its transcript, or of the first pass's, that the recogniser
+heard with probability at least ``keep_sure`` (a clearly heard command outside the grammar is not bent into another); no
 correction is needed after it (every word is then a command word). Without a command near any
 transcript, rescoring and correction run as above. ``denoise`` takes steady background noise out
 of the audio first (:mod:`~refseg_ros.speech.denoise`). All of these are measured on a separate
@@ -45,7 +47,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from refseg_ros.speech.audio import TARGET_RATE
-from refseg_ros.speech.command_grammar import CommandGrammar, pick_grammatical, sentence
+from refseg_ros.speech.command_grammar import CommandGrammar, changes_sure_word, pick_grammatical, sentence, words_of
 from refseg_ros.speech.correction import VocabularyCorrector, tokens_from_words
 from refseg_ros.speech.denoise import spectral_subtract
 from refseg_ros.speech.lexicon import suppressed_tokens
@@ -195,7 +197,8 @@ class Transcriber:
                  device: str = "cpu", nbest: int = 1, keyword_bonus: float = 0.0,
                  vocabulary: Iterable[str] = (), corrector: VocabularyCorrector | None = None,
                  lexicon: Iterable[str] | None = None, short_window: bool = True,
-                 grammar: CommandGrammar | None = None, grammar_weight: float = 0.3, denoise: bool = False):
+                 grammar: CommandGrammar | None = None, grammar_weight: float = 0.3, keep_sure: float = 1.0,
+                 denoise: bool = False):
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
@@ -216,7 +219,7 @@ class Transcriber:
         self.vocabulary = {w.lower() for w in vocabulary}
         self.corrector = corrector
         self.short_window = bool(short_window)
-        self.grammar, self.grammar_weight = grammar, float(grammar_weight)
+        self.grammar, self.grammar_weight, self.keep_sure = grammar, float(grammar_weight), float(keep_sure)
         self.denoise = bool(denoise)
         self._suppress_expanded: list[int] = []
         self._encoded: list = []
@@ -269,11 +272,12 @@ class Transcriber:
         prompt_ids = tok.encode(" " + prompt.strip())[-(MAX_LENGTH // 2 - 1):] if prompt else []
         return ([tok.sot_prev] + prompt_ids if prompt_ids else []) + list(tok.sot_sequence)
 
-    def _rescore(self, encoded, prompt: str | None, samples: int, first: str
-                 ) -> tuple[str, list[int], float | None] | None:
-        """The n-best transcript :func:`pick_hypothesis` prefers (or with a grammar, the command
-        :func:`~refseg_ros.speech.command_grammar.pick_grammatical` makes of the list), its token ids
-        and its grammar edit cost (None without one); None if nothing is chosen."""
+    def _rescore(self, encoded, prompt: str | None, samples: int, first: str, frames: int, extra: dict
+                 ) -> tuple[str, list[int], bool] | None:
+        """The command :func:`~refseg_ros.speech.command_grammar.pick_grammatical` makes of the
+        n-best list (with a grammar, unless it would change a word heard surely), else the transcript
+        :func:`pick_hypothesis` prefers: (text, token ids, whether it is a fitted command), or None
+        if nothing is chosen."""
         tok = self._tokenizer()
         start = self._prefix(prompt)
         start = start + [tok.no_timestamps]
@@ -290,14 +294,25 @@ class Transcriber:
             chosen = pick_grammatical(hyps, self.grammar, self.grammar_weight)
             if chosen is not None:
                 text = sentence(chosen[1])
-                return text, tok.encode(" " + text), chosen[2]
+                # Neither the transcript it came from nor the first pass may lose a clearly heard word.
+                for heard_text in dict.fromkeys((hyps[chosen[0]][0], first)):
+                    if self.keep_sure >= 1.0 or words_of(heard_text) == chosen[1]:
+                        continue
+                    heard = self.word_probabilities(encoded, tok.encode(" " + heard_text), frames)
+                    if changes_sure_word(heard, chosen[1], self.keep_sure):
+                        extra["grammar_refused"] = text
+                        chosen = None
+                        break
+                if chosen is not None:
+                    extra["grammar_cost"] = round(chosen[2], 3)
+                    return text, tok.encode(" " + text), True
         # A few words more than the first pass heard, not a second copy of the command.
         best = pick_hypothesis(hyps, self.keyword_bonus, self.vocabulary, len(normalise(first)) + EXTRA_WORDS)
         if best < 0 or len(normalise(hyps[best][0])) > len(normalise(first)) + EXTRA_WORDS:
             return None  # nothing within the budget: keep the first pass
         text = hyps[best][0]
         ids = list(result.sequences_ids[best])
-        return text, (ids if tok.decode(ids).strip() == text else tok.encode(" " + text)), None
+        return text, (ids if tok.decode(ids).strip() == text else tok.encode(" " + text)), False
 
     def word_probabilities(self, encoded, ids: Sequence[int], frames: int) -> list[tuple[str, float]]:
         """(word with its leading space, mean probability of its tokens) for the text ``ids``, from a
@@ -366,10 +381,8 @@ class Transcriber:
         if segments == 1 and len(self._encoded) == 1:  # one window: a command
             fitted = False
             if self.rescoring:
-                better = self._rescore(self._encoded[0], prompt, len(audio), text)
-                if better is not None and better[2] is not None:
-                    fitted = True
-                    extra["grammar_cost"] = round(better[2], 3)
+                better = self._rescore(self._encoded[0], prompt, len(audio), text, frames, extra)
+                fitted = better is not None and better[2]
                 if better and better[0] != text:
                     extra["greedy"], (text, ids) = text, better[:2]
             if self.corrector is not None and not fitted:
