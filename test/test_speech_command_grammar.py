@@ -126,3 +126,15 @@ def test_a_surely_heard_word_is_not_changed_by_fitting():
     # dropping a sure word is a change too
     assert changes_sure_word([(" the", 0.9), (" mug", 0.9), (" now", 0.9)], ["the", "mug"], sure=0.5)
     assert not changes_sure_word([], ["the", "mug"], sure=0.5)
+
+
+def test_the_out_of_grammar_commands_are_outside_the_grammar(grammar):
+    from refseg_ros.speech.heldout import OUT_OF_GRAMMAR, Voice, out_of_grammar_set
+
+    assert len(OUT_OF_GRAMMAR) >= 10
+    for text in OUT_OF_GRAMMAR:
+        assert not grammar.accepts(words_of(text)), text
+    voices = [Voice("espeak", "en-us", 150), Voice("flite", "slt", 1.0)]
+    spoken = out_of_grammar_set(voices)
+    assert [c.text for c in spoken] == list(OUT_OF_GRAMMAR) * 2
+    assert {(c.noise, c.snr_db) for c in spoken} == {("pink", 20.0)}

@@ -19,7 +19,8 @@ probability p or more (``sure1`` = any may change); ``dn`` / ``raw`` steady nois
 ``--model`` swaps in another faster-whisper model folder. Prints one line per config and, for the
 first, where the keywords are lost (synthesiser and voice, SNR, noise, and which keywords: object
 nouns, colours, sizes, places).
-Choose settings on ``--split dev``; report ``--split heldout`` (disjoint scenes).
+Choose settings on ``--split dev``; report ``--split heldout`` (disjoint scenes). ``--split outside``
+checks that commands outside the grammar are not bent into other commands.
 """
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ from refseg_ros.language.vocabulary import keywords  # noqa: E402
 from refseg_ros.language.vocabulary import COLOURS, SIZES, object_nouns  # noqa: E402
 from refseg_ros.speech.command_grammar import CommandGrammar  # noqa: E402
 from refseg_ros.speech.correction import VocabularyCorrector  # noqa: E402
-from refseg_ros.speech.heldout import add_noise, command_set, keyword_accuracy, missed_keywords, speak  # noqa: E402
+from refseg_ros.speech.heldout import (add_noise, command_set, keyword_accuracy, missed_keywords,  # noqa: E402
+                                      out_of_grammar_set, speak)
 from refseg_ros.speech.lexicon import command_lexicon  # noqa: E402
 from refseg_ros.speech.transcriber import Transcriber, command_text  # noqa: E402
 from refseg_ros.speech.wer import edit_distance, normalise  # noqa: E402
@@ -106,7 +108,8 @@ def run(name: str, audios: list, commands: list, threads: int, show: bool, model
                          words=len(ref), latency=latency, duration=len(audio) / 16000, engine=cmd.voice.engine,
                          voice=cmd.voice.label, noise=cmd.noise, snr=cmd.snr_db,
                          corrections=t.extra.get("corrections", []), heard_raw=t.extra.get("heard", ""),
-                         missed=missed_keywords(cmd.text, text, vocab), said=[w for w in normalise(cmd.text) if w in vocab]))
+                         missed=missed_keywords(cmd.text, text, vocab),
+                         said=[w for w in normalise(cmd.text) if w in vocab]))
         if show and hit < n_kw:
             print(f"  [{name}] {cmd.voice.label} {cmd.noise}@{cmd.snr_db:g}dB {cmd.text!r} -> {text!r}", flush=True)
     return {"config": name, "rows": rows}
@@ -163,13 +166,15 @@ def confusion(result: dict) -> str:
         kinds[kind_of(w)][0] += lost[w]
         kinds[kind_of(w)][1] += n
     worst = sorted(lost, key=lambda w: (-lost[w], w))[:12]
-    return ("lost by kind: " + ", ".join(f"{k} {m}/{n} ({100 * m / max(1, n):.1f} %)" for k, (m, n) in sorted(kinds.items()))
+    by_kind = ", ".join(f"{k} {m}/{n} ({100 * m / max(1, n):.1f} %)" for k, (m, n) in sorted(kinds.items()))
+    return ("lost by kind: " + by_kind
             + "\n  most lost: " + ", ".join(f"{w} {lost[w]}/{said[w]}" for w in worst))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--split", choices=("dev", "heldout"), default="heldout")
+    ap.add_argument("--split", choices=("dev", "heldout", "outside"), default="heldout",
+                    help="outside: commands the grammar does not have, two clear voices (heldout.OUT_OF_GRAMMAR)")
     ap.add_argument("--commands", type=int, default=96)
     ap.add_argument("--configs", default="nbest1,base", help="comma-separated, e.g. nbest1,base,bonus0.5")
     ap.add_argument("--threads", type=int, default=1)
@@ -178,7 +183,7 @@ def main() -> int:
     ap.add_argument("--show", action="store_true", help="print every command that lost a keyword")
     ap.add_argument("--json", type=Path, help="write every transcript and the summaries here")
     a = ap.parse_args()
-    commands = command_set(a.commands, a.split)
+    commands = out_of_grammar_set() if a.split == "outside" else command_set(a.commands, a.split)
     audios = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, cmd in enumerate(commands):

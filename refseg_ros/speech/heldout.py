@@ -27,7 +27,7 @@ from refseg_ros.speech.audio import TARGET_RATE, read_wav
 from refseg_ros.speech.wer import normalise
 
 __all__ = ["Voice", "VOICES", "SPLIT_SEEDS", "SpokenCommand", "command_set", "speak", "add_noise",
-           "keyword_accuracy", "missed_keywords", "available_voices"]
+           "keyword_accuracy", "missed_keywords", "available_voices", "OUT_OF_GRAMMAR", "out_of_grammar_set"]
 
 #: First scene seed of each split (far from the seeds the tests and benchmarks use).
 SPLIT_SEEDS = {"dev": 8000, "heldout": 9000}
@@ -69,6 +69,17 @@ def available_voices(voices: Sequence[Voice] = VOICES) -> list[Voice]:
     return [v for v in voices if have[v.engine]]
 
 
+#: Commands a person might say that the command grammar does not have (a relative clause, a
+#: negation, two colours, a superlative, places it lacks): a recogniser that pulls what it hears
+#: toward the grammar must not turn these into other commands.
+OUT_OF_GRAMMAR = ("pick up the mug which is red", "give me the red and blue cube", "the duck between the two mugs",
+                  "pick up the cube on top of the tray", "get me the biggest ball",
+                  "grab the cup behind the duck on the left", "the smallest cube please",
+                  "hand me the ball that is not red", "the mug closest to me", "pick up both ducks",
+                  "grab the last cube on the right", "the green ring in the middle",
+                  "get the duck that is in front of the mug")
+
+
 @dataclass(frozen=True)
 class SpokenCommand:
     text: str
@@ -108,6 +119,14 @@ def command_set(n: int, split: str = "heldout", voices: Sequence[Voice] | None =
         out.append(SpokenCommand(text, voices[i % len(voices)], NOISE_KINDS[i % len(NOISE_KINDS)],
                                  SNRS_DB[(i // len(NOISE_KINDS)) % len(SNRS_DB)]))
     return out
+
+
+def out_of_grammar_set(voices: Sequence[Voice] | None = None) -> list[SpokenCommand]:
+    """Each of :data:`OUT_OF_GRAMMAR` said by espeak-ng en-us and flite slt (those installed), in
+    pink noise at 20 dB SNR: clear speech, so that what changes is what the recogniser makes of it."""
+    voices = list(voices if voices is not None else
+                  available_voices((Voice("espeak", "en-us", 150, 50), Voice("flite", "slt", 1.0))))
+    return [SpokenCommand(text, voice, "pink", 20.0) for voice in voices for text in OUT_OF_GRAMMAR]
 
 
 def speak(text: str, voice: Voice, path: str | Path) -> np.ndarray:
