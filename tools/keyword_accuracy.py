@@ -165,7 +165,7 @@ def confusion(result: dict) -> str:
     for w, n in said.items():
         kinds[kind_of(w)][0] += lost[w]
         kinds[kind_of(w)][1] += n
-    worst = sorted(lost, key=lambda w: (-lost[w], w))[:12]
+    worst = sorted((w for w in lost if lost[w]), key=lambda w: (-lost[w], w))[:12]
     by_kind = ", ".join(f"{k} {m}/{n} ({100 * m / max(1, n):.1f} %)" for k, (m, n) in sorted(kinds.items()))
     return ("lost by kind: " + by_kind
             + "\n  most lost: " + ", ".join(f"{w} {lost[w]}/{said[w]}" for w in worst))
