@@ -186,5 +186,8 @@ def test_expected_calibration_error():
     overconfident = np.where(scores > 0.5, 0.99, 0.01)
     ece_bad, _ = calibration.expected_calibration_error(overconfident, calibrated)
     assert ece_bad > 0.2
+    assert calibration.auroc(scores, calibrated) > 0.8
+    assert calibration.auroc(np.array([0.1, 0.9, 0.5, 0.5]), np.array([False, True, True, False])) == 0.875
+    assert calibration.auroc(scores, np.ones(len(scores), bool)) is None
     sweep = calibration.threshold_sweep(scores, calibrated)
     assert sweep[0]["t_acc"] > sweep[-1]["t_acc"] and sweep[0]["n_acc"] < sweep[-1]["n_acc"]

@@ -2,7 +2,7 @@
 
 Runs the batched evaluation path on a split of expressions with zero, one or several targets
 (tabletop v2), then writes a reliability diagram (PNG), the expected calibration error (ECE, 15
-equal-width bins) and n_acc / t_acc for a sweep of ``found_threshold`` values (JSON). Choose the
+equal-width bins), the AUROC of present against absent, and n_acc / t_acc for a sweep of ``found_threshold`` values (JSON). Choose the
 threshold on ``val``; report the metrics on ``test`` with ``refseg eval --found-threshold``.
 
     python tools/calibration.py --checkpoint CKPT --data data/tabletop_v2 --split val \\
@@ -33,6 +33,24 @@ def expected_calibration_error(scores: np.ndarray, labels: np.ndarray, bins: int
         table.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "count": int(sel.sum()),
                       "mean_score": conf, "fraction_with_target": acc})
     return float(ece), table
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """Probability that an expression with a target scores above one without (ties count half)."""
+    pos, neg = scores[labels], scores[~labels]
+    if not len(pos) or not len(neg):
+        return None
+    order = np.argsort(np.concatenate([pos, neg]), kind="stable")
+    ranks = np.empty(len(order))
+    values = np.concatenate([pos, neg])[order]
+    i = 0
+    while i < len(values):  # average ranks over ties
+        j = i
+        while j + 1 < len(values) and values[j + 1] == values[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[:len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
 def threshold_sweep(scores: np.ndarray, labels: np.ndarray) -> list[dict]:
@@ -95,14 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     labels = np.array([r["n_targets"] > 0 for r in records])
     ece, table = expected_calibration_error(scores, labels)
     out = {"checkpoint": str(args.checkpoint or "shipped"), "split": args.split, "expressions": len(records),
-           "ece": 100.0 * ece, "bins": table, "sweep": threshold_sweep(scores, labels),
+           "ece": 100.0 * ece, "auroc": None if auroc(scores, labels) is None else 100.0 * auroc(scores, labels),
+           "bins": table, "sweep": threshold_sweep(scores, labels),
            "n_acc": metrics.get("n_acc"), "t_acc": metrics.get("t_acc"),
            "found_threshold": predictor.post.found_threshold}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(out, indent=2))
     reliability_png(table, ece, args.out.with_suffix(".png"),
                     f"{Path(str(args.checkpoint or 'shipped')).name} on {args.split} ({len(records)} expr.)")
-    print(json.dumps({k: out[k] for k in ("expressions", "ece", "n_acc", "t_acc", "found_threshold")}))
+    print(json.dumps({k: out[k] for k in ("expressions", "ece", "auroc", "n_acc", "t_acc", "found_threshold")}))
     return 0
 
 
