@@ -1,6 +1,6 @@
 """The no-target output end to end in the model package: the presence head (folded = unfolded, in
 the ONNX graph), its loss, the post-processing's found/instances decisions, the number rule that
-picks one or every part of a mask, v2 images of several sizes on the cached path, calibration."""
+picks one or every part of a mask, calibration."""
 import numpy as np
 import pytest
 import torch
@@ -120,55 +120,6 @@ def test_presence_head_folded_unfolded_and_onnx_agree(tmp_path):
     assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
     # a model without the head has no presence output anywhere
     assert build_model("tabletop").eval()(images[:1], ["the duck"]).presence is None
-
-
-class _SizedDataset:
-    """Two images of different sizes, one target each (a filled rectangle)."""
-
-    def __init__(self):
-        self.images = [{"width": 320, "height": 180}, {"width": 240, "height": 320}]
-        self.image_paths = ["a.png", "b.png"]
-        self.image_index = np.array([0, 1])
-        self.target_keys = ["t0", "t1"]
-        self.expressions = ["x"]
-        self.rects = {"t0": (0, (40, 20, 120, 100)), "t1": (1, (20, 40, 100, 200))}
-
-    def __len__(self):
-        return 2
-
-    def load_image(self, i):
-        w, h = self.images[i]["width"], self.images[i]["height"]
-        return np.full((h, w, 3), 200, np.uint8)
-
-    def target(self, key, h, w):
-        _, (x0, y0, x1, y1) = self.rects[key]
-        mask = np.zeros((h, w), np.uint8)
-        mask[y0:y1, x0:x1] = 1
-        return np.array([x0, y0, x1, y1], np.float32), mask
-
-
-def test_images_of_several_sizes_go_onto_the_model_canvas():
-    from refseg_ros.training.canvas import ModelCanvasView, on_model_canvas
-
-    class _Model:
-        input_size = (320, 240)
-        pixel_mean = torch.tensor([0.5, 0.25, 0.0])
-
-    view = on_model_canvas(_SizedDataset(), _Model())
-    assert isinstance(view, ModelCanvasView) and view.image_paths[0].endswith("#canvas 320x240")
-    wide, tall = view.load_image(0), view.load_image(1)
-    assert wide.shape == tall.shape == (240, 320, 3)
-    assert (wide[:180] == 200).all() and (wide[180:] == [128, 64, 0]).all()  # top-left, mean below
-    assert (tall[:, :180] == 200).all() and (tall[:, 180:] == [128, 64, 0]).all()  # portrait scaled 0.75
-    box, mask = view.target("t1", 240, 320)
-    assert box.tolist() == [15.0, 30.0, 75.0, 150.0]
-    ys, xs = np.nonzero(mask)
-    assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (15, 30, 75, 150)
-    with pytest.raises(ValueError, match="canvas"):
-        view.target("t1", 320, 240)
-    one_size = _SizedDataset()
-    one_size.images = [{"width": 320, "height": 240}] * 2
-    assert on_model_canvas(one_size, _Model()) is one_size
 
 
 def test_expected_calibration_error():

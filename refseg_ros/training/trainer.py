@@ -10,8 +10,8 @@ Two data paths feed the same step:
   times faster than the online path on a CPU. Photometric augmentation reaches this path as cached
   camera variants (``augment_variants``, :class:`refseg_ros.data.augment.CachedVariants`): each step
   takes the clean image with probability ``augment_p_clean``, else one of its variants; flips are
-  real mirrored images, not mirrored feature maps. Images of several sizes are put on the model's
-  canvas first (:mod:`refseg_ros.training.canvas`).
+  real mirrored images, not mirrored feature maps. Images of several sizes (and their targets) are
+  each letterboxed to the model input as inference does.
 * **online** (GPUs, trainable backbones, images of different sizes such as RefCOCO): a DataLoader
   with ``num_workers`` processes loads, augments (flip + jitter) and letterboxes samples.
 """
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from refseg_ros.model.letterbox import Letterbox, boxes_to_input, letterbox_images, masks_to_input
+from refseg_ros.model.letterbox import boxes_to_input, letterbox_images, masks_to_input
 from refseg_ros.training.caches import FeatureCache, TargetCache, TextCache
 from refseg_ros.training.config import TrainConfig, lr_factor
 from refseg_ros.training.distributed import Dist
@@ -144,22 +144,17 @@ class Trainer:
             if self.amp_dtype == torch.float16:
                 self.scaler = torch.amp.GradScaler("cuda")
         if self.cached:
-            from refseg_ros.training.canvas import on_model_canvas
-
-            # images of several sizes (v2 aspects) go onto the model's canvas first
-            self.train_set = train_set = on_model_canvas(train_set, model)
             cache_root = cache_dir or Path(getattr(train_set, "root", self.run_dir)) / "cache"
             # Rank 0 fills the shared feature files; the other ranks open them once it is done.
             if self.dist.world > 1 and not self.dist.main:
                 torch.distributed.barrier()
+            # images of several sizes (v2 aspects) are each letterboxed as inference does
             self.features = FeatureCache(model, train_set, cache_root, progress=self.progress,
-                                         augment=cfg.cache_augment())
+                                         augment=cfg.cache_augment(), mixed_sizes=True)
             if self.dist.world > 1 and self.dist.main:
                 torch.distributed.barrier()
             self.text = TextCache(model, train_set.expressions, device)
-            self.targets = TargetCache(train_set, self.features.image_hw, progress=self.progress)
-            h, w = self.features.image_hw
-            self._letterbox = Letterbox.fit((w, h), model.input_size)  # one image size on this path
+            self.targets = TargetCache(train_set, progress=self.progress)
         self.epoch = 0
         self.global_step = 0
 
@@ -175,9 +170,7 @@ class Trainer:
         img_rows = self.features.rows(self.train_set.image_index[idx], flipped, rng)
         feats = self.features.gather(img_rows, self.device)
         tokens, tmask = self.text.gather(self.train_set.expression_index[idx], flipped)
-        boxes, masks = self.targets.gather(idx, flipped)
-        boxes_t = boxes_to_input(torch.from_numpy(boxes), self._letterbox)
-        masks_t, _ = masks_to_input(torch.from_numpy(masks), self.model.input_size)
+        boxes_t, masks_t = self.targets.gather_input(idx, flipped, self.model.input_size)
         return {"features": feats, "tokens": tokens, "token_mask": tmask,
                 "boxes": boxes_t.to(self.device), "masks": masks_t.to(self.device)}
 
