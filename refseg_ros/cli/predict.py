@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the first expression's mask as a PNG (255 = object; all 0 when not found)")
     parser.add_argument("--found-threshold", type=float, default=None,
                         help="score at or above which an expression is found, in [0, 1] (default: the "
-                             "node's found_threshold default, 0.5)")
+                             "checkpoint's, as the node's found_threshold default)")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     parser.add_argument("--max-image-pixels", type=int, default=MAX_IMAGE_PIXELS,
                         help=f"refuse images of more pixels (width x height, read from the file's header "

@@ -10,7 +10,6 @@ from refseg_ros.demo.config import DemoError
 from refseg_ros.demo.driver import Result
 from refseg_ros.demo.scoring import verdict
 from refseg_ros.demo.script import ScriptedCommand
-from refseg_ros.ros.params import SPECS
 
 __all__ = ["caption", "draw_command", "save_png", "write_gif"]
 
@@ -45,8 +44,7 @@ def draw_command(rgb: np.ndarray, results: list[Result], truth: dict, cmd: Scrip
                 x0, y0, x1, y1 = (int(round(v)) for v in box)
                 cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), (255, 255, 255), 1, cv2.LINE_AA)
     # as the node's overlay draws them: found objects boxed and masked, the rest "not found: ..."
-    canvas = draw_groundings(canvas, results, found_threshold=float(SPECS["found_threshold"].default),
-                             channel_order="rgb", copy=False)
+    canvas = draw_groundings(canvas, results, channel_order="rgb", copy=False)
     lines = [f"{index}. \"{cmd.text}\"" + (f"  ({latency:.2f} s)" if latency is not None else "")]
     for p, s in zip(cmd.phrases, scored):
         err = "" if s.get("error_3d_m") is None else f", 3D error {100 * s['error_3d_m']:.1f} cm"

@@ -65,6 +65,9 @@ class ModelConfig:
     mask_dim: int  # channels of the stride-4 map dotted with the projected sentence feature
     decoder_width: int  # skip decoder only
     mask_threshold: float
+    # score at or above which a result is "found" (chosen on validation data for checkpoints with a
+    # presence head; the node's found_threshold parameter overrides it)
+    found_threshold: float
     # loss weights (L = l1 * L1 + giou * GIoU + focal * focal + dice * Dice)
     loss_l1: float
     loss_giou: float
@@ -113,6 +116,8 @@ class ModelConfig:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
         if self.mask_decoder == "skip" and self.backbone != "mobilenetv2_vit":
             raise ValueError("mask_decoder='skip' needs the stride-4/8 CNN features of mobilenetv2_vit")
+        if not 0.0 <= self.found_threshold <= 1.0:
+            raise ValueError(f"found_threshold must lie in [0, 1]; got {self.found_threshold}")
         if not 0.0 < self.mask_threshold < 1.0:
             raise ValueError(f"mask_threshold must lie in (0, 1); got {self.mask_threshold}")
         if self.max_tokens < 3:

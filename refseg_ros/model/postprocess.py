@@ -166,10 +166,10 @@ class PostProcess:
 
     @classmethod
     def for_model(cls, cfg, **overrides) -> "PostProcess":
-        """The post-processing a model config asks for (``mask_threshold``, ``box_source``,
-        ``mask_components``), with ``overrides`` applied; an override of None keeps the model's."""
-        fields = dict(mask_threshold=float(cfg.mask_threshold), box_source=cfg.box_source,
-                      mask_components=cfg.mask_components)
+        """The post-processing a model config asks for (``mask_threshold``, ``found_threshold``,
+        ``box_source``, ``mask_components``), with ``overrides`` applied; an override of None keeps the model's."""
+        fields = dict(mask_threshold=float(cfg.mask_threshold), found_threshold=float(cfg.found_threshold),
+                      box_source=cfg.box_source, mask_components=cfg.mask_components)
         fields.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**fields)
 

@@ -53,9 +53,10 @@ PARAMS: tuple[ParamSpec, ...] = (
               "onnxruntime backend: int8 weights for the transformer's matmuls (dynamic quantization): less "
               "time per frame at about the float32 graph's accuracy (docs/performance.md). False: the float32 "
               "graph. Ignored on the torch backend."),
-    ParamSpec("found_threshold", 0.5,
-              "Score at or above which a result is marked found (and drawn, masked, targeted).",
-              range=(0.0, 1.0), dynamic=True),
+    ParamSpec("found_threshold", -1.0,
+              "Score at or above which a result is marked found (and drawn, masked, targeted); negative = "
+              "the checkpoint's own (model config found_threshold, chosen on validation data).",
+              range=(-1.0, 1.0), dynamic=True),
     ParamSpec("mask_threshold", -1.0,
               "Mask probability above which a pixel belongs to the object; negative = the checkpoint's own "
               "(model config mask_threshold).", range=(-1.0, 1.0), dynamic=True),

@@ -81,8 +81,9 @@ class GroundingWorker:
                 self.post = None
                 return
             mask = float(self.params["mask_threshold"])
+            found = float(self.params["found_threshold"])
             self.post = self.predictor.post.with_(mask_threshold=mask if mask >= 0 else None,
-                                                  found_threshold=float(self.params["found_threshold"]))
+                                                  found_threshold=found if found >= 0 else None)
 
     def ground(self, rgb: np.ndarray, expressions: tuple[str, ...], stream: bool):
         """Results for ``expressions`` on ``rgb``: the stream's active command (``stream``) or a one-off."""
