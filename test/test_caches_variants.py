@@ -149,8 +149,12 @@ def test_two_processes_build_one_cache_in_shards(cache, data, model, tmp_path):
     shared = FeatureCache(model, data, tmp_path / "c", progress=False, augment=CachedVariants(count=V, seed=3))
     assert shared.complete and shared.dir.name == cache.dir.name
     assert json.loads((shared.dir / "meta.json").read_text())["done"] == R * len(data.image_paths)
+    # the same rows in the same places; values equal up to float rounding (the processes may run the
+    # CNN with other thread counts than this one)
     for k in cache.arrays:
-        assert (shared.dir / f"{k}.npy").read_bytes() == (cache.dir / f"{k}.npy").read_bytes(), k
+        np.testing.assert_allclose(np.load(shared.dir / f"{k}.npy").astype(np.float32),
+                                   np.load(cache.dir / f"{k}.npy").astype(np.float32), rtol=1e-2, atol=1e-2,
+                                   err_msg=k)
 
 
 def test_one_shard_alone_leaves_the_cache_incomplete(data, model, tmp_path):

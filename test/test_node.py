@@ -358,12 +358,14 @@ def test_parameters_change_at_run_time_with_ranges(client, main_node):
     assert client.spin_until(future.done, 30)
     d_found, d_chars, d_device = future.result().descriptors
     assert d_found.type == ParameterType.PARAMETER_DOUBLE and d_found.description
-    assert (d_found.floating_point_range[0].from_value, d_found.floating_point_range[0].to_value) == (0.0, 1.0)
+    # negative = the checkpoint's own threshold
+    assert (d_found.floating_point_range[0].from_value, d_found.floating_point_range[0].to_value) == (-1.0, 1.0)
     assert d_chars.integer_range[0].from_value == 1
     assert "cuda" in d_device.additional_constraints
     future = client.params.get_parameters(["found_threshold", "max_rate_hz"])
     assert client.spin_until(future.done, 30)
     assert [v.double_value for v in future.result().values] == [0.8, 5.0]
+    assert all(r.successful for r in client.set_params(found_threshold=-1.0))
     assert all(r.successful for r in client.set_params(found_threshold=0.0, max_rate_hz=10.0))
 
 

@@ -41,7 +41,8 @@ def test_validate(name, value, ok):
 def test_descriptors_carry_ranges():
     pytest.importorskip("rcl_interfaces")
     d = P.descriptor(P.SPECS["found_threshold"])
-    assert d.floating_point_range[0].from_value == 0.0 and d.floating_point_range[0].to_value == 1.0
+    # negative = the checkpoint's own threshold
+    assert d.floating_point_range[0].from_value == -1.0 and d.floating_point_range[0].to_value == 1.0
     d = P.descriptor(P.SPECS["max_command_chars"])
     assert d.integer_range[0].from_value == 1
     d = P.descriptor(P.SPECS["device"])

@@ -118,6 +118,10 @@ def test_presence_head_folded_unfolded_and_onnx_agree(tmp_path):
     masks[0, 10:20, 10:20] = 1
     GroundingLoss.from_config(model.cfg)(out, torch.tensor([[0.2, 0.25, 0.1, 0.15], [0.0] * 4]), masks)["loss"].backward()
     assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
+    # the checkpoint's found threshold is the predictor's default
+    from refseg_ros.model.predictor import GroundingPredictor
+
+    assert GroundingPredictor(build_model("tabletop", found_threshold=0.7)).post.found_threshold == 0.7
     # a model without the head has no presence output anywhere
     assert build_model("tabletop").eval()(images[:1], ["the duck"]).presence is None
 
