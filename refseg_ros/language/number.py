@@ -11,6 +11,7 @@ than red ones") are removed before the rules are applied.
 """
 from __future__ import annotations
 
+import functools
 import re
 
 __all__ = ["asks_for_many"]
@@ -51,6 +52,8 @@ def _plural_head(text: str) -> bool:
     return not noun.endswith(("ss", "us", "is", "'s"))
 
 
+# PostProcess asks once per expression per frame; the answer depends on the text alone
+@functools.lru_cache(maxsize=4096)
 def asks_for_many(text: str) -> bool:
     """True when ``text`` refers to every object it matches (``all``/``both``/``every``/counts, a
     plural head or relative clause, "the thing that isn't a ..."), False for a single referent.
