@@ -18,6 +18,10 @@ HELP = "train a model (AdamW, warm-up + step schedule, checkpoints every epoch, 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="tabletop", help="model preset and training recipe (default tabletop)")
     add_dataset_arguments(parser, split_default="train")
+    parser.add_argument("--mix", action="append", default=[], metavar="FORMAT:DIR",
+                        help="also train on this dataset's --split (repeatable), e.g. tabletop:data/tabletop "
+                             "beside a v2 --data, so that a fine-tune keeps what the old data taught; each "
+                             "dataset contributes all its expressions, so its share follows its size")
     parser.add_argument("--val-split", default="val", help="split validated after each epoch ('' = none)")
     parser.add_argument("--val-samples", type=int, default=600, help="expressions validated per epoch")
     parser.add_argument("--out", required=True, type=Path, help="run directory")
@@ -102,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
              "model_overrides": model.overrides, "train_config": cfg.to_dict(), "world_size": dist.world},
             indent=2, default=str))
     try:
-        train_set = open_dataset(args)
+        train_set = _training_set(args)
     except (OSError, ValueError, pickle.UnpicklingError) as exc:  # names the file (and ref) at fault
         raise SystemExit(f"refseg train: cannot open the training data: {exc}") from None
     val_set = None
@@ -125,6 +129,25 @@ def run(args: argparse.Namespace) -> int:
         _report_rank_agreement(trainer, run_dir, dist)
         torch.distributed.destroy_process_group()
     return 0
+
+
+def _training_set(args: argparse.Namespace):
+    """``--data``'s training split, mixed with every ``--mix`` dataset's."""
+    main = open_dataset(args)
+    if not args.mix:
+        return main
+    from refseg_ros.data.mixed import MixedDataset
+
+    parts, names = [main], [f"{args.format}:{args.data}"]
+    for item in args.mix:
+        fmt, sep, root = item.partition(":")
+        if not sep or fmt not in ("tabletop", "tabletop-v2", "refer") or not root:
+            raise ValueError(f"--mix expects FORMAT:DIR with FORMAT tabletop, tabletop-v2 or refer; got {item!r}")
+        parts.append(open_dataset(argparse.Namespace(**{**vars(args), "format": fmt, "data": root})))
+        names.append(item)
+    mixed = MixedDataset(parts, names)
+    print("training on " + ", ".join(f"{n} ({len(p)} expressions)" for n, p in zip(names, parts)), file=sys.stderr)
+    return mixed
 
 
 def _init_meta(init: Path | None) -> dict:

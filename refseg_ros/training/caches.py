@@ -21,7 +21,7 @@ import torch
 
 from refseg_ros.model.letterbox import letterbox_images
 
-__all__ = ["FeatureCache", "TargetCache", "TextCache"]
+__all__ = ["FeatureCache", "MixedFeatureCache", "TargetCache", "TextCache"]
 
 
 def _cache_key(model, dataset, augment=None) -> str:
@@ -342,3 +342,50 @@ class TargetCache:
             boxes.append(boxes_to_input(torch.from_numpy(box)[None], Letterbox.fit((w, h), input_size))[0])
             masks.append(masks_to_input(torch.from_numpy(mask)[None], input_size)[0][0])
         return torch.stack(boxes), torch.stack(masks)
+
+
+class MixedFeatureCache:
+    """The feature caches of a :class:`~refseg_ros.data.mixed.MixedDataset`'s parts, as one.
+
+    Each part keeps its own cache next to its data, so a mixture reuses what training on each part
+    alone already computed. Rows are numbered part after part, each part's as its own cache numbers them.
+    """
+
+    def __init__(self, model, dataset, progress: bool = True, augment=None) -> None:
+        self.image_offsets = np.asarray(dataset.image_offsets, np.int64)
+        self.parts = [FeatureCache(model, part, Path(part.root) / "cache", progress=progress, augment=augment,
+                                   mixed_sizes=True) for part in dataset.parts]
+        self.row_offsets = np.cumsum([0] + [len(p.image_paths) * c.rows_per_image
+                                            for p, c in zip(dataset.parts, self.parts)]).astype(np.int64)
+        self.shapes = self.parts[0].shapes
+        if any(c.shapes != self.shapes for c in self.parts):
+            raise ValueError("the parts' feature caches differ in shape: one model input size for all")
+
+    @property
+    def complete(self) -> bool:
+        return all(c.complete for c in self.parts)
+
+    def rows(self, image_index: np.ndarray, flipped: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        image_index = np.asarray(image_index, np.int64)
+        flipped = np.asarray(flipped)
+        part = np.searchsorted(self.image_offsets, image_index, side="right") - 1
+        out = np.empty(len(image_index), np.int64)
+        for k, cache in enumerate(self.parts):
+            sel = np.flatnonzero(part == k)
+            if len(sel):
+                local = image_index[sel] - self.image_offsets[k]
+                out[sel] = cache.rows(local, flipped[sel], rng) + self.row_offsets[k]
+        return out
+
+    def gather(self, rows: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+        rows = np.asarray(rows, np.int64)
+        part = np.searchsorted(self.row_offsets, rows, side="right") - 1
+        out = {k: torch.empty((len(rows), *s), dtype=torch.float32, device=device) for k, s in self.shapes.items()}
+        for p, cache in enumerate(self.parts):
+            sel = np.flatnonzero(part == p)
+            if len(sel):
+                block = cache.gather(rows[sel] - self.row_offsets[p], device)
+                index = torch.from_numpy(sel).to(device)
+                for k, v in block.items():
+                    out[k][index] = v
+        return out

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from refseg_ros.model.letterbox import boxes_to_input, letterbox_images, masks_to_input
-from refseg_ros.training.caches import FeatureCache, TargetCache, TextCache
+from refseg_ros.training.caches import FeatureCache, MixedFeatureCache, TargetCache, TextCache
 from refseg_ros.training.config import TrainConfig, lr_factor
 from refseg_ros.training.distributed import Dist
 
@@ -149,8 +149,12 @@ class Trainer:
             if self.dist.world > 1 and not self.dist.main:
                 torch.distributed.barrier()
             # images of several sizes (v2 aspects) are each letterboxed as inference does
-            self.features = FeatureCache(model, train_set, cache_root, progress=self.progress,
-                                         augment=cfg.cache_augment(), mixed_sizes=True)
+            if hasattr(train_set, "parts"):  # a mixture: each part's own cache, next to its data
+                self.features = MixedFeatureCache(model, train_set, progress=self.progress,
+                                                  augment=cfg.cache_augment())
+            else:
+                self.features = FeatureCache(model, train_set, cache_root, progress=self.progress,
+                                             augment=cfg.cache_augment(), mixed_sizes=True)
             if self.dist.world > 1 and self.dist.main:
                 torch.distributed.barrier()
             self.text = TextCache(model, train_set.expressions, device)
