@@ -94,11 +94,13 @@ def test_train_cli_mixes_and_refuses_a_bad_spec(parts, tmp_path):
     a, b = parts
     run = tmp_path / "run"
     out = subprocess.run([str(VENV_BIN / "refseg"), "train", "--data", a.root, "--mix", f"tabletop:{b.root}",
-                          "--out", str(run), "--epochs", "1", "--epoch-samples", "8", "--batch-size", "4",
+                          "--mix", f"tabletop:{a.root}:location", "--out", str(run), "--epochs", "1", "--epoch-samples", "8", "--batch-size", "4",
                           "--val-split", "", "--no-progress", "--threads", "1"],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"tabletop:{b.root} ({len(b)} expressions)" in out.stderr
+    # a type named: that part is the type's expressions alone (an oversampling of them)
+    assert f"tabletop:{a.root}:location ({a.types.count('location')} expressions)" in out.stderr
     assert (run / "checkpoints" / "last.safetensors").is_file()
     assert any((Path(b.root) / "cache").glob("features_*/s16.npy"))  # the mixed-in part cached beside its data
 

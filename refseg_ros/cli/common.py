@@ -21,17 +21,20 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, split_default: str) -
                         help="REFER split scheme: unc, umd, google, berkeley (default: the dataset's usual one)")
 
 
-def open_dataset(args: argparse.Namespace, split: str | None = None, augment=None):
-    """The Dataset named by the --data/--format arguments, for ``split`` (default ``args.split``)."""
+def open_dataset(args: argparse.Namespace, split: str | None = None, augment=None, types=None):
+    """The Dataset named by the --data/--format arguments, for ``split`` (default ``args.split``);
+    ``types``: only expressions of these types (tabletop formats)."""
     split = split or args.split
     if args.format == "tabletop":
         from refseg_ros.data.dataset import TabletopRefDataset
 
-        return TabletopRefDataset(args.data, split, augment=augment)
+        return TabletopRefDataset(args.data, split, types=types, augment=augment)
     if args.format == "tabletop-v2":
         from refseg_ros.data.v2.dataset import TabletopV2Dataset
 
-        return TabletopV2Dataset(args.data, split, augment=augment)
+        return TabletopV2Dataset(args.data, split, types=types, augment=augment)
+    if types is not None:
+        raise ValueError("expression types can only be chosen in tabletop data")
     from refseg_ros.data.refer import ReferDataset
 
     return ReferDataset(args.data, args.refer_dataset, split, split_by=args.refer_splitby, augment=augment)

@@ -18,10 +18,12 @@ HELP = "train a model (AdamW, warm-up + step schedule, checkpoints every epoch, 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="tabletop", help="model preset and training recipe (default tabletop)")
     add_dataset_arguments(parser, split_default="train")
-    parser.add_argument("--mix", action="append", default=[], metavar="FORMAT:DIR",
+    parser.add_argument("--mix", action="append", default=[], metavar="FORMAT:DIR[:TYPES]",
                         help="also train on this dataset's --split (repeatable), e.g. tabletop:data/tabletop "
                              "beside a v2 --data, so that a fine-tune keeps what the old data taught; each "
-                             "dataset contributes all its expressions, so its share follows its size")
+                             "dataset contributes all its expressions, so its share follows its size. "
+                             "TYPES (comma-separated) keeps only those expression types: naming --data "
+                             "again with a rare type adds its expressions once more (oversampling)")
     parser.add_argument("--val-split", default="val", help="split validated after each epoch ('' = none)")
     parser.add_argument("--val-samples", type=int, default=600, help="expressions validated per epoch")
     parser.add_argument("--out", required=True, type=Path, help="run directory")
@@ -140,10 +142,16 @@ def _training_set(args: argparse.Namespace):
 
     parts, names = [main], [f"{args.format}:{args.data}"]
     for item in args.mix:
-        fmt, sep, root = item.partition(":")
-        if not sep or fmt not in ("tabletop", "tabletop-v2", "refer") or not root:
-            raise ValueError(f"--mix expects FORMAT:DIR with FORMAT tabletop, tabletop-v2 or refer; got {item!r}")
-        parts.append(open_dataset(argparse.Namespace(**{**vars(args), "format": fmt, "data": root})))
+        fmt, _, rest = item.partition(":")
+        root, _, types = rest.partition(":")
+        if fmt not in ("tabletop", "tabletop-v2", "refer") or not root:
+            raise ValueError(f"--mix expects FORMAT:DIR[:TYPES] with FORMAT tabletop, tabletop-v2 or refer; "
+                             f"got {item!r}")
+        keep = [t.strip() for t in types.split(",") if t.strip()] or None
+        part = open_dataset(argparse.Namespace(**{**vars(args), "format": fmt, "data": root}), types=keep)
+        if not len(part):
+            raise ValueError(f"--mix {item}: no expressions of types {keep} in {root}")
+        parts.append(part)
         names.append(item)
     mixed = MixedDataset(parts, names)
     print("training on " + ", ".join(f"{n} ({len(p)} expressions)" for n, p in zip(names, parts)), file=sys.stderr)
