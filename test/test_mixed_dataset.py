@@ -107,3 +107,31 @@ def test_train_cli_mixes_and_refuses_a_bad_spec(parts, tmp_path):
     bad = subprocess.run([str(VENV_BIN / "refseg"), "train", "--data", a.root, "--mix", str(b.root),
                           "--out", str(tmp_path / "bad"), "--epochs", "1"], capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "--mix expects FORMAT:DIR" in bad.stderr
+
+
+def test_absent_objects_are_absent_and_share_the_images(parts):
+    from refseg_ros.data.absent import AbsentObjectDataset
+    from refseg_ros.language.vocabulary import COLOURS, NOUNS
+    from refseg_ros.training.caches import _cache_key
+
+    base = parts[0]
+    absent = AbsentObjectDataset(base, per_image=3, seed=4)
+    assert len(absent) >= len(base.images) and set(absent.types) == {"no_target"}
+    assert absent.image_paths == base.image_paths and _cache_key(_Model, absent) == _cache_key(_Model, base)
+    on_image = {}
+    for ann in base.annotations.values():
+        on_image.setdefault(ann["image_id"], []).append((ann["category"], ann["colour"]))
+    for i in range(len(absent)):
+        sample = absent[i]
+        words = sample["expression"]
+        _, category = max((len(n), c) for c, nouns in NOUNS.items() for n in nouns if words.endswith(n))
+        colour = next((c for c in COLOURS if f"{c} " in f"{words} "), None)
+        objects = on_image[sample["image_id"]]
+        assert not any(c == category and colour in (None, col) for c, col in objects), (words, objects)
+        assert sample["no_target"] and sample["mask"].sum() == 0 and sample["mask"].shape == sample["image"].shape[:2]
+    assert AbsentObjectDataset(base, per_image=3, seed=4).expressions == absent.expressions  # seeded
+
+
+class _Model:  # what the feature-cache key reads of a model
+    class cfg:
+        backbone, input_size, pixel_mean, pixel_std = "mobilenetv2", (320, 240), (0.5,), (0.5,)

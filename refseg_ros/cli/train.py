@@ -23,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "beside a v2 --data, so that a fine-tune keeps what the old data taught; each "
                              "dataset contributes all its expressions, so its share follows its size. "
                              "TYPES (comma-separated) keeps only those expression types: naming --data "
-                             "again with a rare type adds its expressions once more (oversampling)")
+                             "again with a rare type adds its expressions once more (oversampling). FORMAT "
+                             "tabletop-absent: two expressions per image of a v1 split for objects that are "
+                             "not there (no-target samples for scenes whose generator has none)")
     parser.add_argument("--val-split", default="val", help="split validated after each epoch ('' = none)")
     parser.add_argument("--val-samples", type=int, default=600, help="expressions validated per epoch")
     parser.add_argument("--out", required=True, type=Path, help="run directory")
@@ -144,11 +146,17 @@ def _training_set(args: argparse.Namespace):
     for item in args.mix:
         fmt, _, rest = item.partition(":")
         root, _, types = rest.partition(":")
-        if fmt not in ("tabletop", "tabletop-v2", "refer") or not root:
-            raise ValueError(f"--mix expects FORMAT:DIR[:TYPES] with FORMAT tabletop, tabletop-v2 or refer; "
-                             f"got {item!r}")
+        if fmt not in ("tabletop", "tabletop-v2", "refer", "tabletop-absent") or not root:
+            raise ValueError(f"--mix expects FORMAT:DIR[:TYPES] with FORMAT tabletop, tabletop-v2, refer or "
+                             f"tabletop-absent; got {item!r}")
         keep = [t.strip() for t in types.split(",") if t.strip()] or None
-        part = open_dataset(argparse.Namespace(**{**vars(args), "format": fmt, "data": root}), types=keep)
+        if fmt == "tabletop-absent":
+            from refseg_ros.data.absent import AbsentObjectDataset
+            from refseg_ros.data.dataset import TabletopRefDataset
+
+            part = AbsentObjectDataset(TabletopRefDataset(root, args.split), seed=len(parts))
+        else:
+            part = open_dataset(argparse.Namespace(**{**vars(args), "format": fmt, "data": root}), types=keep)
         if not len(part):
             raise ValueError(f"--mix {item}: no expressions of types {keep} in {root}")
         parts.append(part)
