@@ -128,6 +128,18 @@ def test_a_surely_heard_word_is_not_changed_by_fitting():
     assert not changes_sure_word([], ["the", "mug"], sure=0.5)
 
 
+def test_a_word_heard_in_two_pieces_may_be_joined_but_not_respelled():
+    split = [(" Pick", 0.9), (" up", 0.95), (" the", 0.95), (" left", 0.99), (" most", 0.8), (" ring.", 0.9)]
+    assert not changes_sure_word(split, "pick up the leftmost ring".split(), sure=0.7)
+    hyphen = [(" the", 0.9), (" right", 0.95), ("-most", 0.9), (" cube", 0.9)]
+    assert not changes_sure_word(hyphen, "the rightmost cube".split(), sure=0.7)
+    # two sure words that do not spell the fitted word stay protected
+    last = [(" the", 0.9), (" last", 0.95), (" most", 0.9), (" ring", 0.9)]
+    assert changes_sure_word(last, "the leftmost ring".split(), sure=0.7)
+    # joining is only for a word of the fitted command: "left most" may not vanish into "left"
+    assert changes_sure_word(split, "pick up the left ring".split(), sure=0.7)
+
+
 def test_the_out_of_grammar_commands_are_outside_the_grammar(grammar):
     from refseg_ros.speech.heldout import OUT_OF_GRAMMAR, Voice, out_of_grammar_set
 

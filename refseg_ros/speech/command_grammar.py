@@ -297,9 +297,10 @@ def changes_sure_word(heard: Sequence[tuple[str, float]], said: Sequence[str], s
     words ``said`` replaces or drops a word heard with probability at least ``sure``. Words are
     matched in order by a word edit alignment; inserting words changes nothing that was heard.
     A command the recogniser heard clearly but the grammar does not have ("the ball that is not
-    red") must not become another command ("the ball that is green")."""
-    words = [(w, p) for text, p in heard for w in words_of(text)]
+    red") must not become another command ("the ball that is green"). Two heard words that spell a
+    said word together ("left most" -> "leftmost") are that word: joining them rewrites nothing."""
     said = [w.lower() for w in said]
+    words = _join_split_words([(w, p) for text, p in heard for w in words_of(text)], set(said))
     n, m = len(words), len(said)
     # cost[i][j]: edit distance of words[i:] and said[j:]
     cost = [[0] * (m + 1) for _ in range(n + 1)]
@@ -323,3 +324,18 @@ def changes_sure_word(heard: Sequence[tuple[str, float]], said: Sequence[str], s
                 return True  # a heard word dropped
             i += 1
     return False
+
+
+def _join_split_words(words: Sequence[tuple[str, float]], targets: set[str]) -> list[tuple[str, float]]:
+    """``words`` with each pair of neighbours that spells a word of ``targets`` ("right", "most" ->
+    "rightmost") joined into it, with the lower of their probabilities."""
+    out: list[tuple[str, float]] = []
+    i = 0
+    while i < len(words):
+        if i + 1 < len(words) and words[i][0] + words[i + 1][0] in targets:
+            out.append((words[i][0] + words[i + 1][0], min(words[i][1], words[i + 1][1])))
+            i += 2
+        else:
+            out.append(words[i])
+            i += 1
+    return out
