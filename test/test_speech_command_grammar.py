@@ -138,6 +138,12 @@ def test_a_word_heard_in_two_pieces_may_be_joined_but_not_respelled():
     assert changes_sure_word(last, "the leftmost ring".split(), sure=0.7)
     # joining is only for a word of the fitted command: "left most" may not vanish into "left"
     assert changes_sure_word(split, "pick up the left ring".split(), sure=0.7)
+    # a sure word completed by the unsure sound after it ("near" + "the" -> "nearest") ...
+    near = [(" the", 0.9), (" ball", 0.9), (" near", 0.8), (" the", 0.1), (" camera", 0.95)]
+    assert not changes_sure_word(near, "the ball nearest the camera".split(), sure=0.7)
+    # ... but not by a sure one, which would vanish
+    near_sure = [(" the", 0.9), (" ball", 0.9), (" near", 0.8), (" us", 0.9), (" camera", 0.95)]
+    assert changes_sure_word(near_sure, "the ball nearest camera".split(), sure=0.7)
 
 
 def test_the_out_of_grammar_commands_are_outside_the_grammar(grammar):

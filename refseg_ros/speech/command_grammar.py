@@ -298,9 +298,11 @@ def changes_sure_word(heard: Sequence[tuple[str, float]], said: Sequence[str], s
     matched in order by a word edit alignment; inserting words changes nothing that was heard.
     A command the recogniser heard clearly but the grammar does not have ("the ball that is not
     red") must not become another command ("the ball that is green"). Two heard words that spell a
-    said word together ("left most" -> "leftmost") are that word: joining them rewrites nothing."""
+    said word together ("left most" -> "leftmost") are that word: joining them rewrites nothing; nor
+    does completing a heard word (at least four letters) into a said word that begins with it from
+    the unsure word after it ("near" sure, "the" unsure -> "nearest")."""
     said = [w.lower() for w in said]
-    words = _join_split_words([(w, p) for text, p in heard for w in words_of(text)], set(said))
+    words = _join_split_words([(w, p) for text, p in heard for w in words_of(text)], set(said), sure)
     n, m = len(words), len(said)
     # cost[i][j]: edit distance of words[i:] and said[j:]
     cost = [[0] * (m + 1) for _ in range(n + 1)]
@@ -326,16 +328,25 @@ def changes_sure_word(heard: Sequence[tuple[str, float]], said: Sequence[str], s
     return False
 
 
-def _join_split_words(words: Sequence[tuple[str, float]], targets: set[str]) -> list[tuple[str, float]]:
+def _join_split_words(words: Sequence[tuple[str, float]], targets: set[str], sure: float) -> list[tuple[str, float]]:
     """``words`` with each pair of neighbours that spells a word of ``targets`` ("right", "most" ->
-    "rightmost") joined into it, with the lower of their probabilities."""
+    "rightmost") joined into it, with the lower of their probabilities; and each word that begins a
+    longer word of ``targets`` joined with the next word into that one when the next was heard with
+    less than ``sure`` ("near", "the" -> "nearest"), with the next word's probability."""
     out: list[tuple[str, float]] = []
     i = 0
     while i < len(words):
-        if i + 1 < len(words) and words[i][0] + words[i + 1][0] in targets:
-            out.append((words[i][0] + words[i + 1][0], min(words[i][1], words[i + 1][1])))
-            i += 2
-        else:
-            out.append(words[i])
-            i += 1
+        if i + 1 < len(words):
+            (first, p1), (second, p2) = words[i], words[i + 1]
+            longer = sorted(t for t in targets if len(first) >= 4 and t.startswith(first) and t != first)
+            if first + second in targets:
+                out.append((first + second, min(p1, p2)))
+                i += 2
+                continue
+            if longer and p2 < sure:
+                out.append((longer[0], p2))
+                i += 2
+                continue
+        out.append(words[i])
+        i += 1
     return out
