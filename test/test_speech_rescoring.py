@@ -76,3 +76,50 @@ def test_copies_of_a_command_after_its_end_are_dropped():
     for text in ("pick up the mug", "grab the red cube and the red cube", "the cup the cup", "",
                  "take the cube to the left of the ball and the cup to the left of the tray"):
         assert drop_repeats(text) == text
+
+
+def test_looping_tells_a_decoder_loop_from_a_command():
+    from refseg_ros.speech.transcriber import looping
+
+    assert looping("Red green green red red green green green green green.")
+    assert looping("I want, not yellow, or red, white, no, no, no, brick.")
+    assert looping("the cup " * 12)  # compresses like a repetition
+    for text in ("Pick up the red mug.", "grab the red cube and the red cube", "the cup the cup", "",
+                 "take the cube to the left of the ball and the cup to the left of the tray"):
+        assert not looping(text), text
+
+
+def test_a_copy_cut_inside_a_word_is_dropped_too():
+    from refseg_ros.speech.transcriber import drop_repeats
+
+    text = "Pick up the teddy, pick up the teddy, pick up the teddy, pick up the t"
+    assert drop_repeats(text) == "Pick up the teddy"
+    assert drop_repeats("pick up the teddy and the tray") == "pick up the teddy and the tray"
+
+
+@pytest.mark.slow
+def test_a_first_pass_caught_in_a_loop_is_decoded_again_without_the_prompt(tmp_path):
+    pytest.importorskip("faster_whisper", reason="the speech extra is installed by tools/bootstrap.sh")
+    from refseg_ros.language.prompt import initial_prompt
+    from refseg_ros.speech.heldout import Voice, add_noise, speak
+    from refseg_ros.speech.lexicon import command_lexicon
+    from refseg_ros.speech.synth import espeak_available
+    from refseg_ros.speech.transcriber import Transcriber, looping
+
+    if not espeak_available():
+        pytest.skip("espeak-ng is not installed")
+    # A voice and noise where the prompted first pass looped ("Go, and get, ..., go, go, go, go")
+    # on the development split of tools/keyword_accuracy.py.
+    audio = add_noise(speak("go and get the teddy", Voice("espeak", "en-gb-x-gbcwmd", 130, 50), tmp_path / "a.wav"),
+                      20.0, "pink", seed=448)
+    from refseg_ros.speech.command_grammar import CommandGrammar
+
+    kwargs = dict(initial_prompt=initial_prompt("command"), lexicon=command_lexicon(), denoise=True, nbest=5,
+                  grammar=CommandGrammar(), keep_sure=0.7)
+    stuck = Transcriber(retry_loops=False, **kwargs).transcribe(audio)
+    first = stuck.extra.get("greedy", stuck.text)  # the first pass, before grammar fitting
+    if not looping(first):
+        pytest.skip(f"this espeak-ng build's audio does not make the decoder loop: {first!r}")
+    retried = Transcriber(**kwargs).transcribe(audio)
+    assert retried.extra["loop"] == first
+    assert not looping(retried.text) and "teddy" in retried.text.lower(), retried

@@ -15,7 +15,8 @@ Whisper's whole 30 s window; ``gram<w>`` each listed transcript replaced by its 
 the command grammar, chosen by decoder score minus w per unit of edit cost (``gram0`` = off;
 refseg_ros.speech.command_grammar); ``sure<p>`` no fitted command that changes a word heard with
 probability p or more (``sure1`` = any may change); ``dn`` / ``raw`` steady noise subtracted first or not
-(refseg_ros.speech.denoise).
+(refseg_ros.speech.denoise); ``loop1`` / ``loop0`` a first pass caught in a loop ("green green
+green") decoded again without the prompt, or not (refseg_ros.speech.transcriber.looping).
 ``--model`` swaps in another faster-whisper model folder. Prints one line per config and, for the
 first, where the keywords are lost (synthesiser and voice, SNR, noise, and which keywords: object
 nouns, colours, sizes, places).
@@ -51,7 +52,7 @@ from refseg_ros.speech.wer import edit_distance, normalise  # noqa: E402
 
 #: speech_node's defaults (refseg_ros/ros/speech_params.py), as a config.
 DEFAULT = {"prompt": "command", "beam": 1, "nbest": 5, "bonus": 0.3, "lexicon": True, "fix": 0.5,
-           "short": True, "grammar": 0.3, "sure": 0.7, "denoise": True}
+           "short": True, "grammar": 0.3, "sure": 0.7, "denoise": True, "loops": True}
 
 
 def parse_config(name: str) -> dict:
@@ -65,6 +66,8 @@ def parse_config(name: str) -> dict:
             cfg["short"] = part == "short"
         elif part in ("dn", "raw"):
             cfg["denoise"] = part == "dn"
+        elif part in ("loop0", "loop1"):
+            cfg["loops"] = part == "loop1"
         elif part.startswith("sure"):
             cfg["sure"] = float(part[4:])
         elif part.startswith("gram"):
@@ -95,7 +98,7 @@ def run(name: str, audios: list, commands: list, threads: int, show: bool, model
                       lexicon=command_lexicon() if cfg["lexicon"] else None, short_window=cfg["short"],
                       grammar=CommandGrammar() if cfg["grammar"] > 0 else None, grammar_weight=cfg["grammar"],
                       keep_sure=cfg["sure"],
-                      denoise=cfg["denoise"])
+                      denoise=cfg["denoise"], retry_loops=cfg["loops"])
     rec.transcribe(np.zeros(8000, np.float32))  # warm-up
     vocab = keywords()
     rows = []
@@ -108,6 +111,7 @@ def run(name: str, audios: list, commands: list, threads: int, show: bool, model
                          words=len(ref), latency=latency, duration=len(audio) / 16000, engine=cmd.voice.engine,
                          voice=cmd.voice.label, noise=cmd.noise, snr=cmd.snr_db,
                          corrections=t.extra.get("corrections", []), heard_raw=t.extra.get("heard", ""),
+                         loop=t.extra.get("loop", ""),
                          missed=missed_keywords(cmd.text, text, vocab),
                          said=[w for w in normalise(cmd.text) if w in vocab]))
         if show and hit < n_kw:

