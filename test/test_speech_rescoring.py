@@ -123,3 +123,28 @@ def test_a_first_pass_caught_in_a_loop_is_decoded_again_without_the_prompt(tmp_p
     retried = Transcriber(**kwargs).transcribe(audio)
     assert retried.extra["loop"] == first
     assert not looping(retried.text) and "teddy" in retried.text.lower(), retried
+
+
+@pytest.mark.slow
+def test_extra_prompts_pool_more_transcripts_for_grammar_fitting(tmp_path):
+    pytest.importorskip("faster_whisper", reason="the speech extra is installed by tools/bootstrap.sh")
+    from refseg_ros.language.prompt import initial_prompt
+    from refseg_ros.speech.command_grammar import CommandGrammar, words_of
+    from refseg_ros.speech.heldout import Voice, add_noise, speak
+    from refseg_ros.speech.lexicon import command_lexicon
+    from refseg_ros.speech.synth import espeak_available
+    from refseg_ros.speech.transcriber import Transcriber
+
+    if not espeak_available():
+        pytest.skip("espeak-ng is not installed")
+    prompt = initial_prompt("command")
+    audio = add_noise(speak("pick up the red mug", Voice("espeak", "en-us", 150, 50), tmp_path / "a.wav"),
+                      20.0, "pink", seed=3)
+    rec = Transcriber(initial_prompt=prompt, lexicon=command_lexicon(), denoise=True, nbest=5,
+                      grammar=CommandGrammar(), keep_sure=0.7, extra_prompts=(initial_prompt("nouns"), "", prompt))
+    # The first pass's own prompt is not decoded twice; the others add one n-best list each.
+    rec._decode_window(audio, prompt)
+    more = rec._more_hypotheses(rec._encoded.pop(), prompt, len(audio))
+    assert 2 <= len(more) <= 2 * rec.nbest and all(isinstance(s, float) for _, s in more)
+    heard = rec.transcribe(audio)
+    assert {"red", "mug"} <= set(words_of(heard.text)), heard

@@ -16,7 +16,9 @@ the command grammar, chosen by decoder score minus w per unit of edit cost (``gr
 refseg_ros.speech.command_grammar); ``sure<p>`` no fitted command that changes a word heard with
 probability p or more (``sure1`` = any may change); ``dn`` / ``raw`` steady noise subtracted first or not
 (refseg_ros.speech.denoise); ``loop1`` / ``loop0`` a first pass caught in a loop ("green green
-green") decoded again without the prompt, or not (refseg_ros.speech.transcriber.looping).
+green") decoded again without the prompt, or not (refseg_ros.speech.transcriber.looping);
+``pool`` the n-best lists under the nouns prompt and no prompt pooled with the first for grammar
+fitting, ``poolnone`` under no prompt only (refseg_ros.speech.transcriber, extra_prompts).
 ``--model`` swaps in another faster-whisper model folder. Prints one line per config and, for the
 first, where the keywords are lost (synthesiser and voice, SNR, noise, and which keywords: object
 nouns, colours, sizes, places).
@@ -52,7 +54,7 @@ from refseg_ros.speech.wer import edit_distance, normalise  # noqa: E402
 
 #: speech_node's defaults (refseg_ros/ros/speech_params.py), as a config.
 DEFAULT = {"prompt": "command", "beam": 1, "nbest": 5, "bonus": 0.3, "lexicon": True, "fix": 0.5,
-           "short": True, "grammar": 0.3, "sure": 0.7, "denoise": True, "loops": True}
+           "short": True, "grammar": 0.3, "sure": 0.7, "denoise": True, "loops": True, "pool": ()}
 
 
 def parse_config(name: str) -> dict:
@@ -68,6 +70,8 @@ def parse_config(name: str) -> dict:
             cfg["denoise"] = part == "dn"
         elif part in ("loop0", "loop1"):
             cfg["loops"] = part == "loop1"
+        elif part in ("pool", "poolnone"):
+            cfg["pool"] = ("nouns", "none") if part == "pool" else ("none",)
         elif part.startswith("sure"):
             cfg["sure"] = float(part[4:])
         elif part.startswith("gram"):
@@ -98,7 +102,8 @@ def run(name: str, audios: list, commands: list, threads: int, show: bool, model
                       lexicon=command_lexicon() if cfg["lexicon"] else None, short_window=cfg["short"],
                       grammar=CommandGrammar() if cfg["grammar"] > 0 else None, grammar_weight=cfg["grammar"],
                       keep_sure=cfg["sure"],
-                      denoise=cfg["denoise"], retry_loops=cfg["loops"])
+                      denoise=cfg["denoise"], retry_loops=cfg["loops"],
+                      extra_prompts=["" if p == "none" else initial_prompt(p) for p in cfg["pool"]])
     rec.transcribe(np.zeros(8000, np.float32))  # warm-up
     vocab = keywords()
     rows = []

@@ -219,7 +219,7 @@ class Transcriber:
                  vocabulary: Iterable[str] = (), corrector: VocabularyCorrector | None = None,
                  lexicon: Iterable[str] | None = None, short_window: bool = True,
                  grammar: CommandGrammar | None = None, grammar_weight: float = 0.3, keep_sure: float = 1.0,
-                 denoise: bool = False, retry_loops: bool = True):
+                 denoise: bool = False, retry_loops: bool = True, extra_prompts: Sequence[str] = ()):
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
@@ -243,6 +243,9 @@ class Transcriber:
         self.grammar, self.grammar_weight, self.keep_sure = grammar, float(grammar_weight), float(keep_sure)
         self.denoise = bool(denoise)
         self.retry_loops = bool(retry_loops)
+        # More n-best lists of the same encoder output, decoded under these prompts ("" = none) and
+        # pooled with the first for grammar fitting: another prompt pulls the decoder elsewhere.
+        self.extra_prompts = [p or "" for p in extra_prompts]
         self._suppress_expanded: list[int] = []
         self._encoded: list = []
         self._tok = None
@@ -313,11 +316,12 @@ class Transcriber:
         hyps = [(drop_repeats(tok.decode(ids).strip()), float(score))
                 for ids, score in zip(result.sequences_ids, result.scores)]
         if self.grammar is not None:
-            chosen = pick_grammatical(hyps, self.grammar, self.grammar_weight)
+            pooled = hyps + self._more_hypotheses(encoded, prompt, samples)
+            chosen = pick_grammatical(pooled, self.grammar, self.grammar_weight)
             if chosen is not None:
                 text = sentence(chosen[1])
                 # Neither the transcript it came from nor the first pass may lose a clearly heard word.
-                for heard_text in dict.fromkeys((hyps[chosen[0]][0], first)):
+                for heard_text in dict.fromkeys((pooled[chosen[0]][0], first)):
                     if self.keep_sure >= 1.0 or words_of(heard_text) == chosen[1]:
                         continue
                     heard = self.word_probabilities(encoded, tok.encode(" " + heard_text), frames)
@@ -335,6 +339,21 @@ class Transcriber:
         text = hyps[best][0]
         ids = list(result.sequences_ids[best])
         return text, (ids if tok.decode(ids).strip() == text else tok.encode(" " + text)), False
+
+    def _more_hypotheses(self, encoded, prompt: str | None, samples: int) -> list[tuple[str, float]]:
+        """The n-best lists under ``extra_prompts`` (other than ``prompt``) of the same encoder output."""
+        tok, out = self._tokenizer(), []
+        for other in self.extra_prompts:
+            if (other or None) == (prompt or None):
+                continue
+            start = self._prefix(other or None) + [tok.no_timestamps]
+            result = self._model.model.generate(encoded, [start], beam_size=self.nbest,
+                                                num_hypotheses=self.nbest, return_scores=True,
+                                                max_length=self._max_length(start, samples),
+                                                suppress_tokens=self._suppressed())[0]
+            out += [(drop_repeats(tok.decode(ids).strip()), float(score))
+                    for ids, score in zip(result.sequences_ids, result.scores)]
+        return out
 
     def word_probabilities(self, encoded, ids: Sequence[int], frames: int) -> list[tuple[str, float]]:
         """(word with its leading space, mean probability of its tokens) for the text ``ids``, from a
