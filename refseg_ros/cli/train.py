@@ -151,6 +151,8 @@ def _training_set(args: argparse.Namespace):
                              f"tabletop-absent; got {item!r}")
         keep = [t.strip() for t in types.split(",") if t.strip()] or None
         if fmt == "tabletop-absent":
+            if keep:
+                raise ValueError(f"--mix {item}: tabletop-absent expressions have one type (no_target)")
             from refseg_ros.data.absent import AbsentObjectDataset
             from refseg_ros.data.dataset import TabletopRefDataset
 
