@@ -73,9 +73,6 @@ class AbsentObjectDataset(ExpressionDataset):
     def _image_id(self, image_index: int) -> int:
         return self.base._image_id(image_index)
 
-    def load_image(self, image_index: int) -> np.ndarray:
-        return self.base.load_image(image_index)
-
     def _target(self, key, image: np.ndarray):
         return np.zeros(4, np.float32), np.zeros(image.shape[:2], np.uint8)
 

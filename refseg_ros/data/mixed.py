@@ -54,24 +54,15 @@ class MixedDataset(_TorchDataset):
     def __len__(self) -> int:
         return int(self.sample_offsets[-1])
 
-    def _locate(self, i: int) -> tuple[int, int]:
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        k = int(np.searchsorted(self.sample_offsets, i, side="right") - 1)
-        return k, i - int(self.sample_offsets[k])
-
-    def _image_part(self, image_index: int) -> tuple[int, int]:
-        k = int(np.searchsorted(self.image_offsets, image_index, side="right") - 1)
-        return k, image_index - int(self.image_offsets[k])
+    @staticmethod
+    def _part_of(offsets: np.ndarray, i: int) -> tuple[int, int]:
+        """(part, index within it) of position ``i`` of a run of parts starting at ``offsets``."""
+        k = int(np.searchsorted(offsets, i, side="right") - 1)
+        return k, i - int(offsets[k])
 
     @property
     def types(self) -> list[str]:
         return [t for p in self.parts for t in p.types]
-
-    @property
-    def sources(self) -> list[str]:
-        """The part (name) of every sample."""
-        return [name for name, p in zip(self.names, self.parts) for _ in range(len(p))]
 
     @property
     def target_keys(self) -> list:
@@ -83,11 +74,13 @@ class MixedDataset(_TorchDataset):
         return self.parts[k].target(inner, height, width)
 
     def load_image(self, image_index: int) -> np.ndarray:
-        k, local = self._image_part(image_index)
+        k, local = self._part_of(self.image_offsets, image_index)
         return self.parts[k].load_image(local)
 
     def __getitem__(self, i: int) -> dict:
-        k, local = self._locate(i)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        k, local = self._part_of(self.sample_offsets, i)
         sample = self.parts[k][local]
         sample["source"] = self.names[k]
         return sample

@@ -303,18 +303,10 @@ class Transcriber:
         n-best list (with a grammar, unless it would change a word heard surely), else the transcript
         :func:`pick_hypothesis` prefers: (text, token ids, whether it is a fitted command), or None
         if nothing is chosen."""
-        tok = self._tokenizer()
-        start = self._prefix(prompt)
-        start = start + [tok.no_timestamps]
-        result = self._model.model.generate(encoded, [start], beam_size=self.nbest,
-                                            num_hypotheses=self.nbest, return_scores=True,
-                                            max_length=self._max_length(start, samples),
-                                            suppress_tokens=self._suppressed())[0]
         from refseg_ros.speech.wer import normalise
 
-        # Each transcript without copies of itself past the command's end.
-        hyps = [(drop_repeats(tok.decode(ids).strip()), float(score))
-                for ids, score in zip(result.sequences_ids, result.scores)]
+        tok = self._tokenizer()
+        hyps, sequences = self._nbest(encoded, prompt, samples)
         if self.grammar is not None:
             pooled = hyps + self._more_hypotheses(encoded, prompt, samples)
             chosen = pick_grammatical(pooled, self.grammar, self.grammar_weight)
@@ -337,23 +329,29 @@ class Transcriber:
         if best < 0 or len(normalise(hyps[best][0])) > len(normalise(first)) + EXTRA_WORDS:
             return None  # nothing within the budget: keep the first pass
         text = hyps[best][0]
-        ids = list(result.sequences_ids[best])
+        ids = list(sequences[best])
         return text, (ids if tok.decode(ids).strip() == text else tok.encode(" " + text)), False
 
     def _more_hypotheses(self, encoded, prompt: str | None, samples: int) -> list[tuple[str, float]]:
         """The n-best lists under ``extra_prompts`` (other than ``prompt``) of the same encoder output."""
-        tok, out = self._tokenizer(), []
+        out = []
         for other in self.extra_prompts:
-            if (other or None) == (prompt or None):
-                continue
-            start = self._prefix(other or None) + [tok.no_timestamps]
-            result = self._model.model.generate(encoded, [start], beam_size=self.nbest,
-                                                num_hypotheses=self.nbest, return_scores=True,
-                                                max_length=self._max_length(start, samples),
-                                                suppress_tokens=self._suppressed())[0]
-            out += [(drop_repeats(tok.decode(ids).strip()), float(score))
-                    for ids, score in zip(result.sequences_ids, result.scores)]
+            if (other or None) != (prompt or None):
+                out += self._nbest(encoded, other or None, samples)[0]
         return out
+
+    def _nbest(self, encoded, prompt: str | None, samples: int) -> tuple[list[tuple[str, float]], list]:
+        """The ``nbest`` transcripts of ``encoded`` under ``prompt``: (text without copies of itself
+        past the command's end, decoder score) each, and their token ids."""
+        tok = self._tokenizer()
+        start = self._prefix(prompt) + [tok.no_timestamps]
+        result = self._model.model.generate(encoded, [start], beam_size=self.nbest,
+                                            num_hypotheses=self.nbest, return_scores=True,
+                                            max_length=self._max_length(start, samples),
+                                            suppress_tokens=self._suppressed())[0]
+        hyps = [(drop_repeats(tok.decode(ids).strip()), float(score))
+                for ids, score in zip(result.sequences_ids, result.scores)]
+        return hyps, result.sequences_ids
 
     def word_probabilities(self, encoded, ids: Sequence[int], frames: int) -> list[tuple[str, float]]:
         """(word with its leading space, mean probability of its tokens) for the text ``ids``, from a
