@@ -134,3 +134,19 @@ def test_refseg_eval_tabletop_v2_end_to_end(tmp_path):
         assert v2["by_type"][kind]["n"] == v1_types.count(kind) == single.count(kind)
 
     assert main(["eval", "--format", "tabletop-v2", *common, "--found-threshold", "2"]) == 1
+
+    # a resolution study: the same expressions at twice the input, bucketed at the trained input or at its own
+    assert v2["input_size"] == v2["size_reference"] == [320, 240]
+    at, own = tmp_path / "at640.json", tmp_path / "own640.json"
+    assert main(["eval", "--format", "tabletop-v2", *common, "--input-size", "640x480", "--size-reference",
+                 "320x240", "--json", str(at)]) == 0
+    assert main(["eval", "--format", "tabletop-v2", *common, "--input-size", "640x480", "--json", str(own)]) == 0
+    at, own = json.loads(at.read_text()), json.loads(own.read_text())
+    assert at["input_size"] == own["input_size"] == own["size_reference"] == [640, 480]
+    assert at["size_reference"] == [320, 240] and at["n"] == own["n"] == v2["n"]
+    counts = {name: [r["by_target_size"][name]["expressions"] for r in (v2, at, own)] for name in v2["by_target_size"]}
+    assert all(a == b for a, b, _ in counts.values()), counts  # same objects, same reference
+    assert counts["<15"][2] <= counts["<15"][0] and counts[">=45"][2] >= counts[">=45"][0]  # twice the pixels
+    assert sum(c[2] for c in counts.values()) == v2["n"]
+    with pytest.raises(SystemExit):
+        main(["eval", *common, "--input-size", "650x480"])

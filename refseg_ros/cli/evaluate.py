@@ -1,7 +1,9 @@
 """`refseg eval`: REC Prec@0.5 and RES mIoU / oIoU / Prec@X on single-target expressions, and
 n_acc / t_acc / gIoU / cIoU on every expression (no, one or several targets), overall and per
 expression type; REC Prec@0.5 by target size at the model input (``by_target_size``: sqrt of the
-target box's area in model-input pixels, buckets <15, 15-30, 30-45, >=45)."""
+target box's area in model-input pixels, buckets <15, 15-30, 30-45, >=45; ``--size-reference``
+buckets by the size at another input instead, so runs at two ``--input-size`` compare object for
+object)."""
 from __future__ import annotations
 
 import argparse
@@ -35,7 +37,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="switch parts of the language path off at inference to measure what they carry "
                              "(law: generated weights Phi = 0; word_attention: the cross-attention adds "
                              "nothing); torch only")
+    parser.add_argument("--input-size", type=input_size, default=None, metavar="WxH",
+                        help="run the model at this input instead of the one it was trained at (e.g. 640x480; "
+                             "multiples of 16): a resolution study; torch only")
+    parser.add_argument("--size-reference", type=input_size, default=None, metavar="WxH",
+                        help="bucket by_target_size by each target's size at this input (default: the "
+                             "model input)")
     add_runtime_arguments(parser)
+
+
+def input_size(text: str) -> tuple[int, int]:
+    """``"640x480"`` -> ``(640, 480)``; each side a multiple of 16 in [32, 4096]."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 640x480") from None
+    if not (32 <= w <= 4096 and 32 <= h <= 4096) or w % 16 or h % 16:
+        raise argparse.ArgumentTypeError(f"{text!r}: each side must be a multiple of 16 in [32, 4096]")
+    return w, h
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError("--knock-out changes the PyTorch model; use it without --backend onnxruntime")
             predictor.model.knock_out(*args.knock_out)
             predictor.clear_cache()
+        if args.input_size:
+            if backend != "torch":
+                raise ValueError("--input-size changes the PyTorch model; use it without --backend onnxruntime")
+            predictor.model.run_at(args.input_size)
+            predictor.clear_cache()
         dataset = open_dataset(args)
     except (FileNotFoundError, CheckpointError, ValueError) as exc:
         print(f"refseg eval: {exc}", file=sys.stderr)
@@ -62,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
     records: list[dict] = []
     metrics = evaluate(predictor, dataset, batch_size=args.batch_size, max_samples=args.max_samples,
                        progress=not args.no_progress, per_frame=args.backend is not None, records=records)
-    metrics["by_target_size"] = by_target_size(records, predictor.model.input_size)
+    metrics["by_target_size"] = by_target_size(records, args.size_reference or predictor.model.input_size)
+    metrics["input_size"] = list(predictor.model.input_size)
+    metrics["size_reference"] = list(args.size_reference or predictor.model.input_size)
     metrics["checkpoint"] = str(args.checkpoint or "shipped")
     metrics["path"] = (f"per-frame, {backend_label(backend, args.int8)}" if args.backend is not None
                        else "batched, torch")

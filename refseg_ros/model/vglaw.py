@@ -161,6 +161,16 @@ class VGLAW(nn.Module):
         """Model input ``(width, height)``."""
         return self.cfg.input_size
 
+    def run_at(self, input_size: tuple[int, int]) -> "VGLAW":
+        """Run at another input ``(width, height)`` than the one trained at (multiples of 16).
+
+        Every weight is size-agnostic (convolutions, token-wise layers, sine positions over the grid),
+        so this is valid, but accuracy at an untrained size is for measuring (``refseg eval
+        --input-size``), not a guarantee. Clear a predictor's command cache after it.
+        """
+        self.cfg = replace(self.cfg, input_size=tuple(int(v) for v in input_size))
+        return self
+
     KNOCK_OUTS = ("law", "word_attention")
 
     def knock_out(self, *parts: str) -> "VGLAW":
