@@ -18,7 +18,7 @@ __all__ = ["AbsentObjectDataset"]
 
 NO_TARGET = "no_target"
 # Shares of the draw. A missing kind named bare ("the teddy bear") is what a user most often asks for
-# when the object is not there; with 0.7 / one colourless name in nine, a fine-tune still scored such
+# when the object is not there; with 0.7 / a tenth of missing kinds bare, a fine-tune still scored such
 # requests 0.7-0.95 (docs/training.md, "Mixed fine-tune").
 P_WRONG_COLOUR = 0.5  # a kind on the table in a colour none of it has
 P_BARE_KIND = 0.5  # a missing kind named without a colour
