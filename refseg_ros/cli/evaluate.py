@@ -86,9 +86,10 @@ def run(args: argparse.Namespace) -> int:
     records: list[dict] = []
     metrics = evaluate(predictor, dataset, batch_size=args.batch_size, max_samples=args.max_samples,
                        progress=not args.no_progress, per_frame=args.backend is not None, records=records)
-    metrics["by_target_size"] = by_target_size(records, args.size_reference or predictor.model.input_size)
+    reference = args.size_reference or predictor.model.input_size
+    metrics["by_target_size"] = by_target_size(records, reference)
     metrics["input_size"] = list(predictor.model.input_size)
-    metrics["size_reference"] = list(args.size_reference or predictor.model.input_size)
+    metrics["size_reference"] = list(reference)
     metrics["checkpoint"] = str(args.checkpoint or "shipped")
     metrics["path"] = (f"per-frame, {backend_label(backend, args.int8)}" if args.backend is not None
                        else "batched, torch")
