@@ -33,6 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="score at or above which a result counts as found, in [0, 1] (default: "
                              "the predictor's); a result not found is the answer 'none' for n_acc, "
                              "t_acc, giou and ciou")
+    parser.add_argument("--types", nargs="+", default=None, metavar="TYPE",
+                        help="only expressions of these types (tabletop formats; e.g. negation multi_target)")
+    parser.add_argument("--no-compose", action="store_true",
+                        help="let the model read negations whole instead of composing them from their "
+                             "parts (model/compose.py): the comparison for docs/training.md")
     parser.add_argument("--knock-out", nargs="+", default=[], choices=("law", "word_attention"),
                         help="switch parts of the language path off at inference to measure what they carry "
                              "(law: generated weights Phi = 0; word_attention: the cross-attention adds "
@@ -68,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         device, _ = resolve_device(args.device, strict=True)
         backend = resolve_backend(args.backend or "torch", device)
         predictor = GroundingPredictor.from_checkpoint(args.checkpoint, device=device, backend=backend,
-                                                       int8=args.int8, found_threshold=args.found_threshold)
+                                                       int8=args.int8, found_threshold=args.found_threshold,
+                                                       compose_negations=not args.no_compose)
         if args.knock_out:
             if backend != "torch":
                 raise ValueError("--knock-out changes the PyTorch model; use it without --backend onnxruntime")
@@ -79,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError("--input-size changes the PyTorch model; use it without --backend onnxruntime")
             predictor.model.run_at(args.input_size)
             predictor.clear_cache()
-        dataset = open_dataset(args)
+        dataset = open_dataset(args, types=args.types)
     except (FileNotFoundError, CheckpointError, ValueError) as exc:
         print(f"refseg eval: {exc}", file=sys.stderr)
         return 1
@@ -97,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
     metrics["format"] = args.format
     metrics["found_threshold"] = predictor.post.found_threshold
     metrics["knock_out"] = sorted(args.knock_out)
+    metrics["compose_negations"] = predictor.compose_negations
+    metrics["types"] = args.types
     text = json.dumps(metrics, indent=2)
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from refseg_ros.model.compose import Composition
 from refseg_ros.model.heads import GroundingOutput
 from refseg_ros.model.letterbox import Letterbox, letterbox_images, letterbox_uint8_in_strips
 from refseg_ros.model.postprocess import Grounding, PostProcess
@@ -86,6 +87,8 @@ class GroundingPredictor:
         box_source, mask_components: post-processing (``model/postprocess.py``); default: the
             model's ``box_source`` / ``mask_components``.
         found_threshold: score at or above which a result is ``found``.
+        compose_negations: ground a negation ("the mug that is not red") as every object of its
+            head without those it excludes (``model/compose.py``); False: the model reads it whole.
 
     ``post`` (a :class:`PostProcess`) holds these; ``predict`` takes another one per call.
     """
@@ -94,7 +97,7 @@ class GroundingPredictor:
                  mask_threshold: float | None = None, cache_size: int = 128, optimize: bool = True,
                  backend: str = "torch", box_source: str | None = None,
                  mask_components: str | None = None, int8: bool = False,
-                 found_threshold: float | None = None) -> None:
+                 found_threshold: float | None = None, compose_negations: bool = True) -> None:
         from refseg_ros.model.inference import fast_image_features
 
         self.device = torch.device(device)
@@ -121,9 +124,11 @@ class GroundingPredictor:
                 warnings.warn("half precision is only used on CUDA; running float32 on the CPU", stacklevel=2)
         self.post = PostProcess.for_model(model.cfg, mask_threshold=mask_threshold, box_source=box_source,
                                           mask_components=mask_components, found_threshold=found_threshold)
+        self.compose_negations = bool(compose_negations)
         self.cache_size = int(cache_size)
         self._cache: OrderedDict[str, Command] = OrderedDict()
         self._expressions: tuple[str, ...] = ()
+        self._composition = Composition.of(())
         self._active: Command | None = None
 
     @property
@@ -184,8 +189,9 @@ class GroundingPredictor:
         expressions = tuple(str(e) for e in expressions)
         if expressions == self._expressions and (self._active is not None or not expressions):
             return
-        self._active = self._folded(expressions) if expressions else None
-        self._expressions = expressions
+        composition = Composition.of(expressions, self.compose_negations)
+        self._active = self._folded(composition.model_expressions) if expressions else None
+        self._expressions, self._composition = expressions, composition
 
     def clear_cache(self) -> None:
         self._cache.clear()
@@ -233,8 +239,9 @@ class GroundingPredictor:
         if self._active is None:
             return []
         canvas, box = self._letterbox(image_rgb)
-        out = self._run(canvas, self._active)
-        return (post or self.post)(out.box, out.mask_logits, box, list(self._expressions), out.presence)
+        post = post or self.post
+        out = self._composition.combine(self._run(canvas, self._active), post.mask_threshold)
+        return post(out.box, out.mask_logits, box, list(self._expressions), out.presence)
 
     @torch.inference_mode()
     def predict_once(self, image_rgb: np.ndarray, expressions: list[str] | tuple[str, ...],
@@ -247,8 +254,9 @@ class GroundingPredictor:
         if expressions == self._expressions and self._active is not None:
             return self.predict(image_rgb, post)
         canvas, box = self._letterbox(image_rgb)
-        out = self._run(canvas, self._folded(expressions))
-        return (post or self.post)(out.box, out.mask_logits, box, list(expressions), out.presence)
+        composition, post = Composition.of(expressions, self.compose_negations), post or self.post
+        out = composition.combine(self._run(canvas, self._folded(composition.model_expressions)), post.mask_threshold)
+        return post(out.box, out.mask_logits, box, list(expressions), out.presence)
 
     @torch.inference_mode()
     def predict_batch(self, images: list[np.ndarray], expressions: list[str],
@@ -272,9 +280,12 @@ class GroundingPredictor:
         rows = [row_of[id(img)] for img in images]
         boxed = [self._letterbox(img) for img in distinct]
         canvas = torch.cat([c for c, _ in boxed])
-        image_rows = None if len(distinct) == len(images) else torch.tensor(rows, device=self.device)
-        out = self._run(canvas, self._commands(list(expressions)), image_rows)
+        composition = Composition.of(expressions, self.compose_negations)
+        model_rows = [rows[j] for j in composition.source_rows()]
+        image_rows = None if model_rows == list(range(len(distinct))) else torch.tensor(model_rows, device=self.device)
         post = post or self.post
+        out = composition.combine(self._run(canvas, self._commands(list(composition.model_expressions)), image_rows),
+                                  post.mask_threshold)
         results = []
         for i, r in enumerate(rows):
             results += post(out.box[i:i + 1], out.mask_logits[i:i + 1], boxed[r][1], [expressions[i]],

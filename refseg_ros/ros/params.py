@@ -60,6 +60,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("mask_threshold", -1.0,
               "Mask probability above which a pixel belongs to the object; negative = the checkpoint's own "
               "(model config mask_threshold).", range=(-1.0, 1.0), dynamic=True),
+    ParamSpec("compose_negations", True,
+              "Ground a negation ('the mug that is not red', 'everything that isn't a duck') as every object of "
+              "its head without the ones it excludes, from two model runs (docs/model.md); False: the model "
+              "reads it whole."),
     ParamSpec("continuous", True,
               "True: ground every new frame for the active command (up to max_rate_hz). "
               "False: ground one frame per command.", dynamic=True),

@@ -1,0 +1,151 @@
+"""Negations grounded by composition: the text split (``language/negation.py``), the combination of
+the two parts' outputs (``model/compose.py``) and the predictor's three paths on the shipped weights."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from refseg_ros.language.negation import Negation, split_negation
+from refseg_ros.model.compose import Composition
+from refseg_ros.model.heads import GroundingOutput
+
+
+@pytest.mark.parametrize("text, keep, drop", [
+    ("the mug that is not red", "every mug", "every red mug"),
+    ("Could you hand me the mugs that aren't red?", "all the mugs", "all the red mugs"),
+    ("all cups that aren't blue", "all the cups", "all the blue cups"),
+    ("the cup other than blue ones", "every cup", "every blue cup"),
+    ("every cup except blue ones", "every cup", "every blue cup"),
+    ("the big dish rack that is not yellow, please", "every big dish rack", "every big yellow dish rack"),
+    ("the object that is not a duck", "every object", "every duck"),
+    ("The Thing That Isn'T A Soccer Ball!", "every object", "every soccer ball"),
+    ("whatever is not a duck", "all the objects", "every duck"),
+    ("everything that is not a can of soup", "all the objects", "every can of soup"),
+    ("all the objects that aren't cans of soup", "all the objects", "all the cans of soup"),
+    ("anything but mugs", "all the objects", "all the mugs"),
+    ("the one that is not green", "every object", "every green object"),
+    # typos the generator (and a keyboard) makes in the words that carry the structure
+    ("the mug thta is not red", "every mug", "every red mug"),
+    ("the objcet that is not a plate", "every object", "every plate"),
+    ("object that is not a bread", "every object", "every bread"),
+])
+def test_negations_split_into_keep_and_drop(text, keep, drop):
+    assert split_negation(text) == Negation(keep=keep, drop=drop)
+
+
+@pytest.mark.parametrize("text", [
+    "", "not", "all", "the red mug", "the mug on the left", "not the duck", "the mug is not red",
+    "the mug that is not on the left", "the mug that isn't a cup", "all the red cubes",
+    "the mug that is not", "the mug next to the duck that is not red on the far left of the tray",
+])
+def test_other_expressions_are_not_split(text):
+    assert split_negation(text) is None
+
+
+def test_every_generated_negation_splits_and_names_its_parts():
+    """Every template, both sides (train and held-out), with the generator's request wrappers."""
+    from refseg_ros.data.v2 import assets as A
+    from refseg_ros.data.v2 import wording
+
+    rng = np.random.default_rng(0)
+    cats = sorted(A.CATEGORY_V2)
+    seen = set()
+    for i in range(600):
+        cat = cats[i % len(cats)]
+        held_out = bool(i % 2)
+        if i % 3:
+            s = {"type": "negation", "head": {"category": cat}, "exclude": {"colour": "red"}}
+        else:
+            s = {"type": "negation", "head": {}, "exclude": {"category": cat}}
+        clean, template = wording.realise(s, rng, held_out)
+        seen.add(template)
+        wrapper = wording._pick(wording.WRAPPERS, rng, held_out)
+        neg = split_negation(wrapper.format(e=clean))
+        assert neg is not None, clean
+        if "colour" in s["exclude"]:
+            noun = neg.keep.split(" ", 1)[1].removeprefix("the ")
+            assert noun in clean and "red" not in neg.keep and "red" in neg.drop.split(), (clean, neg)
+        else:
+            assert neg.keep in ("every object", "all the objects"), (clean, neg)
+            assert neg.drop.split(" ", 1)[1].removeprefix("the ") in clean, (clean, neg)
+    assert len(seen) == 12  # every negation template was said
+
+
+def _out(masks: list[np.ndarray], presence: list[float]) -> GroundingOutput:
+    m = torch.tensor(np.stack(masks), dtype=torch.float32).unsqueeze(1)
+    n = len(masks)
+    return GroundingOutput(box=torch.full((n, 4), 0.5), mask_logits=m, attention=torch.zeros(n, 6),
+                           grid_hw=(2, 3), presence=torch.tensor(presence))
+
+
+def test_composition_keeps_what_the_drop_part_does_not_cover():
+    comp = Composition.of(["the duck", "the cube that is not red"])
+    assert comp.model_expressions == ("the duck", "every cube", "every red cube")
+    assert comp.drop_rows == (-1, 2) and comp.source_rows() == [0, 1, 1]
+    duck = np.full((8, 12), -3.0)
+    duck[1:3, 1:3] = 4.0
+    cubes = np.full((8, 12), -5.0)
+    cubes[2:4, 6:8] = 3.0   # the red cube
+    cubes[5:8, 0:4] = 2.0   # the other cube
+    red = np.full((8, 12), -4.0)
+    red[2:4, 6:8] = 6.0
+    out = comp.combine(_out([duck, cubes, red], [3.0, 5.0, 4.0]))
+    assert out.mask_logits.shape == (2, 1, 8, 12) and out.attention.shape == (2, 6)
+    assert torch.equal(out.mask_logits[0, 0], torch.tensor(duck, dtype=torch.float32))  # passes through
+    kept = (out.mask_logits[1, 0] > 0).numpy()
+    want = np.zeros((8, 12), bool)
+    want[5:8, 0:4] = True
+    assert np.array_equal(kept, want)
+    # the box of the cells left, normalised cxcywh: x 0..4 of 12, y 5..8 of 8
+    assert torch.allclose(out.box[1], torch.tensor([2 / 12, 6.5 / 8, 4 / 12, 3 / 8]))
+    assert torch.allclose(out.box[0], torch.full((4,), 0.5))
+    # found when the head's objects are there (5.0) and something is left (its highest logit, 2.0)
+    assert float(out.presence[1]) == pytest.approx(2.0) and float(out.presence[0]) == 3.0
+
+
+def test_composition_with_nothing_left_is_not_present():
+    comp = Composition.of(["the cube that is not red"])
+    cubes = np.full((4, 4), -5.0)
+    cubes[0:2, 0:2] = 3.0
+    red = np.full((4, 4), -4.0)
+    red[0:3, 0:3] = 2.0
+    out = comp.combine(_out([cubes, red], [6.0, 5.0]))
+    assert not bool((out.mask_logits > 0).any()) and float(out.presence[0]) < 0
+
+
+def test_composition_off_or_without_negations_changes_nothing():
+    out = _out([np.zeros((4, 4)), np.ones((4, 4))], [1.0, 2.0])
+    for comp in (Composition.of(["the duck", "all the mugs"]), Composition.of(["the mug that is not red"], False)):
+        assert not comp.composed and comp.combine(out) is out
+    assert Composition.of(["the mug that is not red"], False).model_expressions == ("the mug that is not red",)
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    from refseg_ros.model.predictor import DEFAULT_CHECKPOINT, GroundingPredictor
+
+    torch.set_num_threads(2)
+    return GroundingPredictor.from_checkpoint(DEFAULT_CHECKPOINT)
+
+
+@pytest.mark.slow
+def test_predictor_paths_agree_and_stay_inside_keep_without_drop(predictor, frames):
+    """The node's path (set_command + predict), predict_once and predict_batch give the same
+    answer for a negation, and it lies in "every cube" outside "every red cube" (real weights)."""
+    image = np.ascontiguousarray(frames[0])
+    exprs = ["the cube that is not red", "the duck"]
+    predictor.set_command(exprs)
+    streamed = predictor.predict(image)
+    once = predictor.predict_once(image, exprs)
+    batch = predictor.predict_batch([image, image], exprs)
+    for a, b, c in zip(streamed, once, batch):
+        assert a.expression == b.expression == c.expression
+        assert np.array_equal(a.mask, b.mask) and np.array_equal(a.mask, c.mask)
+        assert a.score == pytest.approx(b.score, abs=1e-5) and a.score == pytest.approx(c.score, abs=1e-5)
+    keep, drop = predictor.predict_once(image, ["every cube", "every red cube"])
+    neg = streamed[0]
+    assert not (neg.mask & ~keep.mask).any() and not (neg.mask & drop.mask).any()
+    # the other expression is what the model says for it alone
+    alone = predictor.predict_once(image, ["the duck"])[0]
+    assert np.array_equal(alone.mask, streamed[1].mask)
