@@ -6,29 +6,31 @@ import numpy as np
 import pytest
 import torch
 
-from refseg_ros.language.negation import Negation, split_negation
+from refseg_ros.language.negation import Negation, _all, split_negation
 from refseg_ros.model.compose import Composition
 from refseg_ros.model.heads import GroundingOutput
 
 
 @pytest.mark.parametrize("text, keep, drop", [
-    ("the mug that is not red", "every mug", "every red mug"),
+    ("the mug that is not red", "all the mugs", "all the red mugs"),
     ("Could you hand me the mugs that aren't red?", "all the mugs", "all the red mugs"),
     ("all cups that aren't blue", "all the cups", "all the blue cups"),
-    ("the cup other than blue ones", "every cup", "every blue cup"),
-    ("every cup except blue ones", "every cup", "every blue cup"),
-    ("the big dish rack that is not yellow, please", "every big dish rack", "every big yellow dish rack"),
-    ("the object that is not a duck", "every object", "every duck"),
-    ("The Thing That Isn'T A Soccer Ball!", "every object", "every soccer ball"),
-    ("whatever is not a duck", "all the objects", "every duck"),
-    ("everything that is not a can of soup", "all the objects", "every can of soup"),
+    ("the cup other than blue ones", "all the cups", "all the blue cups"),
+    ("every cup except blue ones", "all the cups", "all the blue cups"),
+    ("the big dish rack that is not yellow, please", "all the big dish racks", "all the yellow big dish racks"),
+    ("the object that is not a duck", "all the objects", "all the ducks"),
+    ("The Thing That Isn'T A Soccer Ball!", "all the objects", "all the soccer balls"),
+    ("whatever is not a duck", "all the objects", "all the ducks"),
+    ("everything that is not a can of soup", "all the objects", "all the cans of soup"),
     ("all the objects that aren't cans of soup", "all the objects", "all the cans of soup"),
     ("anything but mugs", "all the objects", "all the mugs"),
-    ("the one that is not green", "every object", "every green object"),
+    ("the glass that isn't green", "all the glasses", "all the green glasses"),
+    ("the battery that is not black", "all the batteries", "all the black batteries"),
+    ("the one that is not green", "all the objects", "all the green objects"),
     # typos the generator (and a keyboard) makes in the words that carry the structure
-    ("the mug thta is not red", "every mug", "every red mug"),
-    ("the objcet that is not a plate", "every object", "every plate"),
-    ("object that is not a bread", "every object", "every bread"),
+    ("the mug thta is not red", "all the mugs", "all the red mugs"),
+    ("the objcet that is not a plate", "all the objects", "all the plates"),
+    ("object that is not a bread", "all the objects", "all the breads"),
 ])
 def test_negations_split_into_keep_and_drop(text, keep, drop):
     assert split_negation(text) == Negation(keep=keep, drop=drop)
@@ -65,12 +67,13 @@ def test_every_generated_negation_splits_and_names_its_parts():
         wrapper = wording._pick(wording.WRAPPERS, rng, held_out)
         neg = split_negation(wrapper.format(e=clean))
         assert neg is not None, clean
-        if "colour" in s["exclude"]:
-            noun = neg.keep.split(" ", 1)[1].removeprefix("the ")
-            assert noun in clean and "red" not in neg.keep and "red" in neg.drop.split(), (clean, neg)
-        else:
-            assert neg.keep in ("every object", "all the objects"), (clean, neg)
-            assert neg.drop.split(" ", 1)[1].removeprefix("the ") in clean, (clean, neg)
+        said = s["head"].get("category") or s["exclude"]["category"]
+        plurals = {f"all the {form}" for n in A.nouns_for(said, held_out) if f" {n} " in f" {clean} "
+                   or f" {A.plural(n, said)} " in f" {clean} " for form in (A.plural(n, said), _all(n.split())[8:])}
+        if "colour" in s["exclude"]:  # all the mugs / all the red mugs
+            assert neg.keep in plurals and neg.drop == neg.keep.replace("all the ", "all the red ", 1), (clean, neg)
+        else:  # all the objects / all the mugs
+            assert neg.keep == "all the objects" and neg.drop in plurals, (clean, neg)
     assert len(seen) == 12  # every negation template was said
 
 
@@ -83,7 +86,7 @@ def _out(masks: list[np.ndarray], presence: list[float]) -> GroundingOutput:
 
 def test_composition_keeps_what_the_drop_part_does_not_cover():
     comp = Composition.of(["the duck", "the cube that is not red"])
-    assert comp.model_expressions == ("the duck", "every cube", "every red cube")
+    assert comp.model_expressions == ("the duck", "all the cubes", "all the red cubes")
     assert comp.drop_rows == (-1, 2) and comp.source_rows() == [0, 1, 1]
     duck = np.full((8, 12), -3.0)
     duck[1:3, 1:3] = 4.0
@@ -134,7 +137,7 @@ def predictor():
 @pytest.mark.slow
 def test_predictor_paths_agree_and_stay_inside_keep_without_drop(predictor, frames):
     """The node's path (set_command + predict), predict_once and predict_batch give the same
-    answer for a negation, and it lies in "every cube" outside "every red cube" (real weights)."""
+    answer for a negation, and it lies in "all the cubes" outside "all the red cubes" (real weights)."""
     image = np.ascontiguousarray(frames[0])
     exprs = ["the cube that is not red", "the duck"]
     predictor.set_command(exprs)
@@ -145,7 +148,7 @@ def test_predictor_paths_agree_and_stay_inside_keep_without_drop(predictor, fram
         assert a.expression == b.expression == c.expression
         assert np.array_equal(a.mask, b.mask) and np.array_equal(a.mask, c.mask)
         assert a.score == pytest.approx(b.score, abs=1e-5) and a.score == pytest.approx(c.score, abs=1e-5)
-    keep, drop = predictor.predict_once(image, ["every cube", "every red cube"])
+    keep, drop = predictor.predict_once(image, ["all the cubes", "all the red cubes"])
     neg = streamed[0]
     assert not (neg.mask & ~keep.mask).any() and not (neg.mask & drop.mask).any()
     # the other expression is what the model says for it alone

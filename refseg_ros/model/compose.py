@@ -1,7 +1,7 @@
-"""Negations grounded by composition: "the mug that is not red" = every mug where no red mug is.
+"""Negations grounded by composition: "the mug that is not red" = the mugs where no red mug is.
 
 The model reads a negation as its opposite (docs/model.md, "Negations are composed"), but it
-grounds "every mug" and "every red mug" well. :class:`Composition` replaces each negated
+grounds "all the mugs" and "all the red mugs" well. :class:`Composition` replaces each negated
 expression of a batch by its two parts (:func:`refseg_ros.language.negation.split_negation`), runs
 them in the same batch, and combines the two outputs into the negation's row:
 
