@@ -1016,8 +1016,9 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenes", type=int, default=150)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--out", type=Path, default=Path("/work/runs/offgen"),
-                    help="images, failure overlays and textures go here (keep it outside the repo)")
+    ap.add_argument("--out", type=Path, default=Path("runs/offgen"),
+                    help="images, failure overlays and textures go here: outside the repository or "
+                         "in a directory git ignores (default runs/offgen)")
     ap.add_argument("--json", type=Path, default=None, help="write records and summaries here")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
