@@ -25,6 +25,7 @@ import torch
 
 from refseg_ros.language.negation import split_negation
 from refseg_ros.model.heads import GroundingOutput
+from refseg_ros.model.postprocess import mask_box
 
 
 @dataclass(frozen=True)
@@ -75,19 +76,13 @@ class Composition:
                 continue
             combined = torch.minimum(out.mask_logits[j], 2 * t - out.mask_logits[r])
             mask[j] = combined
-            cells = combined[0] > t
-            if bool(cells.any()):
-                box[j] = _cells_box(cells).to(box.dtype)
+            edges = mask_box((combined[0] > t).cpu().numpy())  # in cells, pixel-edge convention
+            if edges is not None:
+                h, w = combined.shape[-2:]
+                x0, y0, x1, y1 = edges
+                box[j] = torch.tensor([(x0 + x1) / (2 * w), (y0 + y1) / (2 * h), (x1 - x0) / w, (y1 - y0) / h],
+                                      dtype=box.dtype, device=box.device)
             if presence is not None:
                 presence[j] = torch.minimum(out.presence[j], (combined.amax() - t).to(presence.dtype))
         return replace(out, box=box, mask_logits=mask, presence=presence, attention=out.attention[:n])
 
-
-def _cells_box(cells: torch.Tensor) -> torch.Tensor:
-    """Normalised ``cxcywh`` of the cells set in a ``(h, w)`` bool map (pixel-edge convention)."""
-    h, w = cells.shape
-    ys = torch.nonzero(cells.any(dim=1)).flatten()
-    xs = torch.nonzero(cells.any(dim=0)).flatten()
-    x0, x1 = xs[0].float() / w, (xs[-1].float() + 1) / w
-    y0, y1 = ys[0].float() / h, (ys[-1].float() + 1) / h
-    return torch.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0])

@@ -294,7 +294,7 @@ class GroundingPredictor:
 
 
 def load_predictor(checkpoint: str = "", device: str = "auto", half: bool = False, backend: str = "auto",
-                   int8: bool = False, log=None) -> GroundingPredictor:
+                   int8: bool = False, log=None, compose_negations: bool = True) -> GroundingPredictor:
     """A predictor from run-time options, falling back where a robot would want it to.
 
     ``checkpoint`` "" = the shipped one; ``device`` as :func:`~refseg_ros.utils.device.resolve_device`
@@ -320,11 +320,12 @@ def load_predictor(checkpoint: str = "", device: str = "auto", half: bool = Fals
     model = load_model(str(Path(path).expanduser()) if path else None)
     try:
         return GroundingPredictor(model, device=device, half=half, backend=chosen,
-                                  int8=bool(int8) and chosen == "onnxruntime")
+                                  int8=bool(int8) and chosen == "onnxruntime", compose_negations=compose_negations)
     except Exception as exc:  # noqa: BLE001 - any export/runtime failure of the optional backend
         if chosen != "onnxruntime" or backend != "auto":
             raise
         # auto: an export problem (an operator, an onnx/onnxruntime version) costs speed, not the node
         log("warning", f"onnxruntime backend unavailable ({type(exc).__name__}: {exc}); "
                        "using torch (backend:=torch skips the attempt)")
-        return GroundingPredictor(model, device=device, half=half, backend="torch")
+        return GroundingPredictor(model, device=device, half=half, backend="torch",
+                                  compose_negations=compose_negations)

@@ -212,8 +212,8 @@ class GroundingNode(LifecycleNode):
         t0 = time.perf_counter()
         log = {"info": self.get_logger().info, "warning": self.get_logger().warning}
         predictor = load_predictor(path, self._p["device"], bool(self._p["half"]), self._p["backend"],
-                                   bool(self._p["int8"]), log=lambda level, message: log[level](message))
-        predictor.compose_negations = bool(self._p["compose_negations"])
+                                   bool(self._p["int8"]), log=lambda level, message: log[level](message),
+                                   compose_negations=bool(self._p["compose_negations"]))
         # One throwaway frame so the first real one does not pay for lazy initialisation.
         predictor.predict_once(np.zeros((48, 64, 3), np.uint8), ["the object"])
         self._worker.set_predictor(predictor)
