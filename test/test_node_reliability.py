@@ -108,9 +108,9 @@ def test_fuzzed_images_and_commands(client, node, frames):
 
 def test_flood_of_images_and_commands(client, node, frames):
     # The node's own rate without a flood, for comparison (same frames, one command).
-    baseline = stress.baseline_rate(client, frames)
+    baseline = stress.baseline_rate(client, frames, text="the blue cube")
     mark = node.mark()
-    report = stress.flood(client, node, frames, seconds=8.0, image_hz=100.0, command_hz=500.0)
+    report = stress.flood(client, node, frames, seconds=8.0, image_hz=100.0, command_hz=500.0, before="the blue cube")
     print(f"\nflood (baseline {baseline:.1f} Hz): {report}")
     _assert_healthy(node, mark)
     assert report["image_rate_hz"] >= 60 and report["command_rate_hz"] >= 300, "the flood was not a flood"
@@ -118,9 +118,10 @@ def test_flood_of_images_and_commands(client, node, frames):
     # flight, and a result is only published for the command still in force, so during the flood
     # few or none go out (the rate under a flood of images alone: test_node.py's 30 Hz test).
     assert report["result_rate_hz"] <= 12.5
-    # The node follows the flood rather than sticking to one command; two results in a row may
-    # share one when the publisher stalls for a frame's time (a loaded CPU), so one repeat is allowed.
-    assert report["distinct_commands_grounded"] >= min(2, report["results_during"] - 1)
+    # The node follows the flood rather than sticking to the command it had: no frame sent 2 s into
+    # the flood is grounded for it. (How many distinct flood commands get a result depends on when
+    # the loaded CPU lets the command reader run, so that count is reported, not asserted.)
+    assert not report["stuck_on_before"], report
     # Latest wins: once the commands stop, the last one is grounded, and only it.
     assert report["results_after_final"] >= 1 and not report["after_final_not_final"]
     assert diag(client, f"{NS}/refseg_node")["command"] == report["final"]

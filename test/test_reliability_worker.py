@@ -397,6 +397,10 @@ def test_nothing_is_published_for_a_command_after_stop_or_a_new_command(relw, wc
             # that frame's mask and overlay, or grounding the next frame.
             assert c.stream_until(big, lambda: _fresh_results(c, text, t0), 60, rate_hz=15), \
                 relw.since(mark)[-3000:]
+            # The change is looked for only after this trial's command was logged: a "stop" of the
+            # test before, logged late, must not pass for this trial's.
+            _log_time(relw, mark, re.escape(f"command {text!r} ->"))
+            mark = relw.mark()
             c.command(follow)
             applied = _log_time(relw, mark, r"command 'stop': cleared" if follow == "stop"
                                 else re.escape(f"command {follow!r} ->"))

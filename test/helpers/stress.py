@@ -250,9 +250,11 @@ def baseline_rate(client, frames, text: str = "the blue cube", seconds: float = 
 
 
 def flood(client, node, frames, seconds: float, image_hz: float = 100.0, command_hz: float = 500.0,
-          seed: int = 0) -> dict:
+          seed: int = 0, before: str = "") -> dict:
     """Images at ``image_hz`` and valid commands at ``command_hz``; then one last command and a
-    quiet stream: the last command must be the one grounded (latest wins)."""
+    quiet stream: the last command must be the one grounded (latest wins). ``before``: the command
+    in force when the flood starts (reported as ``stuck_on_before`` where it is still grounded on
+    frames sent more than 2 s into the flood)."""
     from std_msgs.msg import String
 
     from ros_client import stamp_ns
@@ -263,8 +265,8 @@ def flood(client, node, frames, seconds: float, image_hz: float = 100.0, command
     client.new_stream()
     sent: dict[int, int] = {}
     per_tick = max(1, int(round(command_hz / image_hz)))
-    before = proc_status(node.proc.pid)
-    rss = [before["rss_mb"]]
+    status_before = proc_status(node.proc.pid)
+    rss = [status_before["rss_mb"]]
     n_commands = publish_errors = 0
 
     def step(i):
@@ -282,7 +284,7 @@ def flood(client, node, frames, seconds: float, image_hz: float = 100.0, command
     t_start, cpu_start = time.monotonic(), time.process_time()
     _paced(client, seconds, 1.0 / image_hz, step)
     t_end, cpu_end = time.monotonic(), time.process_time()
-    node_cpu_s = proc_status(node.proc.pid)["cpu_s"] - before["cpu_s"]
+    node_cpu_s = proc_status(node.proc.pid)["cpu_s"] - status_before["cpu_s"]
     n_images = len(sent)
     during = results_between(client, t_start, t_end)
     client.command_pub.publish(String(data=final))
@@ -312,12 +314,15 @@ def flood(client, node, frames, seconds: float, image_hz: float = 100.0, command
         "command_rate_hz": round(n_commands / (t_end - t_start), 1),
         "results_during": len(during), "result_rate_hz": round(len(during) / (t_end - t_start), 2),
         "distinct_commands_grounded": len({a.command for _, a in during}),
+        "stuck_on_before": [round(client.sent.get(stamp_ns(a.header.stamp), 0) - t_start, 2) for _, a in during
+                            if before and a.command == before
+                            and client.sent.get(stamp_ns(a.header.stamp), 0) > t_start + 2.0],
         # CPU cores used during the flood: the flooder (this process, publishing in Python) takes
         # its share of the machine from the node
         "flooder_cpu_cores": round((cpu_end - cpu_start) / (t_end - t_start), 2),
         "node_cpu_cores": round(node_cpu_s / (t_end - t_start), 2),
-        "rss_before_mb": round(before["rss_mb"], 1), "rss_max_mb": round(max(rss), 1),
-        "rss_after_mb": round(after["rss_mb"], 1), "threads_before": before["threads"],
+        "rss_before_mb": round(status_before["rss_mb"], 1), "rss_max_mb": round(max(rss), 1),
+        "rss_after_mb": round(after["rss_mb"], 1), "threads_before": status_before["threads"],
         "threads_after": after["threads"], "results_after_final": len(settle),
         "after_final_not_final": [a.command for _, a in settle if a.command != final], "final": final,
     }
@@ -449,7 +454,7 @@ def main() -> int:
             print("fuzz:", json.dumps(report["fuzz"]))
         if args.flood:
             report["flood"] = {"baseline_rate_hz": round(baseline_rate(client, frames), 2),
-                               **flood(client, node, frames, args.flood)}
+                               **flood(client, node, frames, args.flood, before="the blue cube")}
             print("flood:", json.dumps(report["flood"]))
         if args.soak:
             report["soak"] = soak(client, node, frames, args.soak)
