@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from refseg_ros.language.negation import Negation, _all, split_negation
+from refseg_ros.language.negation import Negation, all_of, split_negation
 from refseg_ros.model.compose import Composition
 from refseg_ros.model.heads import GroundingOutput
 
@@ -69,7 +69,7 @@ def test_every_generated_negation_splits_and_names_its_parts():
         assert neg is not None, clean
         said = s["head"].get("category") or s["exclude"]["category"]
         plurals = {f"all the {form}" for n in A.nouns_for(said, held_out) if f" {n} " in f" {clean} "
-                   or f" {A.plural(n, said)} " in f" {clean} " for form in (A.plural(n, said), _all(n.split())[8:])}
+                   or f" {A.plural(n, said)} " in f" {clean} " for form in (A.plural(n, said), all_of(n.split())[8:])}
         if "colour" in s["exclude"]:  # all the mugs / all the red mugs
             assert neg.keep in plurals and neg.drop == neg.keep.replace("all the ", "all the red ", 1), (clean, neg)
         else:  # all the objects / all the mugs

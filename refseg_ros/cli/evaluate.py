@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-compose", action="store_true",
                         help="let the model read negations whole instead of composing them from their "
                              "parts (model/compose.py): the comparison for docs/training.md")
+    parser.add_argument("--no-relation-check", action="store_true",
+                        help="take the model's answer for spatial relations as it is, without checking that "
+                             "the relation can hold for some object of its head (model/compose.py)")
     parser.add_argument("--knock-out", nargs="+", default=[], choices=("law", "word_attention"),
                         help="switch parts of the language path off at inference to measure what they carry "
                              "(law: generated weights Phi = 0; word_attention: the cross-attention adds "
@@ -74,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         backend = resolve_backend(args.backend or "torch", device)
         predictor = GroundingPredictor.from_checkpoint(args.checkpoint, device=device, backend=backend,
                                                        int8=args.int8, found_threshold=args.found_threshold,
-                                                       compose_negations=not args.no_compose)
+                                                       compose_negations=not args.no_compose,
+                                                       check_relations=not args.no_relation_check)
         if args.knock_out:
             if backend != "torch":
                 raise ValueError("--knock-out changes the PyTorch model; use it without --backend onnxruntime")
@@ -104,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     metrics["found_threshold"] = predictor.post.found_threshold
     metrics["knock_out"] = sorted(args.knock_out)
     metrics["compose_negations"] = predictor.compose_negations
+    metrics["check_relations"] = predictor.check_relations
     metrics["types"] = args.types
     text = json.dumps(metrics, indent=2)
     if args.json_out:

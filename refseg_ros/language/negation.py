@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from refseg_ros.language.vocabulary import COLOURS, SIZES
 
-__all__ = ["Negation", "split_negation"]
+__all__ = ["Negation", "all_of", "close_to", "head_words", "split_negation", "words_of"]
 
 #: Nouns that name no kind of object: "the thing that isn't a mug" keeps every object but mugs.
 _GENERIC = ("object", "objects", "thing", "things", "one", "ones", "item", "items", "stuff")
@@ -48,7 +48,7 @@ _NOT_NOUN = {"not", "no", "but", "except", "than", "other", "which", "is", "are"
 _DESCRIBING = set(COLOURS) | {w for words in SIZES.values() for w in words} | {"brown", "grey", "gray"}
 
 
-def _close(word: str, targets, most: int = 2) -> bool:
+def close_to(word: str, targets, most: int = 2) -> bool:
     """``word`` is one of ``targets`` up to ``most`` one-character edits (typos: "thta", "objcet")."""
     return any(_edits(word, t) <= most for t in targets if abs(len(word) - len(t)) <= most)
 
@@ -75,7 +75,7 @@ class Negation:
     drop: str
 
 
-def _words(text: str) -> list[str]:
+def words_of(text: str) -> list[str]:
     text = re.sub(r"[^a-z' ]+", " ", text.lower().replace("\u2019", "'"))
     return [w for w in text.split() if w]
 
@@ -95,9 +95,9 @@ def _split_at_negation(words: list[str]) -> tuple[list[str], list[str]] | None:
             pre, post = words[:i], words[i + 1:]
         else:
             continue
-        if len(pre) >= 2 and (pre[-1] == "which" or _close(pre[-1], ("that",), 2)):
+        if len(pre) >= 2 and (pre[-1] == "which" or close_to(pre[-1], ("that",), 2)):
             pre = pre[:-1]
-        elif not (pre and _close(pre[-1], _EVERYTHING, 2)):
+        elif not (pre and close_to(pre[-1], _EVERYTHING, 2)):
             return None  # "the mug is not red": a statement, or a clause this module does not know
         return pre, post
     for i, w in enumerate(words):
@@ -109,10 +109,10 @@ def _split_at_negation(words: list[str]) -> tuple[list[str], list[str]] | None:
     return None
 
 
-def _head(words: list[str]) -> list[str] | None:
+def head_words(words: list[str]) -> list[str] | None:
     """The head noun phrase before the negation: the words after the request and determiner
     ("could you hand me the big mug" -> big mug); "everything"/"anything" -> objects; None: none."""
-    if words and _close(words[-1], _EVERYTHING, 2):
+    if words and close_to(words[-1], _EVERYTHING, 2):
         return ["objects"]
     cut = [i for i, w in enumerate(words) if w in _BEFORE_HEAD]
     head = words[cut[-1] + 1:] if cut else words
@@ -120,7 +120,7 @@ def _head(words: list[str]) -> list[str] | None:
             or head[0] in ("of", "and") or head[-1] in ("of", "and")):
         return None
     noun = head[-1]
-    if noun in _GENERIC or _close(noun, ("object", "objects"), 2) or _close(noun, ("thing", "things"), 1):
+    if noun in _GENERIC or close_to(noun, ("object", "objects"), 2) or close_to(noun, ("thing", "things"), 1):
         head = head[:-1] + ["objects" if noun.endswith("s") else "object"]
     return head
 
@@ -155,7 +155,7 @@ def _plural_of(noun: str) -> str:
     return noun + "s"
 
 
-def _all(np_words: list[str]) -> str:
+def all_of(np_words: list[str]) -> str:
     """"all the mugs", "all the big red cans of soup": every object the noun phrase names, in the
     plural (the multi-target form the model was trained on most; "every mug" grounds worse: single-
     target REC of v2 test's negations 44.9 with "every", 50.0 with "all the")."""
@@ -167,10 +167,10 @@ def _all(np_words: list[str]) -> str:
 def split_negation(text: str) -> Negation | None:
     """The keep/drop parts of a negated expression, or None when ``text`` is not one this module
     can split (see the module docstring)."""
-    parts = _split_at_negation(_words(str(text)))
+    parts = _split_at_negation(words_of(str(text)))
     if parts is None:
         return None
-    head = _head(parts[0])
+    head = head_words(parts[0])
     if head is None:
         return None
     generic = head[-1] in ("object", "objects")
@@ -179,7 +179,7 @@ def split_negation(text: str) -> Negation | None:
         return None
     kind, ex_words = ex
     if kind == "describe":  # before the whole head, which may be a noun like "small pot" or "orange juice"
-        return Negation(keep=_all(head), drop=_all(ex_words + head))
+        return Negation(keep=all_of(head), drop=all_of(ex_words + head))
     if not generic:
         return None  # "the mug that isn't a cup": the exclusion names nothing the head does
-    return Negation(keep=_all(head), drop=_all(ex_words))
+    return Negation(keep=all_of(head), drop=all_of(ex_words))

@@ -1,4 +1,5 @@
-"""Negations grounded by composition: "the mug that is not red" = the mugs where no red mug is.
+"""Negations grounded by composition ("the mug that is not red" = the mugs where no red mug is),
+and left/right relations checked on the objects they name.
 
 The model reads a negation as its opposite (docs/model.md, "Negations are composed"), but it
 grounds "all the mugs" and "all the red mugs" well. :class:`Composition` replaces each negated
@@ -12,20 +13,36 @@ them in the same batch, and combines the two outputs into the negation's row:
   referent when the head's objects are there and some part of them is left;
 * box: the box of the combined mask's cells above threshold (the keep part's box when none is).
 
+Left/right relations ("the mug left of the duck") are checked the same way
+(:func:`refseg_ros.language.relation.split_relation`): every object of the head ("all the mugs")
+and the landmark ("the duck") are run in the same batch, and when the relation fails for each of
+the head's objects and for the model's own answer (:func:`relation_fails`), the expression's
+presence logit is set to :data:`NOT_THERE_LOGIT`, so it is answered "not found". Otherwise the
+model's answer stands.
+
 Everything else (thresholds, instances, the found decision) is the post-processing's, on the
-combined row, exactly as for any other expression. Expressions that are not negations, and
-negations the text rules cannot split, pass through unchanged.
+combined row, exactly as for any other expression. Expressions that are not negations or
+relations, and those the text rules cannot split, pass through unchanged.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
 from refseg_ros.language.negation import split_negation
+from refseg_ros.language.relation import split_relation
 from refseg_ros.model.heads import GroundingOutput
-from refseg_ros.model.postprocess import mask_box
+from refseg_ros.model.postprocess import INSTANCE_MIN_SHARE, largest_component, mask_box
+
+#: How far (fraction of the mask grid's width) an object's centre must lie on the named side of the
+#: landmark's centre for "left of"/"right of" to hold (0: any distance; chosen on v2 val, where
+#: larger margins turned more correct answers into "not found" than they caught absent ones).
+SIDE_MARGIN = 0.0
+#: The presence logit of an expression whose relation fails for every object (probability ~5e-5).
+NOT_THERE_LOGIT = -10.0
 
 
 @dataclass(frozen=True)
@@ -37,28 +54,39 @@ class Composition:
     expressions: tuple[str, ...]
     model_expressions: tuple[str, ...]
     drop_rows: tuple[int, ...]
+    #: per expression: (relation, row of the head's objects, row of the landmark), or None
+    relation_rows: tuple[tuple[str, int, int] | None, ...] = ()
+    #: per extra row (after the expressions): the expression whose image it is about
+    extra_sources: tuple[int, ...] = ()
 
     @classmethod
-    def of(cls, expressions, enabled: bool = True) -> "Composition":
+    def of(cls, expressions, enabled: bool = True, relations: bool = True) -> "Composition":
+        """``enabled``: compose negations; ``relations``: check spatial relations."""
         expressions = tuple(str(e) for e in expressions)
-        keep, drops, rows = list(expressions), [], []
+        keep, extra, sources, drops, checks = list(expressions), [], [], [], []
+        n = len(expressions)
+
+        def add(j: int, expression: str) -> int:
+            extra.append(expression)
+            sources.append(j)
+            return n + len(extra) - 1
+
         for j, expr in enumerate(expressions):
             neg = split_negation(expr) if enabled else None
-            if neg is None:
-                rows.append(-1)
-                continue
-            keep[j] = neg.keep
-            rows.append(len(expressions) + len(drops))
-            drops.append(neg.drop)
-        return cls(expressions, tuple(keep + drops), tuple(rows))
+            rel = split_relation(expr) if relations and neg is None else None
+            if neg is not None:
+                keep[j] = neg.keep
+            drops.append(add(j, neg.drop) if neg is not None else -1)
+            checks.append((rel.name, add(j, rel.head), add(j, rel.landmark)) if rel is not None else None)
+        return cls(expressions, tuple(keep + extra), tuple(drops), tuple(checks), tuple(sources))
 
     @property
     def composed(self) -> bool:
-        return any(r >= 0 for r in self.drop_rows)
+        return bool(self.extra_sources)
 
     def source_rows(self) -> list[int]:
         """``source_rows()[i]``: the expression whose image model row ``i`` belongs to."""
-        return list(range(len(self.expressions))) + [j for j, r in enumerate(self.drop_rows) if r >= 0]
+        return list(range(len(self.expressions))) + list(self.extra_sources)
 
     def combine(self, out: GroundingOutput, mask_threshold: float = 0.5) -> GroundingOutput:
         """The model's output for ``model_expressions`` -> one row per expression; the masks are
@@ -84,5 +112,48 @@ class Composition:
                                       dtype=box.dtype, device=box.device)
             if presence is not None:
                 presence[j] = torch.minimum(out.presence[j], (combined.amax() - t).to(presence.dtype))
+        for j, check in enumerate(self.relation_rows):
+            if check is None or presence is None:
+                continue
+            name, head, landmark = check
+            cells = (out.mask_logits[[j, head, landmark], 0] > t).cpu().numpy()
+            if relation_fails(name, cells[1], cells[2], answer=cells[0]):
+                presence[j] = torch.minimum(presence[j], torch.tensor(NOT_THERE_LOGIT, dtype=presence.dtype,
+                                                                        device=presence.device))
         return replace(out, box=box, mask_logits=mask, presence=presence, attention=out.attention[:n])
 
+
+def _parts(cells: np.ndarray) -> list[np.ndarray]:
+    """The 8-connected parts of a bool ``(h, w)`` map, specks (under ``INSTANCE_MIN_SHARE`` of the
+    largest part, as for instances) dropped."""
+    import cv2
+
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(cells.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return []
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    return [labels == k + 1 for k in range(count - 1) if areas[k] >= INSTANCE_MIN_SHARE * areas.max()]
+
+
+def _centre(part: np.ndarray) -> float:
+    """Centre column of a part, in cells."""
+    return float(np.nonzero(part)[1].mean()) + 0.5
+
+
+def relation_fails(name: str, head: np.ndarray, landmark: np.ndarray, answer: np.ndarray | None = None,
+                   side_margin: float = SIDE_MARGIN) -> bool:
+    """True when "<head> <name> <landmark>" fails for every object of ``head`` and for the model's
+    own ``answer`` (its largest part), from bool ``(h, w)`` maps of every object of the head and of
+    the landmark (its largest part). False when the head or the landmark map is empty: then
+    nothing is known, and the model's answer stands."""
+    if name not in ("left_of", "right_of"):
+        raise ValueError(f"unknown relation {name!r}")
+    lm = largest_component(landmark)
+    objects = _parts(head & ~lm) if lm.any() else []
+    if not objects:
+        return False
+    if answer is not None and (answer & ~lm).any():
+        objects.append(largest_component(answer & ~lm))
+    side = 1.0 if name == "left_of" else -1.0  # left of: the landmark's centre is right of the object's
+    lm_u, w = _centre(lm), head.shape[1]
+    return all(side * (lm_u - _centre(part)) < side_margin * w for part in objects)

@@ -89,6 +89,9 @@ class GroundingPredictor:
         found_threshold: score at or above which a result is ``found``.
         compose_negations: ground a negation ("the mug that is not red") as every object of its
             head without those it excludes (``model/compose.py``); False: the model reads it whole.
+        check_relations: answer "not found" for a spatial relation ("the mug left of the duck")
+            that clearly fails for every object of its head (``model/compose.py``); False: the
+            model's answer alone.
 
     ``post`` (a :class:`PostProcess`) holds these; ``predict`` takes another one per call.
     """
@@ -97,7 +100,8 @@ class GroundingPredictor:
                  mask_threshold: float | None = None, cache_size: int = 128, optimize: bool = True,
                  backend: str = "torch", box_source: str | None = None,
                  mask_components: str | None = None, int8: bool = False,
-                 found_threshold: float | None = None, compose_negations: bool = True) -> None:
+                 found_threshold: float | None = None, compose_negations: bool = True,
+                 check_relations: bool = True) -> None:
         from refseg_ros.model.inference import fast_image_features
 
         self.device = torch.device(device)
@@ -125,6 +129,7 @@ class GroundingPredictor:
         self.post = PostProcess.for_model(model.cfg, mask_threshold=mask_threshold, box_source=box_source,
                                           mask_components=mask_components, found_threshold=found_threshold)
         self.compose_negations = bool(compose_negations)
+        self.check_relations = bool(check_relations)
         self.cache_size = int(cache_size)
         self._cache: OrderedDict[str, Command] = OrderedDict()
         self._expressions: tuple[str, ...] = ()
@@ -189,7 +194,7 @@ class GroundingPredictor:
         expressions = tuple(str(e) for e in expressions)
         if expressions == self._expressions and (self._active is not None or not expressions):
             return
-        composition = Composition.of(expressions, self.compose_negations)
+        composition = Composition.of(expressions, self.compose_negations, self.check_relations)
         self._active = self._folded(composition.model_expressions) if expressions else None
         self._expressions, self._composition = expressions, composition
 
@@ -254,7 +259,7 @@ class GroundingPredictor:
         if expressions == self._expressions and self._active is not None:
             return self.predict(image_rgb, post)
         canvas, box = self._letterbox(image_rgb)
-        composition, post = Composition.of(expressions, self.compose_negations), post or self.post
+        composition, post = Composition.of(expressions, self.compose_negations, self.check_relations), post or self.post
         out = composition.combine(self._run(canvas, self._folded(composition.model_expressions)), post.mask_threshold)
         return post(out.box, out.mask_logits, box, list(expressions), out.presence)
 
@@ -280,7 +285,7 @@ class GroundingPredictor:
         rows = [row_of[id(img)] for img in images]
         boxed = [self._letterbox(img) for img in distinct]
         canvas = torch.cat([c for c, _ in boxed])
-        composition = Composition.of(expressions, self.compose_negations)
+        composition = Composition.of(expressions, self.compose_negations, self.check_relations)
         model_rows = [rows[j] for j in composition.source_rows()]
         image_rows = None if model_rows == list(range(len(distinct))) else torch.tensor(model_rows, device=self.device)
         post = post or self.post
@@ -294,7 +299,8 @@ class GroundingPredictor:
 
 
 def load_predictor(checkpoint: str = "", device: str = "auto", half: bool = False, backend: str = "auto",
-                   int8: bool = False, log=None, compose_negations: bool = True) -> GroundingPredictor:
+                   int8: bool = False, log=None, compose_negations: bool = True,
+                   check_relations: bool = True) -> GroundingPredictor:
     """A predictor from run-time options, falling back where a robot would want it to.
 
     ``checkpoint`` "" = the shipped one; ``device`` as :func:`~refseg_ros.utils.device.resolve_device`
@@ -320,7 +326,8 @@ def load_predictor(checkpoint: str = "", device: str = "auto", half: bool = Fals
     model = load_model(str(Path(path).expanduser()) if path else None)
     try:
         return GroundingPredictor(model, device=device, half=half, backend=chosen,
-                                  int8=bool(int8) and chosen == "onnxruntime", compose_negations=compose_negations)
+                                  int8=bool(int8) and chosen == "onnxruntime", compose_negations=compose_negations,
+                                  check_relations=check_relations)
     except Exception as exc:  # noqa: BLE001 - any export/runtime failure of the optional backend
         if chosen != "onnxruntime" or backend != "auto":
             raise
@@ -328,4 +335,4 @@ def load_predictor(checkpoint: str = "", device: str = "auto", half: bool = Fals
         log("warning", f"onnxruntime backend unavailable ({type(exc).__name__}: {exc}); "
                        "using torch (backend:=torch skips the attempt)")
         return GroundingPredictor(model, device=device, half=half, backend="torch",
-                                  compose_negations=compose_negations)
+                                  compose_negations=compose_negations, check_relations=check_relations)

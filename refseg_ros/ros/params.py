@@ -64,6 +64,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               "Ground a negation ('the mug that is not red', 'everything that isn't a duck') as every object of "
               "its head without the ones it excludes, from two model runs (docs/model.md); False: the model "
               "reads it whole."),
+    ParamSpec("check_relations", True,
+              "Answer 'not found' for 'the X left/right of the Y' when no X is on that side of the Y (every X "
+              "and the Y from two more model runs, docs/model.md); False: the model's answer alone."),
     ParamSpec("continuous", True,
               "True: ground every new frame for the active command (up to max_rate_hz). "
               "False: ground one frame per command.", dynamic=True),
