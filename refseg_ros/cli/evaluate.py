@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="let the model read negations whole instead of composing them from their "
                              "parts (model/compose.py): the comparison for docs/training.md")
     parser.add_argument("--no-relation-check", action="store_true",
-                        help="take the model's answer for spatial relations as it is, without checking that "
-                             "the relation can hold for some object of its head (model/compose.py)")
+                        help="take the model's answer for left/right relations as it is, without checking "
+                             "that the relation holds for some object of its head (model/compose.py)")
     parser.add_argument("--knock-out", nargs="+", default=[], choices=("law", "word_attention"),
                         help="switch parts of the language path off at inference to measure what they carry "
                              "(law: generated weights Phi = 0; word_attention: the cross-attention adds "

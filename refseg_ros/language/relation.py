@@ -2,7 +2,7 @@
 
 The model grounds "the mug left of the duck" well when there is such a mug (single-target REC
 73 % on tabletop v2 test), but when every mug is on the duck's right it still answers with a
-mug: it says "not there" for 2 % of those expressions (docs/model.md). So the predictor also
+mug: it says "not there" for 3 of the 67 such expressions of v2 test (docs/model.md). So the predictor also
 asks for every object the head names ("all the mugs") and for the landmark ("the duck"), and
 says "not found" when the relation fails for each of the head's objects and for its own answer
 (:mod:`refseg_ros.model.compose`). This module finds the parts in the text; no model, no ROS.
@@ -43,7 +43,7 @@ _LOOSE = {"left", "right"}
 _REAL_WORDS = {"light", "night", "tight", "sight", "eight", "fight", "might", "bight", "wight", "lift", "loft",
                "let", "lot", "felt", "belt", "melt", "kept", "deft", "heft", "weft", "lent", "lefts", "rights"}
 #: Words between the head and the relation that say nothing about either ("the mug sitting left
-#: of", "the cup that is just in front of").
+#: of", "the cup that is just to the right of").
 _FILLER = {"that", "which", "is", "are", "that's", "thats", "sitting", "standing", "placed", "lying",
            "located", "hidden", "just", "somewhere", "right", "directly", "immediately", "a", "bit",
            "little"}

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from refseg_ros.language.negation import split_negation
-from refseg_ros.language.relation import split_relation
+from refseg_ros.language.relation import RELATIONS, split_relation
 from refseg_ros.model.heads import GroundingOutput
 from refseg_ros.model.postprocess import INSTANCE_MIN_SHARE, largest_component, mask_box
 
@@ -48,8 +48,9 @@ NOT_THERE_LOGIT = -10.0
 @dataclass(frozen=True)
 class Composition:
     """How ``expressions`` are run: ``model_expressions`` (the expressions with each split
-    negation's keep part in its place, then the drop parts) and ``drop_rows[j]`` (the row of
-    expression ``j``'s drop part, or -1)."""
+    negation's keep part in its place, then the extra rows: drop parts, relations' heads and
+    landmarks), ``drop_rows[j]`` (the row of expression ``j``'s drop part, or -1) and
+    ``relation_rows[j]`` (its relation check, or None)."""
 
     expressions: tuple[str, ...]
     model_expressions: tuple[str, ...]
@@ -61,7 +62,7 @@ class Composition:
 
     @classmethod
     def of(cls, expressions, enabled: bool = True, relations: bool = True) -> "Composition":
-        """``enabled``: compose negations; ``relations``: check spatial relations."""
+        """``enabled``: compose negations; ``relations``: check left/right relations."""
         expressions = tuple(str(e) for e in expressions)
         keep, extra, sources, drops, checks = list(expressions), [], [], [], []
         n = len(expressions)
@@ -146,7 +147,7 @@ def relation_fails(name: str, head: np.ndarray, landmark: np.ndarray, answer: np
     own ``answer`` (its largest part), from bool ``(h, w)`` maps of every object of the head and of
     the landmark (its largest part). False when the head or the landmark map is empty: then
     nothing is known, and the model's answer stands."""
-    if name not in ("left_of", "right_of"):
+    if name not in RELATIONS:
         raise ValueError(f"unknown relation {name!r}")
     lm = largest_component(landmark)
     objects = _parts(head & ~lm) if lm.any() else []

@@ -89,9 +89,9 @@ class GroundingPredictor:
         found_threshold: score at or above which a result is ``found``.
         compose_negations: ground a negation ("the mug that is not red") as every object of its
             head without those it excludes (``model/compose.py``); False: the model reads it whole.
-        check_relations: answer "not found" for a spatial relation ("the mug left of the duck")
-            that clearly fails for every object of its head (``model/compose.py``); False: the
-            model's answer alone.
+        check_relations: answer "not found" for a left/right relation ("the mug left of the duck")
+            that fails for every object of its head and for the model's own answer
+            (``model/compose.py``); False: the model's answer alone.
 
     ``post`` (a :class:`PostProcess`) holds these; ``predict`` takes another one per call.
     """
@@ -259,7 +259,8 @@ class GroundingPredictor:
         if expressions == self._expressions and self._active is not None:
             return self.predict(image_rgb, post)
         canvas, box = self._letterbox(image_rgb)
-        composition, post = Composition.of(expressions, self.compose_negations, self.check_relations), post or self.post
+        composition = Composition.of(expressions, self.compose_negations, self.check_relations)
+        post = post or self.post
         out = composition.combine(self._run(canvas, self._folded(composition.model_expressions)), post.mask_threshold)
         return post(out.box, out.mask_logits, box, list(expressions), out.presence)
 
