@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-relation-check", action="store_true",
                         help="take the model's answer for left/right relations as it is, without checking "
                              "that the relation holds for some object of its head (model/compose.py)")
+    parser.add_argument("--no-pick", action="store_true",
+                        help="let the model read ordinals and nearest-to-a-landmark expressions whole instead "
+                             "of picking among the head's objects by position (model/compose.py)")
     parser.add_argument("--knock-out", nargs="+", default=[], choices=("law", "word_attention"),
                         help="switch parts of the language path off at inference to measure what they carry "
                              "(law: generated weights Phi = 0; word_attention: the cross-attention adds "
@@ -78,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         predictor = GroundingPredictor.from_checkpoint(args.checkpoint, device=device, backend=backend,
                                                        int8=args.int8, found_threshold=args.found_threshold,
                                                        compose_negations=not args.no_compose,
-                                                       check_relations=not args.no_relation_check)
+                                                       check_relations=not args.no_relation_check,
+                                                       pick_instances=not args.no_pick)
         if args.knock_out:
             if backend != "torch":
                 raise ValueError("--knock-out changes the PyTorch model; use it without --backend onnxruntime")
@@ -109,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
     metrics["knock_out"] = sorted(args.knock_out)
     metrics["compose_negations"] = predictor.compose_negations
     metrics["check_relations"] = predictor.check_relations
+    metrics["pick_instances"] = predictor.pick_instances
     metrics["types"] = args.types
     text = json.dumps(metrics, indent=2)
     if args.json_out:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from refseg_ros.language.negation import all_of, close_to, head_words, words_of
 
-__all__ = ["RELATIONS", "RelationCheck", "split_relation"]
+__all__ = ["RELATIONS", "RelationCheck", "side_of", "split_relation"]
 
 #: The relations this module splits (``refseg_ros.language.semantics.RELATIONS`` names).
 RELATIONS = ("left_of", "right_of")
@@ -40,6 +40,8 @@ _PHRASES = (
 #: Words of a phrase matched up to one typo (the short ones must be exact), except words one typo
 #: away from them that mean something else ("the light of the lamp", "the eight of hearts").
 _LOOSE = {"left", "right"}
+#: "left" and "right" as heard or typed: "write" is what speech recognisers make of "right".
+SIDE_WORDS = {"write": "right"}
 _REAL_WORDS = {"light", "night", "tight", "sight", "eight", "fight", "might", "bight", "wight", "lift", "loft",
                "let", "lot", "felt", "belt", "melt", "kept", "deft", "heft", "weft", "lent", "lefts", "rights"}
 #: Words between the head and the relation that say nothing about either ("the mug sitting left
@@ -53,6 +55,19 @@ _NOT_IN_LANDMARK = {"and", "or", "not", "no", "but", "except", "than", "left", "
                     "behind", "of", "next", "near", "beside", "by", "closest", "nearest", "farthest",
                     "furthest", "leftmost", "rightmost", "between", "that", "which", "is", "are", "all",
                     "every", "each", "both", "it", "this", "these", "those", "there", "here", "me", "you"}
+
+
+def side_of(word: str) -> str:
+    """"left" or "right" for a word that says it (one typo allowed, "write" for "right"); ""."""
+    if word in ("left", "right"):
+        return word
+    if word in SIDE_WORDS:
+        return SIDE_WORDS[word]
+    if len(word) >= 3 and word not in _REAL_WORDS:
+        for side in ("left", "right"):
+            if close_to(word, (side,), 1):
+                return side
+    return ""
 
 
 @dataclass(frozen=True)
@@ -72,7 +87,7 @@ def _find(words: list[str]) -> tuple[int, int, str] | None:
     while i < len(words):
         for phrase, name in _PHRASES:
             if len(words) - i >= len(phrase) and all(
-                    w == p or (p in _LOOSE and len(w) >= 3 and w not in _REAL_WORDS and close_to(w, (p,), 1))
+                    w == p or (p in _LOOSE and side_of(w) == p)
                     for w, p in zip(words[i:i + len(phrase)], phrase)):
                 found.append((i, i + len(phrase), name))
                 i += len(phrase) - 1
@@ -130,6 +145,6 @@ def split_relation(text: str) -> RelationCheck | None:
         before = before[:-1]
     head = head_words(before)
     landmark = _landmark(after)
-    if head is None or landmark is None or head[-1] in ("object", "objects"):
+    if head is None or landmark is None or head[-1] in ("object", "objects") or any("'" in w for w in head):
         return None
     return RelationCheck(name=name, head=all_of(head), landmark=landmark)

@@ -1,5 +1,6 @@
 """Negations grounded by composition ("the mug that is not red" = the mugs where no red mug is),
-and left/right relations checked on the objects they name.
+left/right relations checked on the objects they name, and "the second mug from the left" / "the
+mug closest to the duck" picked among every mug.
 
 The model reads a negation as its opposite (docs/model.md, "Negations are composed"), but it
 grounds "all the mugs" and "all the red mugs" well. :class:`Composition` replaces each negated
@@ -20,6 +21,14 @@ the head's objects and for the model's own answer (:func:`relation_fails`), the 
 presence logit is set to :data:`NOT_THERE_LOGIT`, so it is answered "not found". Otherwise the
 model's answer stands.
 
+Ordinals and nearest/farthest-to-a-landmark expressions
+(:func:`refseg_ros.language.selection.split_selection`) are picked the same way: every object of
+the head and the landmark are run in the batch, and the expression's mask and box become those of
+the head's part that :func:`pick_part` chooses (the k-th centre from the named side; the centre
+nearest to, or farthest from, the landmark's), its presence the model's own. When the model's own
+answer is mostly that part, or there are fewer parts than asked for, or no landmark, the model's
+answer stands.
+
 Everything else (thresholds, instances, the found decision) is the post-processing's, on the
 combined row, exactly as for any other expression. Expressions that are not negations or
 relations, and those the text rules cannot split, pass through unchanged.
@@ -34,6 +43,7 @@ import torch
 
 from refseg_ros.language.negation import split_negation
 from refseg_ros.language.relation import RELATIONS, split_relation
+from refseg_ros.language.selection import Selection, split_selection
 from refseg_ros.model.heads import GroundingOutput
 from refseg_ros.model.postprocess import INSTANCE_MIN_SHARE, largest_component, mask_box
 
@@ -43,6 +53,8 @@ from refseg_ros.model.postprocess import INSTANCE_MIN_SHARE, largest_component, 
 SIDE_MARGIN = 0.0
 #: The presence logit of an expression whose relation fails for every object (probability ~5e-5).
 NOT_THERE_LOGIT = -10.0
+#: The mask logit given to every cell outside a picked part.
+OUTSIDE_LOGIT = -20.0
 
 
 @dataclass(frozen=True)
@@ -50,7 +62,8 @@ class Composition:
     """How ``expressions`` are run: ``model_expressions`` (the expressions with each split
     negation's keep part in its place, then the extra rows: drop parts, relations' heads and
     landmarks), ``drop_rows[j]`` (the row of expression ``j``'s drop part, or -1) and
-    ``relation_rows[j]`` (its relation check, or None)."""
+    ``relation_rows[j]`` (its relation check, or None) and ``selection_rows[j]`` (its pick: the
+    selection, the row of the head's objects, the landmark's row or -1; or None)."""
 
     expressions: tuple[str, ...]
     model_expressions: tuple[str, ...]
@@ -59,12 +72,14 @@ class Composition:
     relation_rows: tuple[tuple[str, int, int] | None, ...] = ()
     #: per extra row (after the expressions): the expression whose image it is about
     extra_sources: tuple[int, ...] = ()
+    selection_rows: tuple[tuple[Selection, int, int] | None, ...] = ()
 
     @classmethod
-    def of(cls, expressions, enabled: bool = True, relations: bool = True) -> "Composition":
-        """``enabled``: compose negations; ``relations``: check left/right relations."""
+    def of(cls, expressions, enabled: bool = True, relations: bool = True, pick: bool = True) -> "Composition":
+        """``enabled``: compose negations; ``relations``: check left/right relations; ``pick``: pick
+        ordinals and nearest/farthest-to-a-landmark among the head's objects."""
         expressions = tuple(str(e) for e in expressions)
-        keep, extra, sources, drops, checks = list(expressions), [], [], [], []
+        keep, extra, sources, drops, checks, picks = list(expressions), [], [], [], [], []
         n = len(expressions)
 
         def add(j: int, expression: str) -> int:
@@ -79,7 +94,10 @@ class Composition:
                 keep[j] = neg.keep
             drops.append(add(j, neg.drop) if neg is not None else -1)
             checks.append((rel.name, add(j, rel.head), add(j, rel.landmark)) if rel is not None else None)
-        return cls(expressions, tuple(keep + extra), tuple(drops), tuple(checks), tuple(sources))
+            sel = split_selection(expr) if pick and neg is None and rel is None else None
+            picks.append((sel, add(j, sel.head), add(j, sel.landmark) if sel.landmark else -1)
+                         if sel is not None else None)
+        return cls(expressions, tuple(keep + extra), tuple(drops), tuple(checks), tuple(sources), tuple(picks))
 
     @property
     def composed(self) -> bool:
@@ -105,12 +123,9 @@ class Composition:
                 continue
             combined = torch.minimum(out.mask_logits[j], 2 * t - out.mask_logits[r])
             mask[j] = combined
-            edges = mask_box((combined[0] > t).cpu().numpy())  # in cells, pixel-edge convention
-            if edges is not None:
-                h, w = combined.shape[-2:]
-                x0, y0, x1, y1 = edges
-                box[j] = torch.tensor([(x0 + x1) / (2 * w), (y0 + y1) / (2 * h), (x1 - x0) / w, (y1 - y0) / h],
-                                      dtype=box.dtype, device=box.device)
+            cells = (combined[0] > t).cpu().numpy()
+            if cells.any():
+                box[j] = _cells_box(cells, box)
             if presence is not None:
                 presence[j] = torch.minimum(out.presence[j], (combined.amax() - t).to(presence.dtype))
         for j, check in enumerate(self.relation_rows):
@@ -121,7 +136,61 @@ class Composition:
             if relation_fails(name, cells[1], cells[2], answer=cells[0]):
                 presence[j] = torch.minimum(presence[j], torch.tensor(NOT_THERE_LOGIT, dtype=presence.dtype,
                                                                         device=presence.device))
+        for j, chosen in enumerate(self.selection_rows):
+            if chosen is None:
+                continue
+            sel, head, landmark = chosen
+            rows = [head] if landmark < 0 else [head, landmark]
+            cells = (out.mask_logits[rows, 0] > t).cpu().numpy()
+            part = pick_part(sel, cells[0], cells[1] if landmark >= 0 else None)
+            if part is None:
+                continue
+            grown = _grown(part)  # a cell more: the edge's soft logits
+            own = largest_component((out.mask_logits[j, 0] > t).cpu().numpy())
+            if own.any() and (own & grown).sum() > 0.5 * own.sum():
+                continue  # the model's own answer is that object: its mask is the sharper one
+            keep = torch.from_numpy(grown).to(mask.device)
+            mask[j] = torch.where(keep, out.mask_logits[head], torch.full_like(out.mask_logits[head], OUTSIDE_LOGIT))
+            box[j] = _cells_box(part, box)
         return replace(out, box=box, mask_logits=mask, presence=presence, attention=out.attention[:n])
+
+
+def _grown(part: np.ndarray) -> np.ndarray:
+    """A bool map grown by one cell (8-neighbourhood)."""
+    import cv2
+
+    return cv2.dilate(part.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+
+
+def _cells_box(cells: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    """Normalised ``cxcywh`` of the cells set in a bool ``(h, w)`` map (pixel-edge convention)."""
+    h, w = cells.shape
+    x0, y0, x1, y1 = mask_box(cells)
+    return torch.tensor([(x0 + x1) / (2 * w), (y0 + y1) / (2 * h), (x1 - x0) / w, (y1 - y0) / h],
+                        dtype=like.dtype, device=like.device)
+
+
+def pick_part(sel: Selection, head: np.ndarray, landmark: np.ndarray | None = None) -> np.ndarray | None:
+    """The part of the bool ``(h, w)`` map of every object of the head that ``sel`` names: the k-th
+    centre from its side, or the centre nearest to (farthest from) the landmark's largest part's
+    (whose own cells are not one of the head's objects). None when there are fewer parts than
+    ``k``, or no landmark, or no part: then nothing is picked."""
+    lm = None
+    if sel.kind != "ordinal":
+        if landmark is None or not landmark.any():
+            return None
+        lm = largest_component(landmark)
+        head = head & ~lm
+    parts = _parts(head)
+    if not parts:
+        return None
+    if sel.kind == "ordinal":
+        if len(parts) < sel.k:
+            return None
+        return sorted(parts, key=lambda p: _centre(p) if sel.side == "left" else -_centre(p))[sel.k - 1]
+    centre = np.argwhere(lm).mean(axis=0)
+    sign = 1.0 if sel.kind == "nearest" else -1.0
+    return min(parts, key=lambda p: sign * float(np.linalg.norm(np.argwhere(p).mean(axis=0) - centre)))
 
 
 def _parts(cells: np.ndarray) -> list[np.ndarray]:

@@ -92,6 +92,9 @@ class GroundingPredictor:
         check_relations: answer "not found" for a left/right relation ("the mug left of the duck")
             that fails for every object of its head and for the model's own answer
             (``model/compose.py``); False: the model's answer alone.
+        pick_instances: ground "the second mug from the left" and "the mug closest to the duck"
+            by picking among every mug by position (``model/compose.py``); False: the model reads
+            them whole.
 
     ``post`` (a :class:`PostProcess`) holds these; ``predict`` takes another one per call.
     """
@@ -101,7 +104,7 @@ class GroundingPredictor:
                  backend: str = "torch", box_source: str | None = None,
                  mask_components: str | None = None, int8: bool = False,
                  found_threshold: float | None = None, compose_negations: bool = True,
-                 check_relations: bool = True) -> None:
+                 check_relations: bool = True, pick_instances: bool = True) -> None:
         from refseg_ros.model.inference import fast_image_features
 
         self.device = torch.device(device)
@@ -130,6 +133,7 @@ class GroundingPredictor:
                                           mask_components=mask_components, found_threshold=found_threshold)
         self.compose_negations = bool(compose_negations)
         self.check_relations = bool(check_relations)
+        self.pick_instances = bool(pick_instances)
         self.cache_size = int(cache_size)
         self._cache: OrderedDict[str, Command] = OrderedDict()
         self._expressions: tuple[str, ...] = ()
@@ -194,9 +198,12 @@ class GroundingPredictor:
         expressions = tuple(str(e) for e in expressions)
         if expressions == self._expressions and (self._active is not None or not expressions):
             return
-        composition = Composition.of(expressions, self.compose_negations, self.check_relations)
+        composition = self._composition_of(expressions)
         self._active = self._folded(composition.model_expressions) if expressions else None
         self._expressions, self._composition = expressions, composition
+
+    def _composition_of(self, expressions) -> Composition:
+        return Composition.of(expressions, self.compose_negations, self.check_relations, self.pick_instances)
 
     def clear_cache(self) -> None:
         self._cache.clear()
@@ -259,7 +266,7 @@ class GroundingPredictor:
         if expressions == self._expressions and self._active is not None:
             return self.predict(image_rgb, post)
         canvas, box = self._letterbox(image_rgb)
-        composition = Composition.of(expressions, self.compose_negations, self.check_relations)
+        composition = self._composition_of(expressions)
         post = post or self.post
         out = composition.combine(self._run(canvas, self._folded(composition.model_expressions)), post.mask_threshold)
         return post(out.box, out.mask_logits, box, list(expressions), out.presence)
@@ -286,7 +293,7 @@ class GroundingPredictor:
         rows = [row_of[id(img)] for img in images]
         boxed = [self._letterbox(img) for img in distinct]
         canvas = torch.cat([c for c, _ in boxed])
-        composition = Composition.of(expressions, self.compose_negations, self.check_relations)
+        composition = self._composition_of(expressions)
         model_rows = [rows[j] for j in composition.source_rows()]
         image_rows = None if model_rows == list(range(len(distinct))) else torch.tensor(model_rows, device=self.device)
         post = post or self.post
@@ -301,7 +308,7 @@ class GroundingPredictor:
 
 def load_predictor(checkpoint: str = "", device: str = "auto", half: bool = False, backend: str = "auto",
                    int8: bool = False, log=None, compose_negations: bool = True,
-                   check_relations: bool = True) -> GroundingPredictor:
+                   check_relations: bool = True, pick_instances: bool = True) -> GroundingPredictor:
     """A predictor from run-time options, falling back where a robot would want it to.
 
     ``checkpoint`` "" = the shipped one; ``device`` as :func:`~refseg_ros.utils.device.resolve_device`
@@ -328,7 +335,7 @@ def load_predictor(checkpoint: str = "", device: str = "auto", half: bool = Fals
     try:
         return GroundingPredictor(model, device=device, half=half, backend=chosen,
                                   int8=bool(int8) and chosen == "onnxruntime", compose_negations=compose_negations,
-                                  check_relations=check_relations)
+                                  check_relations=check_relations, pick_instances=pick_instances)
     except Exception as exc:  # noqa: BLE001 - any export/runtime failure of the optional backend
         if chosen != "onnxruntime" or backend != "auto":
             raise
@@ -336,4 +343,5 @@ def load_predictor(checkpoint: str = "", device: str = "auto", half: bool = Fals
         log("warning", f"onnxruntime backend unavailable ({type(exc).__name__}: {exc}); "
                        "using torch (backend:=torch skips the attempt)")
         return GroundingPredictor(model, device=device, half=half, backend="torch",
-                                  compose_negations=compose_negations, check_relations=check_relations)
+                                  compose_negations=compose_negations, check_relations=check_relations,
+                                  pick_instances=pick_instances)

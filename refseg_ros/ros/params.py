@@ -67,6 +67,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("check_relations", True,
               "Answer 'not found' for 'the X left/right of the Y' when no X is on that side of the Y (every X "
               "and the Y from two more model runs, docs/model.md); False: the model's answer alone."),
+    ParamSpec("pick_instances", True,
+              "Ground 'the second X from the left' and 'the X closest to the Y' by picking among every X by "
+              "position (every X, and the Y, from one or two more model runs, docs/model.md); False: the model "
+              "reads them whole."),
     ParamSpec("continuous", True,
               "True: ground every new frame for the active command (up to max_rate_hz). "
               "False: ground one frame per command.", dynamic=True),
