@@ -18,9 +18,9 @@ Recognised (case, punctuation, a request around the expression and one typo in "
 Not split: the nearest to the camera ("the nearest mug", "the mug closest to me": on v2 val a pick
 by the lowest image row did 2.6 points better than the model on 114 of them, too little for a
 guess about the camera's pose), "the leftmost mug" (the model does better alone: 72.2 against
-69.1 % picked, on val's 414 locations), generic heads with a landmark ("the object closest to the duck"),
-and anything with more in it. A generic ordinal ("the second object from the left") is split: on
-v2 val, ordinal REC 58.5 % with it, 56.7 % without.
+69.1 % picked, on val's 414 locations), generic heads with a landmark ("the object closest to
+the duck"), and anything with more in it. A generic ordinal ("the second object from the left")
+is split: on v2 val, ordinal REC 58.5 % with it, 56.7 % without.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import functools
 from dataclasses import dataclass
 
 from refseg_ros.language.negation import all_of, close_to, head_words, words_of
-from refseg_ros.language.relation import SIDE_WORDS, side_of
+from refseg_ros.language.relation import side_of
 
 __all__ = ["Selection", "split_selection"]
 

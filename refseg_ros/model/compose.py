@@ -30,8 +30,8 @@ answer is mostly that part, or there are fewer parts than asked for, or no landm
 answer stands.
 
 Everything else (thresholds, instances, the found decision) is the post-processing's, on the
-combined row, exactly as for any other expression. Expressions that are not negations or
-relations, and those the text rules cannot split, pass through unchanged.
+combined row, exactly as for any other expression. Other expressions, and those the text rules
+cannot split, pass through unchanged.
 """
 from __future__ import annotations
 
@@ -61,9 +61,9 @@ OUTSIDE_LOGIT = -20.0
 class Composition:
     """How ``expressions`` are run: ``model_expressions`` (the expressions with each split
     negation's keep part in its place, then the extra rows: drop parts, relations' heads and
-    landmarks), ``drop_rows[j]`` (the row of expression ``j``'s drop part, or -1) and
-    ``relation_rows[j]`` (its relation check, or None) and ``selection_rows[j]`` (its pick: the
-    selection, the row of the head's objects, the landmark's row or -1; or None)."""
+    landmarks, picks' heads and landmarks), ``drop_rows[j]`` (the row of expression ``j``'s drop
+    part, or -1), ``relation_rows[j]`` (its relation check, or None) and ``selection_rows[j]`` (its
+    pick, or None)."""
 
     expressions: tuple[str, ...]
     model_expressions: tuple[str, ...]
@@ -72,6 +72,7 @@ class Composition:
     relation_rows: tuple[tuple[str, int, int] | None, ...] = ()
     #: per extra row (after the expressions): the expression whose image it is about
     extra_sources: tuple[int, ...] = ()
+    #: per expression: (selection, row of the head's objects, row of the landmark or -1), or None
     selection_rows: tuple[tuple[Selection, int, int] | None, ...] = ()
 
     @classmethod
