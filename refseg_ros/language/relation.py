@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from refseg_ros.language.negation import all_of, close_to, head_words, words_of
 
-__all__ = ["RELATIONS", "RelationCheck", "side_of", "split_relation"]
+__all__ = ["RELATIONS", "RelationCheck", "landmark_phrase", "side_of", "split_relation"]
 
 #: The relations this module splits (``refseg_ros.language.semantics.RELATIONS`` names).
 RELATIONS = ("left_of", "right_of")
@@ -108,7 +108,10 @@ def _possessive(words: list[str]) -> tuple[list[str], str, list[str]] | None:
     return None
 
 
-def _landmark(words: list[str]) -> str | None:
+def landmark_phrase(words: list[str], not_in=frozenset(_NOT_IN_LANDMARK)) -> str | None:
+    """"the duck" for the words after a relation ("the duck please", "duck"); "of"/"and" only
+    inside one name ("the bottle of wine", "the mac and cheese"); None for more than a short noun
+    phrase or any word of ``not_in``."""
     while words and words[-1] in _TAIL:
         words = words[:-1]
     if words and words[0] in ("the", "a", "an"):
@@ -117,7 +120,7 @@ def _landmark(words: list[str]) -> str | None:
     # joining two ("the duck and the cup")
     inner = {w for i, w in enumerate(words) if w in ("of", "and") and 0 < i < len(words) - 1
              and words[i + 1] not in ("the", "a", "an")}
-    if (not words or len(words) > 4 or (set(words) - inner) & _NOT_IN_LANDMARK
+    if (not words or len(words) > 4 or (set(words) - inner) & not_in
             or any("'" in w for w in words)):
         return None
     return "the " + " ".join(words)
@@ -144,7 +147,7 @@ def split_relation(text: str) -> RelationCheck | None:
     while before and before[-1] in _FILLER:
         before = before[:-1]
     head = head_words(before)
-    landmark = _landmark(after)
+    landmark = landmark_phrase(after)
     if head is None or landmark is None or head[-1] in ("object", "objects") or any("'" in w for w in head):
         return None
     return RelationCheck(name=name, head=all_of(head), landmark=landmark)

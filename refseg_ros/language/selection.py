@@ -28,7 +28,7 @@ import functools
 from dataclasses import dataclass
 
 from refseg_ros.language.negation import all_of, close_to, head_words, words_of
-from refseg_ros.language.relation import side_of
+from refseg_ros.language.relation import landmark_phrase, side_of
 
 __all__ = ["Selection", "split_selection"]
 
@@ -75,18 +75,9 @@ def _head(words: list[str]) -> list[str] | None:
 
 
 def _landmark(words: list[str]) -> str | None:
-    while words and words[-1] in _TAIL:
-        words = words[:-1]
     if any(side_of(w) or w in _VIEWER or (len(w) >= 5 and close_to(w, _VIEWER_TYPO, 1)) for w in words):
         return None
-    if words and words[0] in ("the", "a", "an"):
-        words = words[1:]
-    inner = {w for i, w in enumerate(words) if w in ("of", "and") and 0 < i < len(words) - 1
-             and words[i + 1] not in ("the", "a", "an")}
-    if (not words or len(words) > 4 or (set(words) - inner) & _NOT_IN_LANDMARK
-            or any("'" in w for w in words)):
-        return None
-    return "the " + " ".join(words)
+    return landmark_phrase(words, _NOT_IN_LANDMARK)
 
 
 def _ordinal(words: list[str]) -> Selection | None:
