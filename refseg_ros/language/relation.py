@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from refseg_ros.language.negation import all_of, close_to, head_words, words_of
 
-__all__ = ["RELATIONS", "RelationCheck", "landmark_phrase", "side_of", "split_relation"]
+__all__ = ["OTHER_FORMS", "RELATIONS", "RelationCheck", "TAIL_WORDS", "landmark_phrase", "side_of", "split_relation"]
 
 #: The relations this module splits (``refseg_ros.language.semantics.RELATIONS`` names).
 RELATIONS = ("left_of", "right_of")
@@ -49,7 +49,10 @@ _REAL_WORDS = {"light", "night", "tight", "sight", "eight", "fight", "might", "b
 _FILLER = {"that", "which", "is", "are", "that's", "thats", "sitting", "standing", "placed", "lying",
            "located", "hidden", "just", "somewhere", "right", "directly", "immediately", "a", "bit",
            "little"}
-_TAIL = {"please", "thanks", "now", "there"}
+#: Words after an expression that are not part of it ("the duck please").
+TAIL_WORDS = frozenset({"please", "thanks", "now", "there"})
+#: Words of a negation or a quantity: such expressions have their own handling (or the model's).
+OTHER_FORMS = frozenset({"not", "isn't", "aren't", "isnt", "arent", "except", "than", "all", "every", "each", "both"})
 #: Words that make a landmark more than a short noun phrase.
 _NOT_IN_LANDMARK = {"and", "or", "not", "no", "but", "except", "than", "left", "right", "front", "back",
                     "behind", "of", "next", "near", "beside", "by", "closest", "nearest", "farthest",
@@ -112,7 +115,7 @@ def landmark_phrase(words: list[str], not_in=frozenset(_NOT_IN_LANDMARK)) -> str
     """"the duck" for the words after a relation ("the duck please", "duck"); "of"/"and" only
     inside one name ("the bottle of wine", "the mac and cheese"); None for more than a short noun
     phrase or any word of ``not_in``."""
-    while words and words[-1] in _TAIL:
+    while words and words[-1] in TAIL_WORDS:
         words = words[:-1]
     if words and words[0] in ("the", "a", "an"):
         words = words[1:]
@@ -131,9 +134,9 @@ def split_relation(text: str) -> RelationCheck | None:
     """The parts of "<head> <relation> <landmark>" to ground, or None when ``text`` is not one this
     module can split (see the module docstring)."""
     words = words_of(str(text))
-    while words and words[-1] in _TAIL:
+    while words and words[-1] in TAIL_WORDS:
         words = words[:-1]
-    if {"not", "isn't", "aren't", "isnt", "arent", "except", "than", "all", "every", "each", "both"} & set(words):
+    if OTHER_FORMS & set(words):
         return None  # negations and quantities have their own handling; the model reads the rest
     possessive = _possessive(words)
     if possessive is not None:

@@ -28,7 +28,7 @@ import functools
 from dataclasses import dataclass
 
 from refseg_ros.language.negation import all_of, close_to, head_words, words_of
-from refseg_ros.language.relation import landmark_phrase, side_of
+from refseg_ros.language.relation import OTHER_FORMS, TAIL_WORDS, landmark_phrase, side_of
 
 __all__ = ["Selection", "split_selection"]
 
@@ -41,7 +41,6 @@ _VIEWER = {"camera", "me", "you", "us", "robot", "here", "viewer", "front", "bac
            "edge", "side", "table"}
 #: Of those, the ones also recognised with a typo ("camear"; not "table", one typo from "tablet").
 _VIEWER_TYPO = ("camera", "front", "middle", "centre", "center")
-_TAIL = {"please", "thanks", "now", "there"}
 _FILLER = {"that", "which", "is", "are", "that's", "thats", "one", "sitting", "placed", "standing"}
 _NOT_IN_LANDMARK = {"and", "or", "not", "no", "but", "except", "than", "left", "right", "front", "back",
                     "behind", "next", "near", "beside", "by", "closest", "nearest", "farthest", "furthest",
@@ -131,9 +130,9 @@ def split_selection(text: str) -> Selection | None:
     """How to pick the referent of ``text`` among like objects, or None when it is not an
     expression this module can split (see the module docstring)."""
     words = words_of(str(text))
-    while words and words[-1] in _TAIL:
+    while words and words[-1] in TAIL_WORDS:
         words = words[:-1]
-    if {"not", "isn't", "aren't", "isnt", "arent", "except", "than", "all", "every", "each", "both"} & set(words):
+    if OTHER_FORMS & set(words):
         return None
     if any(w in _ORDINALS for w in words):
         return _ordinal(words)
