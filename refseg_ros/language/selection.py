@@ -17,7 +17,8 @@ Recognised (case, punctuation, a request around the expression and one typo in "
 
 Not split: the nearest to the camera ("the nearest mug", "the mug closest to me": on v2 val a pick
 by the lowest image row did 2.6 points better than the model on 114 of them, too little for a
-guess about the camera's pose), "the leftmost mug" (the model does better alone: 72.2 against
+guess about the camera's pose; a pick by the frame's depth did worse than the model, see
+docs/model.md), "the leftmost mug" (the model does better alone: 72.2 against
 69.1 % picked, on val's 414 locations), generic heads with a landmark ("the object closest to
 the duck"), and anything with more in it. A generic ordinal ("the second object from the left")
 is split: on v2 val, ordinal REC 58.5 % with it, 56.7 % without.
