@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "parts (model/compose.py): the comparison for docs/training.md")
     parser.add_argument("--no-relation-check", action="store_true",
                         help="take the model's answer for left/right relations as it is, without checking "
-                             "that the relation holds for some object of its head (model/compose.py)")
+                             "that the relation holds for some object of its head or moving a wrong-side "
+                             "answer to the one object on the named side (model/compose.py)")
     parser.add_argument("--no-pick", action="store_true",
                         help="let the model read ordinals and nearest-to-a-landmark expressions whole instead "
                              "of picking among the head's objects by position (model/compose.py)")

@@ -18,8 +18,10 @@ Left/right relations ("the mug left of the duck") are checked the same way
 (:func:`refseg_ros.language.relation.split_relation`): every object of the head ("all the mugs")
 and the landmark ("the duck") are run in the same batch, and when the relation fails for each of
 the head's objects and for the model's own answer (:func:`relation_fails`), the expression's
-presence logit is set to :data:`NOT_THERE_LOGIT`, so it is answered "not found". Otherwise the
-model's answer stands.
+presence logit is set to :data:`NOT_THERE_LOGIT`, so it is answered "not found". When the
+relation holds for some object but the model's answer lies on the wrong side of the landmark and
+exactly one of the head's objects is on the named side, that object becomes the answer
+(:func:`relation_part`; its mask and box, as a pick below). Otherwise the model's answer stands.
 
 Ordinals and nearest/farthest-to-a-landmark expressions
 (:func:`refseg_ros.language.selection.split_selection`) are picked the same way: every object of
@@ -137,6 +139,12 @@ class Composition:
             if relation_fails(name, cells[1], cells[2], answer=cells[0]):
                 presence[j] = torch.minimum(presence[j], torch.tensor(NOT_THERE_LOGIT, dtype=presence.dtype,
                                                                         device=presence.device))
+                continue
+            part = relation_part(name, cells[1], cells[2], answer=cells[0])
+            if part is not None:
+                keep = torch.from_numpy(_grown(part)).to(mask.device)
+                mask[j] = torch.where(keep, out.mask_logits[head], torch.full_like(out.mask_logits[head], OUTSIDE_LOGIT))
+                box[j] = _cells_box(part, box)
         for j, chosen in enumerate(self.selection_rows):
             if chosen is None:
                 continue
@@ -209,6 +217,24 @@ def _parts(cells: np.ndarray) -> list[np.ndarray]:
 def _centre(part: np.ndarray) -> float:
     """Centre column of a part, in cells."""
     return float(np.nonzero(part)[1].mean()) + 0.5
+
+
+def relation_part(name: str, head: np.ndarray, landmark: np.ndarray, answer: np.ndarray) -> np.ndarray | None:
+    """For "<head> <name> <landmark>" whose model ``answer`` (its largest part, the landmark's cells
+    left out) is not on the named side of the landmark's centre: the head's object that is, when
+    exactly one is (bool ``(h, w)`` maps as :func:`relation_fails`). None when the answer already is
+    on that side, or no object or several are: then the model's answer stands."""
+    if name not in RELATIONS:
+        raise ValueError(f"unknown relation {name!r}")
+    lm = largest_component(landmark)
+    if not lm.any():
+        return None
+    side, lm_u = (1.0 if name == "left_of" else -1.0), _centre(lm)
+    own = largest_component(answer & ~lm)
+    if own.any() and side * (lm_u - _centre(own)) > 0:
+        return None
+    parts = [p for p in _parts(head & ~lm) if side * (lm_u - _centre(p)) > 0]
+    return parts[0] if len(parts) == 1 else None
 
 
 def relation_fails(name: str, head: np.ndarray, landmark: np.ndarray, answer: np.ndarray | None = None,

@@ -90,7 +90,8 @@ class GroundingPredictor:
         compose_negations: ground a negation ("the mug that is not red") as every object of its
             head without those it excludes (``model/compose.py``); False: the model reads it whole.
         check_relations: answer "not found" for a left/right relation ("the mug left of the duck")
-            that fails for every object of its head and for the model's own answer
+            that fails for every object of its head and for the model's own answer, and answer
+            the one object on the named side when the model's answer is on the other
             (``model/compose.py``); False: the model's answer alone.
         pick_instances: ground "the second mug from the left" and "the mug closest to the duck"
             by picking among every mug by position (``model/compose.py``); False: the model reads

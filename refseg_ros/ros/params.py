@@ -65,8 +65,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               "its head without the ones it excludes, from two model runs (docs/model.md); False: the model "
               "reads it whole."),
     ParamSpec("check_relations", True,
-              "Answer 'not found' for 'the X left/right of the Y' when no X is on that side of the Y (every X "
-              "and the Y from two more model runs, docs/model.md); False: the model's answer alone."),
+              "Answer 'not found' for 'the X left/right of the Y' when no X is on that side of the Y, and the "
+              "one X on that side when the model's answer is on the other (every X and the Y from two more "
+              "model runs, docs/model.md); False: the model's answer alone."),
     ParamSpec("pick_instances", True,
               "Ground 'the second X from the left' and 'the X closest to the Y' by picking among every X by "
               "position (every X, and the Y, from one or two more model runs, docs/model.md); False: the model "
