@@ -4,7 +4,8 @@ The model grounds "the mug left of the duck" well when there is such a mug (sing
 73 % on tabletop v2 test), but when every mug is on the duck's right it still answers with a
 mug: it says "not there" for 3 of the 67 such expressions of v2 test (docs/model.md). So the predictor also
 asks for every object the head names ("all the mugs") and for the landmark ("the duck"), and
-says "not found" when the relation fails for each of the head's objects and for its own answer
+says "not found" when the relation fails for each of the head's objects and for its own answer,
+or answers the one object on the named side when its own answer is on the other
 (:mod:`refseg_ros.model.compose`). This module finds the parts in the text; no model, no ROS.
 
 Recognised (case, punctuation, a request around the expression and one typo in "left"/"right"

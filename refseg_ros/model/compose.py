@@ -142,9 +142,7 @@ class Composition:
                 continue
             part = relation_part(name, cells[1], cells[2], answer=cells[0])
             if part is not None:
-                keep = torch.from_numpy(_grown(part)).to(mask.device)
-                mask[j] = torch.where(keep, out.mask_logits[head], torch.full_like(out.mask_logits[head], OUTSIDE_LOGIT))
-                box[j] = _cells_box(part, box)
+                _take_part(mask, box, j, out.mask_logits[head], part, _grown(part))
         for j, chosen in enumerate(self.selection_rows):
             if chosen is None:
                 continue
@@ -154,14 +152,22 @@ class Composition:
             part = pick_part(sel, cells[0], cells[1] if landmark >= 0 else None)
             if part is None:
                 continue
-            grown = _grown(part)  # a cell more: the edge's soft logits
+            grown = _grown(part)
             own = largest_component((out.mask_logits[j, 0] > t).cpu().numpy())
             if own.any() and (own & grown).sum() > 0.5 * own.sum():
                 continue  # the model's own answer is that object: its mask is the sharper one
-            keep = torch.from_numpy(grown).to(mask.device)
-            mask[j] = torch.where(keep, out.mask_logits[head], torch.full_like(out.mask_logits[head], OUTSIDE_LOGIT))
-            box[j] = _cells_box(part, box)
+            _take_part(mask, box, j, out.mask_logits[head], part, grown)
         return replace(out, box=box, mask_logits=mask, presence=presence, attention=out.attention[:n])
+
+
+def _take_part(mask: torch.Tensor, box: torch.Tensor, j: int, head_logits: torch.Tensor, part: np.ndarray,
+               grown: np.ndarray) -> None:
+    """Row ``j`` answers with one part of the head's objects: its mask the head's logits inside
+    ``grown`` (the part and a cell more: the edge's soft logits), :data:`OUTSIDE_LOGIT` elsewhere;
+    its box the part's cells'."""
+    keep = torch.from_numpy(grown).to(mask.device)
+    mask[j] = torch.where(keep, head_logits, torch.full_like(head_logits, OUTSIDE_LOGIT))
+    box[j] = _cells_box(part, box)
 
 
 def _grown(part: np.ndarray) -> np.ndarray:
