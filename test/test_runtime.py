@@ -18,6 +18,7 @@ pytestmark = pytest.mark.ros
 
 PROBE = r'''
 import os, signal, sys, time
+import rclpy
 import rclpy.signals
 from rclpy.node import Node
 from refseg_ros.ros.runtime import run_node
@@ -45,12 +46,18 @@ class Probe(Node):
 
     def close(self):
         print(f"closed after {self.ticks} ticks", flush=True)
-        if MODE == "twice":  # Ctrl-C again while the node releases its resources
+        if MODE in ("twice", "mid_spin"):  # Ctrl-C again while the node releases its resources
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(5)
             print("close finished", flush=True)
 
-code = run_node("probe", Probe)
+def shut_down_mid_spin(executor, node):
+    # What rclpy's signal thread does when Ctrl-C lands between the executor's check that the
+    # context is valid and its building of the wait set: the spin then raises RCLError.
+    rclpy.shutdown()
+    executor.spin_once(timeout_sec=0)
+
+code = run_node("probe", Probe, spin=shut_down_mid_spin if MODE == "mid_spin" else None)
 print("guard conditions freed with rclpy signal handlers:", freed_while, flush=True)
 sys.exit(code)
 '''
@@ -74,3 +81,12 @@ def test_a_second_ctrl_c_during_teardown_ends_it_with_130_and_one_line(ros_env):
     assert r.returncode == 130, r.stdout + r.stderr
     assert "closed after 3 ticks" in r.stdout and "close finished" not in r.stdout
     assert "probe: interrupted again during shutdown" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_context_shut_down_mid_spin_is_a_ctrl_c_and_a_second_one_still_ends_it_with_130(ros_env):
+    # The race a CI run hit: the spin raised RCLError ("the given context is not valid"), the
+    # process printed it and exited 1, and the second Ctrl-C during teardown was ignored.
+    r = _run("mid_spin", ros_env)
+    assert r.returncode == 130, r.stdout + r.stderr
+    assert "RCLError" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert "probe: interrupted again during shutdown" in r.stderr and "close finished" not in r.stdout

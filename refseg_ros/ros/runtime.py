@@ -14,14 +14,24 @@ memory and the process dies with SIGSEGV instead of exiting 0.
 ``uninstall_signal_handlers()`` joins that thread, so nothing touches the list afterwards
 (test_runtime.py checks the order; test/helpers/rclpy_signal_race.py widens the race window:
 processes then crash or hang in rclpy's order, not in this one). A second Ctrl-C during
-teardown ends it early with exit code 130 and one line, not a traceback.
+teardown ends it early with exit code 130 and one line, not a traceback: Python's own SIGINT
+handler is put back explicitly once rclpy's are removed, so that holds whatever handler rclpy
+left behind (a CI run saw a second Ctrl-C ignored after the race below).
+
+The same signal thread can shut the context down between the executor's check that it is valid
+and its building of the wait set; the spin then raises ``RCLError`` ("the given context is not
+valid") instead of ``KeyboardInterrupt`` or ``ExternalShutdownException``. With the context gone
+that is the same Ctrl-C and ends quietly with exit code 0.
 """
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from typing import Callable
 
 import rclpy
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.signals import uninstall_signal_handlers
 
@@ -59,14 +69,9 @@ def run_node(name: str, make_node: Callable[[], object], *, threads: int = 1, ar
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback, for setup errors
-        for kind, special in exit_codes:
-            if isinstance(exc, kind):
-                print(f"{name}: {exc}", file=sys.stderr)
-                code = special
-                break
-        else:
-            print(f"{name}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            code = 1
+        # An RCLError with the context gone is a Ctrl-C that shut it down mid-spin (module docstring).
+        if not (isinstance(exc, _rclpy.RCLError) and not rclpy.ok()):
+            code = _report(name, exc, exit_codes)
     finally:
         try:
             _teardown(executor, node)
@@ -76,8 +81,20 @@ def run_node(name: str, make_node: Callable[[], object], *, threads: int = 1, ar
     return code
 
 
+def _report(name: str, exc: Exception, exit_codes: tuple[tuple[type[BaseException], int], ...]) -> int:
+    """One line on stderr for an error that ends the process; its exit code."""
+    for kind, special in exit_codes:
+        if isinstance(exc, kind):
+            print(f"{name}: {exc}", file=sys.stderr)
+            return special
+    print(f"{name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return 1
+
+
 def _teardown(executor, node) -> None:
     uninstall_signal_handlers()  # joins rclpy's signal thread: see the module docstring
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C: KeyboardInterrupt
     if executor is not None:
         executor.shutdown(timeout_sec=5.0)  # its threads stop taking callbacks before teardown
     if node is not None:
