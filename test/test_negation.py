@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from refseg_ros.language.negation import Negation, all_of, split_negation
-from refseg_ros.model.compose import Composition
+from refseg_ros.model.compose import DROP_SHARE, OUTSIDE_LOGIT, Composition
 from refseg_ros.model.heads import GroundingOutput
 
 
@@ -109,6 +109,32 @@ def test_composition_keeps_what_the_drop_part_does_not_cover():
     assert float(out.presence[1]) == pytest.approx(2.0) and float(out.presence[0]) == 3.0
 
 
+def test_composition_drops_objects_whole_by_their_share_in_the_drop_part():
+    """A part of "all the cubes" mostly inside "all the red cubes" goes with its fringe; a part the
+    drop mask only grazes stays whole (logits untouched), so neither a red cube's rim nor half a
+    neighbour is the answer."""
+    comp = Composition.of(["the cube that is not red"])
+    cubes = np.full((8, 12), -5.0)
+    cubes[0:4, 0:5] = 3.0     # the red cube, 20 cells: the drop mask covers 16 (0.8)
+    cubes[5:8, 7:12] = 2.0    # the other cube, 15 cells: the drop mask grazes 3 (0.2)
+    red = np.full((8, 12), -4.0)
+    red[0:4, 0:4] = 6.0
+    red[5:8, 7:8] = 1.0
+    out = comp.combine(_out([cubes, red], [5.0, 4.0]))
+    logits = out.mask_logits[0, 0]
+    assert bool((logits[0:4, 0:5] == OUTSIDE_LOGIT).all())   # the rim column 4 went with it
+    assert torch.equal(logits[5:8, 7:12], torch.full((3, 5), 2.0))
+    assert torch.equal(logits[4], torch.full((12,), -5.0))    # cells outside both parts keep their logits
+    assert torch.allclose(out.box[0], torch.tensor([9.5 / 12, 6.5 / 8, 5 / 12, 3 / 8]))
+    assert float(out.presence[0]) == pytest.approx(2.0)
+    # at exactly the share the part goes; one cell under it, it stays
+    for covered, gone in ((int(np.ceil(DROP_SHARE * 20)), True), (int(np.ceil(DROP_SHARE * 20)) - 1, False)):
+        red = np.full((8, 12), -4.0)
+        red.reshape(-1)[[r * 12 + c for r in range(4) for c in range(5)][:covered]] = 6.0
+        out = comp.combine(_out([cubes, red], [5.0, 4.0]))
+        assert bool((out.mask_logits[0, 0, 0:4, 0:5] == OUTSIDE_LOGIT).all()) == gone, covered
+
+
 def test_composition_with_nothing_left_is_not_present():
     comp = Composition.of(["the cube that is not red"])
     cubes = np.full((4, 4), -5.0)
@@ -137,23 +163,29 @@ def predictor():
 @pytest.mark.slow
 def test_predictor_paths_agree_and_stay_inside_keep_without_drop(predictor, frames):
     """The node's path (set_command + predict), predict_once and predict_batch give the same
-    answer for a negation, and it lies in "all the cubes" outside "all the red cubes" (real weights)."""
+    answers for negations (real weights, a frame with three red cubes and four mugs, one red): "the
+    mugs that aren't red" lies in "all the mugs", mostly outside "all the red mugs"; "the cube that
+    is not red" is not there."""
     image = np.ascontiguousarray(frames[0])
-    exprs = ["the cube that is not red", "the duck"]
+    exprs = ["all the mugs that aren't red", "the cube that is not red", "the duck"]
     predictor.set_command(exprs)
     streamed = predictor.predict(image)
     once = predictor.predict_once(image, exprs)
-    batch = predictor.predict_batch([image, image], exprs)
+    batch = predictor.predict_batch([image] * len(exprs), exprs)
     for a, b, c in zip(streamed, once, batch):
         assert a.expression == b.expression == c.expression
         assert np.array_equal(a.mask, b.mask) and np.array_equal(a.mask, c.mask)
         assert a.score == pytest.approx(b.score, abs=1e-5) and a.score == pytest.approx(c.score, abs=1e-5)
-    keep, drop = predictor.predict_once(image, ["all the cubes", "all the red cubes"])
-    neg = streamed[0]
-    assert not (neg.mask & ~keep.mask).any() and not (neg.mask & drop.mask).any()
+    keep, drop = predictor.predict_once(image, ["all the mugs", "all the red mugs"])
+    mugs, cube = streamed[0], streamed[1]
+    assert mugs.found and len(mugs.instances) >= 2 and not (mugs.mask & ~keep.mask).any()
+    assert (mugs.mask & drop.mask).sum() < DROP_SHARE * mugs.mask.sum()
+    cubes, red_cubes = predictor.predict_once(image, ["all the cubes", "all the red cubes"])
+    assert len(cubes.instances) == len(red_cubes.instances) == 3  # the frame's premise
+    assert not cube.found and not cube.mask.any()
     # the other expression is what the model says for it alone
     alone = predictor.predict_once(image, ["the duck"])[0]
-    assert np.array_equal(alone.mask, streamed[1].mask)
+    assert np.array_equal(alone.mask, streamed[2].mask)
 
 
 def test_any_word_salad_gives_none_or_two_parts():
