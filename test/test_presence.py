@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from refseg_ros.language.number import asks_for_many
+from refseg_ros.language.number import asks_for_many, stated_count
 from refseg_ros.model.heads import GroundingOutput
 from refseg_ros.model.letterbox import Letterbox
 from refseg_ros.model.losses import GroundingLoss
@@ -22,6 +22,16 @@ from refseg_ros.model.postprocess import PostProcess
 ])
 def test_asks_for_many(text, many):
     assert asks_for_many(text) is many
+
+
+@pytest.mark.parametrize("text, count", [
+    ("both mugs", 2), ("Can you pass me both footballs?", 2), ("grab the two bowls", 2), ("the 3 cups", 3),
+    ("the pair of cups", 2), ("four red cubes, please", 4), ("the two cups that are not red", 2),
+    ("all the red cubes", None), ("the mug between both ducks", None), ("the second of the two mugs", None),
+    ("the cup left of both mugs", None), ("the mug that is 2 cm tall", None), ("", None), ("two", 2),
+])
+def test_stated_count(text, count):
+    assert stated_count(text) == count
 
 
 def _outputs(logits: np.ndarray, presence):
@@ -67,6 +77,25 @@ def test_every_part_is_an_instance_when_the_expression_asks_for_all():
     (one,) = PostProcess(box_source="mask", mask_components="largest")(boxes, logits, lb, ["all the red cubes"],
                                                                        presence)
     assert np.array_equal(one.mask, big.mask) and len(one.instances) == 1
+
+
+def test_a_stated_count_keeps_that_many_parts_largest_first():
+    """"both cubes" over three blobs: the two largest are the instances, and the mask and box are
+    theirs alone (the node publishes one result per instance); "all the cubes" keeps all three."""
+    lb = Letterbox.fit((64, 64), (64, 64))
+    logits = _two_blobs(2)
+    logits[:, 2:4, 12:14] = 8.0  # a third, smallest part (but no speck)
+    boxes, logits, presence = _outputs(logits, [5.0, 5.0])
+    post = PostProcess(box_source="mask", mask_components="auto")
+    both, every = post(boxes, logits, lb, ["both cubes", "all the cubes"], presence)
+    assert len(every.instances) == 3 and len(both.instances) == 2
+    assert [i.box for i in both.instances] == [(8.0, 8.0, 24.0, 24.0), (40.0, 40.0, 52.0, 52.0)]
+    assert np.array_equal(both.mask, both.instances[0].mask | both.instances[1].mask)
+    assert not both.mask[:32, 32:].any() and every.mask[10:14, 50:54].all()  # the third part, top right
+    assert both.box == (8.0, 8.0, 52.0, 52.0) and every.box[2] > 52.0
+    # fewer parts than said: every part stays
+    (three,) = post(boxes[:1], logits[:1], lb, ["the three cubes"], presence[:1])
+    assert len(three.instances) == 3 and np.array_equal(three.mask, every.mask)
 
 
 def test_loss_trains_no_target_samples_on_mask_and_presence_only():

@@ -27,6 +27,8 @@ expressions whose object is there, so a low score hints at, but does not prove, 
 **Several referents.** An expression that asks for every match ("all the red cubes", "both mugs";
 :func:`refseg_ros.language.number.asks_for_many`) keeps every connected part of its mask under
 ``mask_components="auto"`` (one :class:`Instance` per part); any other keeps the largest part.
+One that says how many ("both mugs", "the two cubes":
+:func:`refseg_ros.language.number.stated_count`) keeps at most that many parts, the largest.
 """
 from __future__ import annotations
 
@@ -182,7 +184,7 @@ class PostProcess:
         """``boxes_cxcywh (N, 4)`` normalised on the model input and ``mask_logits (N, 1, h, w)``
         covering it, for ``N`` expressions on the one image that ``letterbox`` describes;
         ``presence (N,)``: the presence head's logits (None: the model has none)."""
-        from refseg_ros.language.number import asks_for_many
+        from refseg_ros.language.number import asks_for_many, stated_count
         from refseg_ros.model.letterbox import boxes_to_image
 
         width, height = letterbox.image_size
@@ -199,23 +201,32 @@ class PostProcess:
             score = sanitize_score(raw_score if probability is None else probability[n])
             found = score >= self.found_threshold
             instances: list[Instance] = []
-            if found:
-                instances = self._instances(mask, box, score, width, height) if multi else [Instance(box, mask, score)]
+            if found and multi:
+                instances = self._instances(mask, box, score, width, height, stated_count(expr))
+                if len(instances) > 1 or instances[0].mask is not mask:
+                    mask = np.logical_or.reduce([i.mask for i in instances])  # specks and parts over the count go
+                    if self.box_source == "mask":
+                        box = sanitize_box(mask_box(mask) or box, width, height, self.min_box_size)
+            elif found:
+                instances = [Instance(box, mask, score)]
             elif probability is not None:
                 mask = np.zeros_like(mask)
             results.append(Grounding(expr, box, score, mask, found=found, instances=instances, multi=multi))
         return results
 
-    def _instances(self, mask: np.ndarray, box: Box, score: float, width: int, height: int) -> list[Instance]:
-        """One instance per connected part of ``mask`` (specks dropped); the whole result when the
-        mask is empty (the box head's box)."""
+    def _instances(self, mask: np.ndarray, box: Box, score: float, width: int, height: int,
+                   count: int | None = None) -> list[Instance]:
+        """One instance per connected part of ``mask`` (specks dropped), largest first, at most
+        ``count`` of them ("both mugs": the two largest); the whole result when the mask is empty
+        (the box head's box)."""
         import cv2
 
         if not mask.any():
             return [Instance(box, mask, score)]
-        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
         areas = stats[1:, cv2.CC_STAT_AREA]
         keep = [k + 1 for k in np.argsort(-areas, kind="stable") if areas[k] >= INSTANCE_MIN_SHARE * areas.max()]
+        keep = keep[:count] if count else keep
         out = []
         for k in keep:
             part = labels == k
