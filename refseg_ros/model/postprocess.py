@@ -203,8 +203,8 @@ class PostProcess:
             instances: list[Instance] = []
             if found and multi:
                 instances = self._instances(mask, box, score, width, height, stated_count(expr))
-                if len(instances) > 1 or instances[0].mask is not mask:
-                    mask = np.logical_or.reduce([i.mask for i in instances])  # specks and parts over the count go
+                if mask.any():  # the union of the instances: specks and parts over a stated count go
+                    mask = np.logical_or.reduce([i.mask for i in instances])
                     if self.box_source == "mask":
                         box = sanitize_box(mask_box(mask) or box, width, height, self.min_box_size)
             elif found:
