@@ -225,8 +225,7 @@ class PostProcess:
             return [Instance(box, mask, score)]
         _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
         areas = stats[1:, cv2.CC_STAT_AREA]
-        keep = [k + 1 for k in np.argsort(-areas, kind="stable") if areas[k] >= INSTANCE_MIN_SHARE * areas.max()]
-        keep = keep[:count] if count else keep
+        keep = [k + 1 for k in np.argsort(-areas, kind="stable") if areas[k] >= INSTANCE_MIN_SHARE * areas.max()][:count]
         out = []
         for k in keep:
             part = labels == k
