@@ -79,7 +79,7 @@ def test_every_part_is_an_instance_when_the_expression_asks_for_all():
     assert np.array_equal(one.mask, big.mask) and len(one.instances) == 1
 
 
-def test_a_stated_count_keeps_that_many_parts_largest_first():
+def test_a_stated_count_keeps_that_many_parts():
     """"both cubes" over three blobs: the two largest are the instances, and the mask and box are
     theirs alone (the node publishes one result per instance); "all the cubes" keeps all three."""
     lb = Letterbox.fit((64, 64), (64, 64))
@@ -96,6 +96,21 @@ def test_a_stated_count_keeps_that_many_parts_largest_first():
     # fewer parts than said: every part stays
     (three,) = post(boxes[:1], logits[:1], lb, ["the three cubes"], presence[:1])
     assert len(three.instances) == 3 and np.array_equal(three.mask, every.mask)
+
+
+def test_a_stated_count_keeps_the_most_probable_parts():
+    """"both cubes" over three parts where the largest is the least sure (mask probability about
+    0.6): the two sure parts are the instances, the sure larger one first; "all the cubes" keeps
+    all three, largest first."""
+    lb = Letterbox.fit((64, 64), (64, 64))
+    logits = _two_blobs(2)
+    logits[:, 8:14, 1:7] = 0.5  # the largest part, bottom left, barely above the mask threshold
+    boxes, logits, presence = _outputs(logits, [5.0, 5.0])
+    post = PostProcess(box_source="mask", mask_components="auto")
+    both, every = post(boxes, logits, lb, ["both cubes", "all the cubes"], presence)
+    assert len(every.instances) == 3 and every.instances[0].box[0] < 8.0 and every.instances[0].box[1] > 24.0
+    assert [i.box for i in both.instances] == [(8.0, 8.0, 24.0, 24.0), (40.0, 40.0, 52.0, 52.0)]
+    assert not both.mask[32:, :32].any() and every.mask[36:52, 8:24].all()
 
 
 def test_loss_trains_no_target_samples_on_mask_and_presence_only():

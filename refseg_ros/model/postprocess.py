@@ -28,7 +28,9 @@ expressions whose object is there, so a low score hints at, but does not prove, 
 :func:`refseg_ros.language.number.asks_for_many`) keeps every connected part of its mask under
 ``mask_components="auto"`` (one :class:`Instance` per part); any other keeps the largest part.
 One that says how many ("both mugs", "the two cubes":
-:func:`refseg_ros.language.number.stated_count`) keeps at most that many parts, the largest.
+:func:`refseg_ros.language.number.stated_count`) keeps at most that many parts: those with the
+highest mean mask probability (on v2 val and test this keeps the right objects more often than
+keeping the largest parts: docs/node.md).
 """
 from __future__ import annotations
 
@@ -195,14 +197,15 @@ class PostProcess:
         for n, (expr, head_box) in enumerate(zip(expressions, boxes)):
             multi = asks_for_many(expr)
             largest = self.mask_components == "largest" or (self.mask_components == "auto" and not multi)
-            mask, raw_score = self._mask_and_score(sampler, n, largest)
+            count = stated_count(expr) if multi else None
+            mask, raw_score, prob = self._mask_and_score(sampler, n, largest, keep_probability=count is not None)
             box = sanitize_box((mask_box(mask) if self.box_source == "mask" else None) or tuple(head_box),
                                width, height, self.min_box_size)
             score = sanitize_score(raw_score if probability is None else probability[n])
             found = score >= self.found_threshold
             instances: list[Instance] = []
             if found and multi:
-                instances = self._instances(mask, box, score, width, height, stated_count(expr))
+                instances = self._instances(mask, box, score, width, height, count, prob)
                 if mask.any():  # the union of the instances: specks and parts over a stated count go
                     mask = np.logical_or.reduce([i.mask for i in instances])
                     if self.box_source == "mask":
@@ -215,28 +218,36 @@ class PostProcess:
         return results
 
     def _instances(self, mask: np.ndarray, box: Box, score: float, width: int, height: int,
-                   count: int | None = None) -> list[Instance]:
-        """One instance per connected part of ``mask`` (specks dropped), largest first, at most
-        ``count`` of them ("both mugs": the two largest); the whole result when the mask is empty
-        (the box head's box)."""
+                   count: int | None = None, probability: np.ndarray | None = None) -> list[Instance]:
+        """One instance per connected part of ``mask`` (specks dropped), largest first; with
+        ``count`` ("both mugs": 2), at most that many, the parts of highest mean ``probability``
+        (``float32 (H, W)``, the mask's pixel probabilities; largest when None) in that order; the
+        whole result when the mask is empty (the box head's box)."""
         import cv2
 
         if not mask.any():
             return [Instance(box, mask, score)]
-        _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        parts, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
         areas = stats[1:, cv2.CC_STAT_AREA]
-        keep = [k + 1 for k in np.argsort(-areas, kind="stable") if areas[k] >= INSTANCE_MIN_SHARE * areas.max()][:count]
+        keep = [k + 1 for k in np.argsort(-areas, kind="stable") if areas[k] >= INSTANCE_MIN_SHARE * areas.max()]
+        if count is not None and probability is not None and len(keep) > count:
+            mean = np.bincount(labels.ravel(), probability.ravel(), minlength=parts)[1:] / np.maximum(areas, 1)
+            keep = sorted(keep, key=lambda k: -mean[k - 1])
+        keep = keep[:count]
         out = []
         for k in keep:
             part = labels == k
             out.append(Instance(sanitize_box(mask_box(part), width, height, self.min_box_size), part, score))
         return out
 
-    def _mask_and_score(self, sampler: "_MaskSampler", n: int, largest: bool) -> tuple[np.ndarray, float]:
-        """Expression ``n``'s ``bool (H, W)`` mask (only its largest part if ``largest``) and its mask
-        score (see the module docstring)."""
+    def _mask_and_score(self, sampler: "_MaskSampler", n: int, largest: bool,
+                        keep_probability: bool = False) -> tuple[np.ndarray, float, np.ndarray | None]:
+        """Expression ``n``'s ``bool (H, W)`` mask (only its largest part if ``largest``), its mask
+        score (see the module docstring) and, if ``keep_probability``, the ``float32 (H, W)`` pixel
+        probabilities wherever the mask can be (zero elsewhere; else None)."""
         width, height = sampler.image_size
         mask = np.zeros((height, width), bool)
+        probability = np.zeros((height, width), np.float32) if keep_probability else None
         threshold = self.mask_threshold
         region = sampler.region(n, sampler.cell_prob[n] > threshold - _CELL_SLACK)
         total = 0.0
@@ -245,6 +256,8 @@ class PostProcess:
             for ya, yb, prob in sampler.strips(n, y0, y1, x0, x1):
                 strip = prob > threshold
                 mask[ya:yb, x0:x1] = strip
+                if probability is not None:
+                    probability[ya:yb, x0:x1] = prob
                 total += float(prob[strip].sum(dtype=np.float64))
             if largest:
                 kept = largest_component(mask[y0:y1, x0:x1])
@@ -254,8 +267,8 @@ class PostProcess:
                                 for ya, yb, prob in sampler.strips(n, y0, y1, x0, x1))
         area = int(np.count_nonzero(mask))
         if area:
-            return mask, total / area
-        return mask, sampler.highest_probability(n)
+            return mask, total / area, probability
+        return mask, sampler.highest_probability(n), probability
 
 
 class _MaskSampler:
