@@ -93,14 +93,18 @@ def test_train_config_defaults_keep_todays_cache_and_map_every_range():
     assert cfg.augment_variants == 0 and cfg.cache_augment().count == 0
     names = {f.name for f in dataclasses.fields(CameraParams)}
     assert {f"augment_{n}" for n in names} <= {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = load_train_config("tabletop", augment_variants=2, augment_jpeg_quality=[40, 80], augment_p_clean=0.5)
+    assert cfg.augment_p_clean_colour is None and cfg.cache_augment().p_clean_colour is None
+    cfg = load_train_config("tabletop", augment_variants=2, augment_jpeg_quality=[40, 80], augment_p_clean=0.5,
+                            augment_p_clean_colour=1.0)
     cv = cfg.cache_augment()
-    assert cv.count == 2 and cv.p_clean == 0.5 and cv.params.jpeg_quality == (40, 80)
+    assert cv.count == 2 and cv.p_clean == 0.5 and cv.params.jpeg_quality == (40, 80) and cv.p_clean_colour == 1.0
     assert TrainConfig(**cfg.to_dict()) == cfg  # a checkpoint's train_config rebuilds the config
     with pytest.raises(ValueError):
         load_train_config("tabletop", augment_exposure=[0.9, 0.5])
     with pytest.raises(ValueError):
         load_train_config("tabletop", augment_variants=-1)
+    with pytest.raises(ValueError):
+        load_train_config("tabletop", augment_p_clean_colour=1.5)
 
 
 def test_cache_key_changes_with_variants_seed_and_every_range_but_not_p_clean():
@@ -122,3 +126,4 @@ def test_cache_key_changes_with_variants_seed_and_every_range_but_not_p_clean():
         keys.add(_cache_key(model, data, CachedVariants(count=2, params=dataclasses.replace(default, **{f.name: changed}))))
     assert len(keys) == 4 + len(dataclasses.fields(CameraParams))
     assert _cache_key(model, data, CachedVariants(count=2, p_clean=0.9)) == two
+    assert _cache_key(model, data, CachedVariants(count=2, p_clean_colour=1.0)) == two

@@ -187,3 +187,21 @@ def test_rows_honour_p_clean_and_flips(cache):
     always = FeatureCache.__new__(FeatureCache)
     always.variants, always.rows_per_image, always.p_clean = V, R, 1.0
     assert (always.rows(idx, flipped, rng) % R < 2).all()
+
+
+def test_samples_saying_a_colour_take_the_clean_image_at_their_own_rate(cache):
+    rng = np.random.default_rng(2)
+    n = 20000
+    idx, flipped, colour = rng.integers(0, 3, n), rng.random(n) < 0.5, rng.random(n) < 0.3
+    # unset: the colour flags change nothing, draw for draw
+    assert cache.p_clean_colour is None
+    np.testing.assert_array_equal(cache.rows(idx, flipped, np.random.default_rng(7), colour),
+                                  cache.rows(idx, flipped, np.random.default_rng(7)))
+    keep = FeatureCache.__new__(FeatureCache)
+    keep.variants, keep.rows_per_image, keep.p_clean, keep.p_clean_colour = V, R, cache.p_clean, 1.0
+    rows = keep.rows(idx, flipped, np.random.default_rng(7), colour)
+    variant = (rows % R) // 2
+    assert (variant[colour] == 0).all() and np.array_equal(rows % 2, flipped)
+    assert abs((variant[~colour] == 0).mean() - cache.p_clean) < 0.02
+    # the other samples get the rows they would have got without the option
+    np.testing.assert_array_equal(rows[~colour], cache.rows(idx, flipped, np.random.default_rng(7))[~colour])

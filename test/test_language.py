@@ -8,7 +8,7 @@ from refseg_ros.language import grammar, semantics
 from refseg_ros.language.flip import flip_text
 from refseg_ros.language.parser import Action, parse_command
 from refseg_ros.language.prompt import initial_prompt
-from refseg_ros.language.vocabulary import COLOURS, NOUNS, SIZES, keywords
+from refseg_ros.language.vocabulary import COLOURS, NOUNS, SIZES, keywords, names_colour
 
 
 def _obj(category, colour, u, gd=0.6, xy=(0.0, 0.0), size="small", radius=0.04):
@@ -118,3 +118,10 @@ def test_vocabulary_words_are_what_the_grammar_reads_and_the_prompt_names():
     prompt = initial_prompt("all")
     assert all(w in prompt for w in COLOURS) and all(n[0] in prompt for n in NOUNS.values())
     assert {"mug", "cup", "red", "little", "leftmost", "second"} <= keywords()
+
+
+def test_names_colour_reads_colour_words_only():
+    assert all(names_colour(f"the {c} mug") for c in COLOURS)
+    assert names_colour("THE ONE THAT IS GREY?") and names_colour("the brown bowl") and names_colour("red")
+    assert not names_colour("the mug left of the duck") and not names_colour("the reddish mug")
+    assert not names_colour("") and not names_colour("bring me the credit card")

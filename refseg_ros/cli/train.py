@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--augment-variants", type=int, default=None,
                         help="camera variants (exposure, noise, blur, white balance, JPEG) cached per image on "
                              "the CPU path (0: none); a --resume must use the same value")
+    parser.add_argument("--augment-clean-colour", type=float, default=None, metavar="P",
+                        help="with --augment-variants: probability in [0, 1] that a sample whose expression says a "
+                             "colour word takes the clean image (default: the preset's, as any sample; 1: always)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--no-progress", action="store_true")
     add_runtime_arguments(parser)
@@ -77,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"refseg train: {exc}") from None
     dist = init_distributed(device)
     cfg = load_train_config(args.preset, batch_size=args.batch_size, lr=args.lr, cache_features=args.cache_features,
-                            num_workers=args.workers, seed=args.seed, augment_variants=args.augment_variants)
+                            num_workers=args.workers, seed=args.seed, augment_variants=args.augment_variants,
+                            augment_p_clean_colour=args.augment_clean_colour)
     torch.manual_seed(cfg.seed)
     run_dir: Path = args.out
     last = run_dir / "checkpoints" / "last.safetensors"

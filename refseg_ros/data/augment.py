@@ -236,18 +236,24 @@ class CachedVariants:
         p_clean: probability that a training sample uses the clean image rather than a variant.
         seed: seed of the variants' random streams.
         params: the variants' ranges.
+        p_clean_colour: the same probability for a sample whose expression says a colour word
+            (None: ``p_clean``); 1 keeps such samples on the clean image, so the colours they name
+            are the rendered ones.
     """
 
     count: int
     p_clean: float = 0.34
     seed: int = 0
     params: CameraParams = CameraParams()
+    p_clean_colour: float | None = None
 
     def __post_init__(self) -> None:
         if self.count < 0:
             raise ValueError(f"count must be >= 0; got {self.count}")
-        if not 0 <= self.p_clean <= 1:
-            raise ValueError(f"p_clean is a probability; got {self.p_clean}")
+        for name in ("p_clean", "p_clean_colour"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1:
+                raise ValueError(f"{name} is a probability; got {value}")
 
     def image(self, image: np.ndarray, image_index: int, variant: int) -> np.ndarray:
         """Variant ``variant`` of image ``image_index`` (0: the image unchanged)."""
@@ -259,6 +265,7 @@ class CachedVariants:
         return camera_variant(image, rng, self.params)[0]
 
     def key(self) -> dict:
-        """What the cached features depend on (``p_clean`` only picks among them, so it is left out)."""
+        """What the cached features depend on (``p_clean`` and ``p_clean_colour`` only pick among
+        them, so they are left out)."""
         return {"variants": self.count, "seed": self.seed, "camera": self.params.to_dict(),
                 "algorithm": "camera_variant/1"}

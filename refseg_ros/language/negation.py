@@ -24,7 +24,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from refseg_ros.language.vocabulary import COLOURS, SIZES
+from refseg_ros.language.vocabulary import COLOUR_WORDS, SIZES
 
 __all__ = ["Negation", "all_of", "close_to", "head_words", "split_negation", "words_of"]
 
@@ -44,8 +44,7 @@ _TAIL = {"please", "thanks", "now"}
 _NOT_NOUN = {"not", "no", "but", "except", "than", "other", "which", "is", "are", "isn't", "aren't", "isnt",
              "arent"} | set(_EVERYTHING)
 #: Words that describe an object rather than name a kind (for "the object that is not red").
-#: (The v2 generator's colours add brown and grey to the catalog's.)
-_DESCRIBING = set(COLOURS) | {w for words in SIZES.values() for w in words} | {"brown", "grey", "gray"}
+_DESCRIBING = set(COLOUR_WORDS) | {w for words in SIZES.values() for w in words}
 
 
 def close_to(word: str, targets, most: int = 2) -> bool:

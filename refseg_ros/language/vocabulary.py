@@ -11,13 +11,18 @@ from __future__ import annotations
 
 from refseg_ros.data.catalog import CATEGORIES, COLOURS as _COLOUR_RGB
 
-__all__ = ["NOUNS", "COLOURS", "SIZES", "GENERIC_NOUNS", "ORDINAL_WORDS", "object_nouns",
-           "spatial_words", "keywords"]
+import re
+
+__all__ = ["NOUNS", "COLOURS", "COLOUR_WORDS", "SIZES", "GENERIC_NOUNS", "ORDINAL_WORDS", "object_nouns",
+           "spatial_words", "keywords", "names_colour"]
 
 #: Canonical category name -> the nouns that may name it, canonical noun first.
 NOUNS: dict[str, tuple[str, ...]] = {c.name: c.nouns for c in CATEGORIES}
 #: Colour words, in the catalog's order.
 COLOURS: tuple[str, ...] = tuple(_COLOUR_RGB)
+#: Every colour word an expression may say: the catalog's, and brown and grey, which tabletop v2
+#: names from its textures.
+COLOUR_WORDS: frozenset[str] = frozenset(COLOURS) | {"brown", "grey", "gray"}
 #: Size names (as written to disk) and the words that may say them.
 SIZES: dict[str, tuple[str, ...]] = {"small": ("small", "little"), "large": ("large", "big")}
 #: Nouns that name no category ("the leftmost object", "the red one").
@@ -40,6 +45,11 @@ def object_nouns() -> list[str]:
 
 def spatial_words() -> list[str]:
     return list(_SPATIAL) + list(ORDINAL_WORDS.values())
+
+
+def names_colour(text: str) -> bool:
+    """``text`` says a colour word ("the red mug", "the one that is grey")."""
+    return any(w in COLOUR_WORDS for w in re.findall(r"[a-z]+", text.lower()))
 
 
 def keywords() -> set[str]:

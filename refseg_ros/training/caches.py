@@ -104,6 +104,7 @@ class FeatureCache:
         self.augment = augment if augment is not None and augment.count > 0 else None
         self.variants = self.augment.count if self.augment else 0
         self.p_clean = self.augment.p_clean if self.augment else 1.0
+        self.p_clean_colour = self.augment.p_clean_colour if self.augment else None
         self.rows_per_image = 2 * (self.variants + 1)
         self.dir = Path(cache_dir) / f"features_{_cache_key(model, dataset, self.augment)}"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -154,17 +155,23 @@ class FeatureCache:
     def bytes_per_row(self) -> int:
         return sum(int(np.prod(s)) * 2 for s in self.shapes.values())
 
-    def rows(self, image_index: np.ndarray, flipped: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """The cache row of each sample: its image's clean form with probability ``p_clean``, else
-        one of its variants at random; the mirror of that form where ``flipped``.
+    def rows(self, image_index: np.ndarray, flipped: np.ndarray, rng: np.random.Generator,
+             colour: np.ndarray | None = None) -> np.ndarray:
+        """The cache row of each sample: its image's clean form with probability ``p_clean``
+        (``p_clean_colour`` where ``colour``, the samples whose expression says a colour, when that
+        is set), else one of its variants at random; the mirror of that form where ``flipped``.
 
-        Without variants this draws nothing from ``rng``, so such runs see the same random stream.
+        Without variants this draws nothing from ``rng``, so such runs see the same random stream;
+        ``p_clean_colour`` changes which rows are taken, not what is drawn.
         """
         image_index = np.asarray(image_index, dtype=np.int64)
         flipped = np.asarray(flipped).astype(np.int64)
         if self.variants == 0:
             return 2 * image_index + flipped
-        clean = rng.random(len(image_index)) < self.p_clean
+        p_clean = np.full(len(image_index), self.p_clean)
+        if colour is not None and self.p_clean_colour is not None:
+            p_clean[np.asarray(colour, bool)] = self.p_clean_colour
+        clean = rng.random(len(image_index)) < p_clean
         variant = np.where(clean, 0, rng.integers(1, self.variants + 1, len(image_index)))
         return image_index * self.rows_per_image + 2 * variant + flipped
 
@@ -365,16 +372,19 @@ class MixedFeatureCache:
     def complete(self) -> bool:
         return all(c.complete for c in self.parts)
 
-    def rows(self, image_index: np.ndarray, flipped: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def rows(self, image_index: np.ndarray, flipped: np.ndarray, rng: np.random.Generator,
+             colour: np.ndarray | None = None) -> np.ndarray:
         image_index = np.asarray(image_index, np.int64)
         flipped = np.asarray(flipped)
+        colour = None if colour is None else np.asarray(colour, bool)
         part = np.searchsorted(self.image_offsets, image_index, side="right") - 1
         out = np.empty(len(image_index), np.int64)
         for k, cache in enumerate(self.parts):
             sel = np.flatnonzero(part == k)
             if len(sel):
                 local = image_index[sel] - self.image_offsets[k]
-                out[sel] = cache.rows(local, flipped[sel], rng) + self.row_offsets[k]
+                out[sel] = cache.rows(local, flipped[sel], rng,
+                                      None if colour is None else colour[sel]) + self.row_offsets[k]
         return out
 
     def gather(self, rows: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:

@@ -29,6 +29,8 @@ class TrainConfig:
     # part of the cache's key; ``augment_p_clean`` only picks among them at training time.
     augment_variants: int = 0
     augment_p_clean: float = 0.34
+    # The same for samples whose expression says a colour word (None: augment_p_clean).
+    augment_p_clean_colour: float | None = None
     augment_seed: int = 0
     augment_exposure: tuple[float, float] = (0.45, 1.8)  # linear-light gain range
     augment_exposure_sigma: float = 0.4    # log-normal around 1, then clipped to the range
@@ -66,6 +68,7 @@ class TrainConfig:
         params = CameraParams(**{f.name: getattr(self, f"augment_{f.name}")
                                  for f in dataclasses.fields(CameraParams)})
         return CachedVariants(count=self.augment_variants, p_clean=self.augment_p_clean,
+                              p_clean_colour=self.augment_p_clean_colour,
                               seed=self.augment_seed, params=params)
 
 

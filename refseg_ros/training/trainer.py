@@ -9,7 +9,8 @@ Two data paths feed the same step:
   twin); see :mod:`refseg_ros.training.caches`. A step then runs only the trainable part, several
   times faster than the online path on a CPU. Photometric augmentation reaches this path as cached
   camera variants (``augment_variants``, :class:`refseg_ros.data.augment.CachedVariants`): each step
-  takes the clean image with probability ``augment_p_clean``, else one of its variants; flips are
+  takes the clean image with probability ``augment_p_clean`` (``augment_p_clean_colour`` for
+  expressions that say a colour, when set), else one of its variants; flips are
   real mirrored images, not mirrored feature maps. Images of several sizes (and their targets) are
   each letterboxed to the model input as inference does.
 * **online** (GPUs, trainable backbones, images of different sizes such as RefCOCO): a DataLoader
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from refseg_ros.language.vocabulary import names_colour
 from refseg_ros.model.letterbox import boxes_to_input, letterbox_images, masks_to_input
 from refseg_ros.training.caches import FeatureCache, MixedFeatureCache, TargetCache, TextCache
 from refseg_ros.training.config import TrainConfig, lr_factor
@@ -158,6 +160,8 @@ class Trainer:
             if self.dist.world > 1 and self.dist.main:
                 torch.distributed.barrier()
             self.text = TextCache(model, train_set.expressions, device)
+            # which expressions say a colour (for augment_p_clean_colour)
+            self.says_colour = np.array([names_colour(e) for e in train_set.expressions], bool)
             self.targets = TargetCache(train_set, progress=self.progress)
         self.epoch = 0
         self.global_step = 0
@@ -171,7 +175,8 @@ class Trainer:
 
     def _cached_batch(self, idx: np.ndarray, rng: np.random.Generator) -> dict:
         flipped = (rng.random(len(idx)) < self.cfg.flip_prob)
-        img_rows = self.features.rows(self.train_set.image_index[idx], flipped, rng)
+        img_rows = self.features.rows(self.train_set.image_index[idx], flipped, rng,
+                                      self.says_colour[self.train_set.expression_index[idx]])
         feats = self.features.gather(img_rows, self.device)
         tokens, tmask = self.text.gather(self.train_set.expression_index[idx], flipped)
         boxes_t, masks_t = self.targets.gather_input(idx, flipped, self.model.input_size)
