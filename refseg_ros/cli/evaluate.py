@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-pick", action="store_true",
                         help="let the model read ordinals and nearest-to-a-landmark expressions whole instead "
                              "of picking among the head's objects by position (model/compose.py)")
+    parser.add_argument("--no-spelling", action="store_true",
+                        help="read typed typos as they are instead of fixing them to the grounding vocabulary "
+                             "(language/spelling.py): the comparison for docs/model.md")
     parser.add_argument("--knock-out", nargs="+", default=[], choices=("law", "word_attention"),
                         help="switch parts of the language path off at inference to measure what they carry "
                              "(law: generated weights Phi = 0; word_attention: the cross-attention adds "
@@ -83,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
                                                        int8=args.int8, found_threshold=args.found_threshold,
                                                        compose_negations=not args.no_compose,
                                                        check_relations=not args.no_relation_check,
-                                                       pick_instances=not args.no_pick)
+                                                       pick_instances=not args.no_pick,
+                                                       fix_spelling=not args.no_spelling)
         if args.knock_out:
             if backend != "torch":
                 raise ValueError("--knock-out changes the PyTorch model; use it without --backend onnxruntime")
@@ -115,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     metrics["compose_negations"] = predictor.compose_negations
     metrics["check_relations"] = predictor.check_relations
     metrics["pick_instances"] = predictor.pick_instances
+    metrics["fix_spelling"] = predictor.spelling is not None
     metrics["types"] = args.types
     text = json.dumps(metrics, indent=2)
     if args.json_out:

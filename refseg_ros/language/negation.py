@@ -24,6 +24,7 @@ import functools
 import re
 from dataclasses import dataclass
 
+from refseg_ros.language.spelling import edits
 from refseg_ros.language.vocabulary import COLOUR_WORDS, SIZES
 
 __all__ = ["Negation", "all_of", "close_to", "head_words", "split_negation", "words_of"]
@@ -49,20 +50,7 @@ _DESCRIBING = set(COLOUR_WORDS) | {w for words in SIZES.values() for w in words}
 
 def close_to(word: str, targets, most: int = 2) -> bool:
     """``word`` is one of ``targets`` up to ``most`` one-character edits (typos: "thta", "objcet")."""
-    return any(_edits(word, t) <= most for t in targets if abs(len(word) - len(t)) <= most)
-
-
-def _edits(a: str, b: str) -> int:
-    """Levenshtein distance, with a swap of neighbours as one edit."""
-    prev2, prev = None, list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        cur = [i] + [0] * len(b)
-        for j in range(1, len(b) + 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
-            if prev2 is not None and i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                cur[j] = min(cur[j], prev2[j - 2] + 1)
-        prev2, prev = prev, cur
-    return prev[len(b)]
+    return any(edits(word, t) <= most for t in targets if abs(len(word) - len(t)) <= most)
 
 
 @dataclass(frozen=True)

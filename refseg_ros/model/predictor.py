@@ -96,6 +96,10 @@ class GroundingPredictor:
         pick_instances: ground "the second mug from the left" and "the mug closest to the duck"
             by picking among every mug by position (``model/compose.py``); False: the model reads
             them whole.
+        fix_spelling: read a typed word that is no English word and one edit from a word of the
+            grounding vocabulary as that word ("the hambuger" -> "the hamburger";
+            ``language/spelling.py``); results keep the expression as given. Off (with a warning)
+            when ``pyspellchecker`` is not installed.
 
     ``post`` (a :class:`PostProcess`) holds these; ``predict`` takes another one per call.
     """
@@ -105,7 +109,7 @@ class GroundingPredictor:
                  backend: str = "torch", box_source: str | None = None,
                  mask_components: str | None = None, int8: bool = False,
                  found_threshold: float | None = None, compose_negations: bool = True,
-                 check_relations: bool = True, pick_instances: bool = True) -> None:
+                 check_relations: bool = True, pick_instances: bool = True, fix_spelling: bool = True) -> None:
         from refseg_ros.model.inference import fast_image_features
 
         self.device = torch.device(device)
@@ -135,6 +139,7 @@ class GroundingPredictor:
         self.compose_negations = bool(compose_negations)
         self.check_relations = bool(check_relations)
         self.pick_instances = bool(pick_instances)
+        self.spelling = _spelling_fixer(self.model) if fix_spelling else None
         self.cache_size = int(cache_size)
         self._cache: OrderedDict[str, Command] = OrderedDict()
         self._expressions: tuple[str, ...] = ()
@@ -204,7 +209,13 @@ class GroundingPredictor:
         self._expressions, self._composition = expressions, composition
 
     def _composition_of(self, expressions) -> Composition:
+        if self.spelling is not None:
+            expressions = tuple(self.spelling(e) for e in expressions)
         return Composition.of(expressions, self.compose_negations, self.check_relations, self.pick_instances)
+
+    def understood(self, expression: str) -> str:
+        """``expression`` as the model reads it (typos fixed when ``fix_spelling`` is on)."""
+        return self.spelling(expression) if self.spelling is not None else expression
 
     def clear_cache(self) -> None:
         self._cache.clear()
@@ -254,7 +265,8 @@ class GroundingPredictor:
         canvas, box = self._letterbox(image_rgb)
         post = post or self.post
         out = self._composition.combine(self._run(canvas, self._active), post.mask_threshold)
-        return post(out.box, out.mask_logits, box, list(self._expressions), out.presence)
+        return _as_given(post(out.box, out.mask_logits, box, list(self._composition.expressions), out.presence),
+                         self._expressions)
 
     @torch.inference_mode()
     def predict_once(self, image_rgb: np.ndarray, expressions: list[str] | tuple[str, ...],
@@ -270,7 +282,8 @@ class GroundingPredictor:
         composition = self._composition_of(expressions)
         post = post or self.post
         out = composition.combine(self._run(canvas, self._folded(composition.model_expressions)), post.mask_threshold)
-        return post(out.box, out.mask_logits, box, list(expressions), out.presence)
+        return _as_given(post(out.box, out.mask_logits, box, list(composition.expressions), out.presence),
+                         expressions)
 
     @torch.inference_mode()
     def predict_batch(self, images: list[np.ndarray], expressions: list[str],
@@ -302,14 +315,37 @@ class GroundingPredictor:
                                   post.mask_threshold)
         results = []
         for i, r in enumerate(rows):
-            results += post(out.box[i:i + 1], out.mask_logits[i:i + 1], boxed[r][1], [expressions[i]],
+            results += post(out.box[i:i + 1], out.mask_logits[i:i + 1], boxed[r][1], [composition.expressions[i]],
                             None if out.presence is None else out.presence[i:i + 1])
-        return results
+        return _as_given(results, expressions)
+
+
+def _as_given(results: list[Grounding], expressions) -> list[Grounding]:
+    """``results`` named by the expressions as they were given (the post-processing read them as
+    understood, typos fixed: "all the mgus" asks for every mug)."""
+    for g, expression in zip(results, expressions, strict=True):
+        g.expression = expression
+    return results
+
+
+def _spelling_fixer(model: VGLAW):
+    """The typo fixer for ``model``'s text encoder, or None (with a warning) without ``pyspellchecker``."""
+    from refseg_ros.language.spelling import SpellingFixer, english_words
+
+    english = english_words()
+    if english is None:
+        warnings.warn("pyspellchecker is not installed: typed commands are read with their typos "
+                      "(pip install pyspellchecker==0.9.1; make setup installs it)", stacklevel=3)
+        return None
+    tokenizer = getattr(model.text_encoder, "tokenizer", None)
+    known = tokenizer.get_vocab().keys() if tokenizer is not None else ()
+    return SpellingFixer(english | frozenset(known))
 
 
 def load_predictor(checkpoint: str = "", device: str = "auto", half: bool = False, backend: str = "auto",
                    int8: bool = False, log=None, compose_negations: bool = True,
-                   check_relations: bool = True, pick_instances: bool = True) -> GroundingPredictor:
+                   check_relations: bool = True, pick_instances: bool = True,
+                   fix_spelling: bool = True) -> GroundingPredictor:
     """A predictor from run-time options, falling back where a robot would want it to.
 
     ``checkpoint`` "" = the shipped one; ``device`` as :func:`~refseg_ros.utils.device.resolve_device`
@@ -336,7 +372,8 @@ def load_predictor(checkpoint: str = "", device: str = "auto", half: bool = Fals
     try:
         return GroundingPredictor(model, device=device, half=half, backend=chosen,
                                   int8=bool(int8) and chosen == "onnxruntime", compose_negations=compose_negations,
-                                  check_relations=check_relations, pick_instances=pick_instances)
+                                  check_relations=check_relations, pick_instances=pick_instances,
+                                  fix_spelling=fix_spelling)
     except Exception as exc:  # noqa: BLE001 - any export/runtime failure of the optional backend
         if chosen != "onnxruntime" or backend != "auto":
             raise
@@ -345,4 +382,4 @@ def load_predictor(checkpoint: str = "", device: str = "auto", half: bool = Fals
                        "using torch (backend:=torch skips the attempt)")
         return GroundingPredictor(model, device=device, half=half, backend="torch",
                                   compose_negations=compose_negations, check_relations=check_relations,
-                                  pick_instances=pick_instances)
+                                  pick_instances=pick_instances, fix_spelling=fix_spelling)

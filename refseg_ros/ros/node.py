@@ -215,7 +215,8 @@ class GroundingNode(LifecycleNode):
                                    bool(self._p["int8"]), log=lambda level, message: log[level](message),
                                    compose_negations=bool(self._p["compose_negations"]),
                                    check_relations=bool(self._p["check_relations"]),
-                                   pick_instances=bool(self._p["pick_instances"]))
+                                   pick_instances=bool(self._p["pick_instances"]),
+                                   fix_spelling=bool(self._p["fix_spelling"]))
         # One throwaway frame so the first real one does not pay for lazy initialisation.
         predictor.predict_once(np.zeros((48, 64, 3), np.uint8), ["the object"])
         self._worker.set_predictor(predictor)

@@ -72,6 +72,10 @@ PARAMS: tuple[ParamSpec, ...] = (
               "Ground 'the second X from the left' and 'the X closest to the Y' by picking among every X by "
               "position (every X, and the Y, from one or two more model runs, docs/model.md); False: the model "
               "reads them whole."),
+    ParamSpec("fix_spelling", True,
+              "Read a typed word that is no English word and one edit from a word the model knows as that word "
+              "('the hambuger' -> 'the hamburger', docs/model.md); results keep the text as sent. Needs "
+              "pyspellchecker (off, with a warning, without it)."),
     ParamSpec("continuous", True,
               "True: ground every new frame for the active command (up to max_rate_hz). "
               "False: ground one frame per command.", dynamic=True),

@@ -1,0 +1,87 @@
+"""Typed typos read as the vocabulary word they miss (language/spelling.py), and the predictor
+answering a misspelt command as the right one while naming its results as typed."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from refseg_ros.language.spelling import SpellingFixer, edits, english_words, grounding_words
+
+
+@pytest.fixture(scope="module")
+def fixer():
+    english = english_words()
+    assert english is not None, "pyspellchecker is a pinned requirement (requirements/base.txt)"
+    return SpellingFixer(english)
+
+
+@pytest.mark.parametrize("typed, read", [
+    ("the hambuger", "the hamburger"),           # a letter dropped
+    ("THE MUFFCN", "THE MUFFIN"),                # one changed, in the case typed
+    ("Yellzw mug, pleaes?", "Yellow mug, please?"),  # two words, punctuation kept
+    ("pick up the jar behnd the bowl", "pick up the jar behind the bowl"),
+    ("the ketcup bottle", "the ketchup bottle"),
+    ("the mgu on the lfet", "the mug on the left"),  # neighbours swapped
+    ("the jenga blokc", "the jenga block"),
+])
+def test_typos_are_read_as_the_vocabulary_word(fixer, typed, read):
+    assert fixer(typed) == read
+
+
+@pytest.mark.parametrize("text", [
+    "the saucer", "the plait", "the tumbler",     # English words, even if not the model's names
+    "all the drainers", "both footballs", "the bunnies",  # plurals
+    "the bal",                                    # one edit from "ball" and from "bar": unsure
+    "the zxqvk", "", "   ", "a", "the 2 mugs!", "el vaso rojo", "die rote Tasse", "赤いマグ",
+    "the moka pot next to the jenga block",       # vocabulary words the dictionary lacks
+])
+def test_words_of_english_and_unsure_ones_stay(fixer, text):
+    assert fixer(text) == text
+
+
+def test_edits_and_the_vocabulary():
+    assert edits("mug", "mug") == 0 and edits("mgu", "mug") == 1 and edits("mu", "mug") == 1
+    assert edits("mugs", "mug") == 1 and edits("bowl", "ball") == 2 and edits("", "abc") == 3
+    words = grounding_words()
+    assert {"hamburger", "ketchup", "mug", "mugs", "red", "grey", "leftmost", "behind", "second", "every"} <= words
+    assert all(len(w) >= 3 and w.isalpha() for w in words)
+
+
+def test_without_a_dictionary_only_the_vocabulary_and_given_words_count():
+    plain = SpellingFixer(known=["saucer"], vocabulary=["sauce", "mug"])
+    assert plain("the saucer") == "the saucer"      # known
+    assert plain("the sauc and the mgu") == "the sauce and the mug"
+    assert plain("the sauces") == "the sauces"      # a plural of a vocabulary word
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    from refseg_ros.model.predictor import GroundingPredictor
+
+    torch.set_num_threads(2)
+    return GroundingPredictor.from_checkpoint(None)
+
+
+@pytest.mark.slow
+def test_a_misspelt_command_is_grounded_as_the_right_one(predictor, frames):
+    """Real weights, a frame with three red cubes and four mugs: "all the rde cuebs" gets the
+    answer of "all the red cubes" on the node's path, the one-off path and the batch path, and its
+    results carry the text as typed."""
+    image = np.ascontiguousarray(frames[0])
+    typed, right = "all the rde cuebs", "all the red cubes"
+    assert predictor.understood(typed) == right
+    predictor.set_command([typed, "the duck"])
+    streamed = predictor.predict(image)
+    (once,) = predictor.predict_once(image, [typed])
+    (batch,) = predictor.predict_batch([image], [typed])
+    (want,) = predictor.predict_once(image, [right])
+    assert [g.expression for g in streamed] == [typed, "the duck"] and once.expression == batch.expression == typed
+    for got in (streamed[0], once, batch):
+        assert np.array_equal(got.mask, want.mask) and got.score == pytest.approx(want.score, abs=1e-5)
+        assert got.multi and len(got.instances) == len(want.instances) == 3
+    spelling, predictor.spelling = predictor.spelling, None
+    try:
+        assert predictor.understood(typed) == typed
+    finally:
+        predictor.spelling = spelling
