@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from refseg_ros.language.spelling import SpellingFixer, edits, english_words, grounding_words
+from refseg_ros.language.spelling import SpellingFixer, edits, english_words, grounding_words, one_edit
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,11 @@ def test_words_of_english_and_unsure_ones_stay(fixer, text):
 def test_edits_and_the_vocabulary():
     assert edits("mug", "mug") == 0 and edits("mgu", "mug") == 1 and edits("mu", "mug") == 1
     assert edits("mugs", "mug") == 1 and edits("bowl", "ball") == 2 and edits("", "abc") == 3
+    pairs = [("mug", "mug"), ("mgu", "mug"), ("mu", "mug"), ("mugs", "mug"), ("bowl", "ball"), ("", "a"),
+             ("abcd", "badc"), ("abc", "acb"), ("abc", "cab"), ("left", "lfet"), ("left", "letf"), ("ab", "ba"),
+             ("please", "pleaes"), ("hamburger", "hambuger"), ("hamburger", "hmburgr"), ("x", "")]
+    for a, b in pairs:
+        assert one_edit(a, b) == one_edit(b, a) == (edits(a, b) == 1), (a, b)
     words = grounding_words()
     assert {"hamburger", "ketchup", "mug", "mugs", "red", "grey", "leftmost", "behind", "second", "every"} <= words
     assert all(len(w) >= 3 and w.isalpha() for w in words)

@@ -17,7 +17,7 @@ import re
 from functools import lru_cache
 from typing import Iterable
 
-__all__ = ["SpellingFixer", "edits", "english_words", "grounding_words"]
+__all__ = ["SpellingFixer", "edits", "english_words", "grounding_words", "one_edit"]
 
 _WORD = re.compile(r"[A-Za-z]+")
 #: Words shorter than this are never changed (too many near neighbours), nor proposed.
@@ -44,6 +44,19 @@ def edits(a: str, b: str) -> int:
                 cur[j] = min(cur[j], prev2[j - 2] + 1)
         prev2, prev = prev, cur
     return prev[len(b)]
+
+
+def one_edit(a: str, b: str) -> bool:
+    """``edits(a, b) == 1``, in one pass."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
+                                  and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    i = next((k for k, (x, y) in enumerate(zip(short, long)) if x != y), len(short))
+    return short[i:] == long[i + 1:]
 
 
 @lru_cache(maxsize=1)
@@ -84,14 +97,14 @@ class SpellingFixer:
     """``fixer(text)``: ``text`` with each misspelt vocabulary word replaced (see the module).
 
     Args:
-        known: the words the text encoder knows whole (e.g. its tokenizer's vocabulary; word
-            pieces such as ``##ing`` are ignored), lower case.
+        known: words never changed, lower case: English (:func:`english_words`) and the words
+            the text encoder knows whole (its tokenizer's vocabulary).
         vocabulary: the words a typo may be turned into (default: :func:`grounding_words`).
     """
 
     def __init__(self, known: Iterable[str], vocabulary: Iterable[str] | None = None) -> None:
         self.vocabulary = frozenset(w.lower() for w in (grounding_words() if vocabulary is None else vocabulary))
-        self.known = frozenset(w for w in known if w.isalpha()) | self.vocabulary
+        self.known = frozenset(known) | self.vocabulary
         self._by_length: dict[int, list[str]] = {}
         for w in sorted(self.vocabulary):
             self._by_length.setdefault(len(w), []).append(w)
@@ -102,7 +115,7 @@ class SpellingFixer:
         if len(word) < MIN_LENGTH or word in self.known or _plural_of(word, self.known):
             return None
         near = [w for n in (len(word) - 1, len(word), len(word) + 1) for w in self._by_length.get(n, ())
-                if edits(word, w) == 1]
+                if one_edit(word, w)]
         return near[0] if len(near) == 1 else None
 
     def __call__(self, text: str) -> str:
