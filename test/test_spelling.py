@@ -90,3 +90,18 @@ def test_a_misspelt_command_is_grounded_as_the_right_one(predictor, frames):
         assert predictor.understood(typed) == typed
     finally:
         predictor.spelling = spelling
+
+
+@pytest.mark.slow
+def test_without_pyspellchecker_typos_are_read_as_typed_with_a_warning(predictor, monkeypatch):
+    import refseg_ros.language.spelling as spelling
+    from refseg_ros.model.predictor import GroundingPredictor, load_predictor
+
+    monkeypatch.setattr(spelling, "english_words", lambda: None)
+    with pytest.warns(UserWarning, match="pyspellchecker"):
+        plain = GroundingPredictor(predictor.model)
+    assert plain.spelling is None and plain.understood("the hambuger") == "the hambuger"
+    heard = []
+    loaded = load_predictor("", "cpu", backend="torch", log=lambda level, message: heard.append((level, message)))
+    assert loaded.spelling is None and any(level == "warning" and "pyspellchecker" in m for level, m in heard)
+    assert GroundingPredictor(predictor.model, fix_spelling=False).spelling is None

@@ -369,6 +369,13 @@ def load_predictor(checkpoint: str = "", device: str = "auto", half: bool = Fals
     if backend == "onnxruntime" and chosen != "onnxruntime":
         log("info", f"backend onnxruntime runs on the CPU; using torch on {device}")
     model = load_model(str(Path(path).expanduser()) if path else None)
+    if fix_spelling:
+        from refseg_ros.language.spelling import english_words
+
+        if english_words() is None:
+            log("warning", "pyspellchecker is not installed: typed commands are read with their typos "
+                           "(fix_spelling off; pip install pyspellchecker==0.9.1, or make setup)")
+            fix_spelling = False
     try:
         return GroundingPredictor(model, device=device, half=half, backend=chosen,
                                   int8=bool(int8) and chosen == "onnxruntime", compose_negations=compose_negations,
