@@ -64,6 +64,17 @@ def checkpoint(tmp_path_factory, ros_env) -> Path:
 
 
 @pytest.fixture(scope="module")
+def shipped_predictor():
+    """The shipped checkpoint's predictor, on two threads (real weights)."""
+    import torch
+
+    from refseg_ros.model.predictor import DEFAULT_CHECKPOINT, GroundingPredictor
+
+    torch.set_num_threads(2)
+    return GroundingPredictor.from_checkpoint(DEFAULT_CHECKPOINT)
+
+
+@pytest.fixture(scope="module")
 def frames():
     """640x480 RGB frames: from the tabletop generator when it works here, else synthetic."""
     from scenes import tabletop_frames

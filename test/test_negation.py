@@ -152,20 +152,13 @@ def test_composition_off_or_without_negations_changes_nothing():
     assert Composition.of(["the mug that is not red"], False).model_expressions == ("the mug that is not red",)
 
 
-@pytest.fixture(scope="module")
-def predictor():
-    from refseg_ros.model.predictor import DEFAULT_CHECKPOINT, GroundingPredictor
-
-    torch.set_num_threads(2)
-    return GroundingPredictor.from_checkpoint(DEFAULT_CHECKPOINT)
-
-
 @pytest.mark.slow
-def test_predictor_paths_agree_and_stay_inside_keep_without_drop(predictor, frames):
+def test_predictor_paths_agree_and_stay_inside_keep_without_drop(shipped_predictor, frames):
     """The node's path (set_command + predict), predict_once and predict_batch give the same
     answers for negations (real weights, a frame with three red cubes and four mugs, one red): "the
     mugs that aren't red" lies in "all the mugs", mostly outside "all the red mugs"; "the cube that
     is not red" is not there."""
+    predictor = shipped_predictor
     image = np.ascontiguousarray(frames[0])
     exprs = ["all the mugs that aren't red", "the cube that is not red", "the duck"]
     predictor.set_command(exprs)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from refseg_ros.language.spelling import SpellingFixer, edits, english_words, grounding_words, one_edit
 
@@ -60,19 +59,12 @@ def test_without_a_dictionary_only_the_vocabulary_and_given_words_count():
     assert plain("the sauces") == "the sauces"      # a plural of a vocabulary word
 
 
-@pytest.fixture(scope="module")
-def predictor():
-    from refseg_ros.model.predictor import GroundingPredictor
-
-    torch.set_num_threads(2)
-    return GroundingPredictor.from_checkpoint(None)
-
-
 @pytest.mark.slow
-def test_a_misspelt_command_is_grounded_as_the_right_one(predictor, frames):
+def test_a_misspelt_command_is_grounded_as_the_right_one(shipped_predictor, frames):
     """Real weights, a frame with three red cubes and four mugs: "all the rde cuebs" gets the
     answer of "all the red cubes" on the node's path, the one-off path and the batch path, and its
     results carry the text as typed."""
+    predictor = shipped_predictor
     image = np.ascontiguousarray(frames[0])
     typed, right = "all the rde cuebs", "all the red cubes"
     assert predictor.understood(typed) == right
@@ -93,15 +85,16 @@ def test_a_misspelt_command_is_grounded_as_the_right_one(predictor, frames):
 
 
 @pytest.mark.slow
-def test_without_pyspellchecker_typos_are_read_as_typed_with_a_warning(predictor, monkeypatch):
+def test_without_pyspellchecker_typos_are_read_as_typed_with_a_warning(shipped_predictor, monkeypatch):
     import refseg_ros.language.spelling as spelling
     from refseg_ros.model.predictor import GroundingPredictor, load_predictor
 
+    model = shipped_predictor.model
     monkeypatch.setattr(spelling, "english_words", lambda: None)
     with pytest.warns(UserWarning, match="pyspellchecker"):
-        plain = GroundingPredictor(predictor.model)
+        plain = GroundingPredictor(model)
     assert plain.spelling is None and plain.understood("the hambuger") == "the hambuger"
     heard = []
     loaded = load_predictor("", "cpu", backend="torch", log=lambda level, message: heard.append((level, message)))
     assert loaded.spelling is None and any(level == "warning" and "pyspellchecker" in m for level, m in heard)
-    assert GroundingPredictor(predictor.model, fix_spelling=False).spelling is None
+    assert GroundingPredictor(model, fix_spelling=False).spelling is None
