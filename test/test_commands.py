@@ -151,6 +151,18 @@ def test_applier_parses_once_keeps_the_active_command_on_bad_text_and_stop_clear
     assert scheduler.command is None and "cleared the active command" in lines[-1]
 
 
+def test_applier_logs_how_the_model_reads_a_misspelt_command():
+    from refseg_ros.language.spelling import SpellingFixer, english_words
+
+    applier, scheduler, _, lines, _ = _applier()
+    applier.understood = SpellingFixer(english_words())
+    applier.apply("pick up the hambuger and the duck", source="command")
+    assert scheduler.command.expressions == ("the hambuger", "the duck")  # the text is kept as sent
+    assert lines[-1].endswith("-> ['the hambuger', 'the duck'], read as ['the hamburger', 'the duck']")
+    applier.apply("the red mug", source="command")
+    assert "read as" not in lines[-1]
+
+
 def test_applier_a_command_that_arrived_earlier_never_replaces_a_later_one():
     applier, scheduler, stats, _, _ = _applier()
     early = scheduler.next_arrival()  # taken, then overtaken by a later arrival that is applied first

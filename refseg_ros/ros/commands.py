@@ -143,12 +143,15 @@ class CommandApplier:
             ``max_expressions``).
         info: ``info(text)`` logs a line; ``warn(text, key)`` a throttled warning; ``key(text)``
             the throttle's key of a text (so that warnings differing only in numbers share one).
+        understood: ``understood(expression)``, the expression as the model reads it (typos fixed),
+            shown in the log line when it differs.
     """
 
     def __init__(self, scheduler, stats, params: Mapping[str, Any], info: Callable[[str], None],
-                 warn: Callable[[str, str], None], key: Callable[[str], str] = str) -> None:
+                 warn: Callable[[str, str], None], key: Callable[[str], str] = str,
+                 understood: Callable[[str], str] = str) -> None:
         self.scheduler, self.stats, self.params, self.info, self.warn = scheduler, stats, params, info, warn
-        self.key = key
+        self.key, self.understood = key, understood
         self._log_limit = RateLimit(rate=5.0, burst=20)
 
     def deliver(self, delivery: Delivery, state: str, max_age_s: float) -> None:
@@ -189,4 +192,9 @@ class CommandApplier:
             self.info(f"{source} {shown!r}: cleared the active command"
                       + (f" {previous.text!r}" if previous else "") + more)
         else:
-            self.info(f"{source} {shown!r} -> {list(parsed.expressions)}{more}")
+            self.info(f"{source} {shown!r} -> {list(parsed.expressions)}{self._read_as(parsed.expressions)}{more}")
+
+    def _read_as(self, expressions) -> str:
+        """", read as [...]" when the model reads some expression differently (typos fixed)."""
+        read = [self.understood(e) for e in expressions]
+        return f", read as {read}" if read != list(expressions) else ""

@@ -78,7 +78,7 @@ class GroundingNode(LifecycleNode):
         self._input_topics: list[str] = []
         self._inbox = CommandInbox(self._p["command_max_age_s"])
         self._commands = CommandApplier(self._scheduler, self._stats, self._p, self.get_logger().info, self._warn,
-                                        key=self._throttle.key)
+                                        key=self._throttle.key, understood=self._worker.understood)
         self._command_subs: list = []  # from configure to cleanup: a command sent early is kept
         self._service = None
         self._ground_service = GroundService(self._worker, self._p, lambda: self._state, self._stats,

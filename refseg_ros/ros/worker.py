@@ -85,6 +85,12 @@ class GroundingWorker:
             self.post = self.predictor.post.with_(mask_threshold=mask if mask >= 0 else None,
                                                   found_threshold=found if found >= 0 else None)
 
+    def understood(self, expression: str) -> str:
+        """``expression`` as the loaded model reads it (typos fixed); as given before configure."""
+        with self._refs:
+            predictor = self.predictor
+        return expression if predictor is None else predictor.understood(expression)
+
     def ground(self, rgb: np.ndarray, expressions: tuple[str, ...], stream: bool):
         """Results for ``expressions`` on ``rgb``: the stream's active command (``stream``) or a one-off."""
         with self._refs:
