@@ -2,14 +2,14 @@
 
 The text encoder splits a misspelt word into word pieces that mean little, and the grounding
 degrades with it: on v2 test the expressions with one typo score REC 55 % against 74 % without
-(docs/model.md, "Typos are fixed"). :class:`SpellingFixer` replaces a word that the text encoder
-does not know as a whole word and that lies one edit (a letter changed, dropped, added, or two
-neighbours swapped) from exactly one word of the grounding vocabulary (:func:`grounding_words`) by
-that word, in the case it was typed in. Words of English ("saucer", "plait": the encoder's own
-whole words and :func:`english_words`, the dictionary of ``pyspellchecker``), regular plurals of
-those and words of the vocabulary stay as they are, and so does a word near two vocabulary words
-("bal": "ball" or "bowl"?). Speech needs none of this (a recogniser only writes words);
-``speech_node`` has its own correction.
+(docs/model.md, "Typos are fixed"). :class:`SpellingFixer` replaces a word that is no English word
+and lies one edit (a letter changed, dropped, added, or two neighbours swapped) from exactly one
+word of the grounding vocabulary (:func:`grounding_words`) by that word, in the case it was typed
+in. English is :func:`english_words` (the dictionary of ``pyspellchecker``) and the text encoder's
+own whole words: "saucer" or "plait" stay, although one edit from "sauce" and "plate", and so do
+regular plurals of those, words of the vocabulary, and a word near two vocabulary words ("bal":
+"ball" or "bar"?). Speech needs none of this (a recogniser only writes words); ``speech_node``
+has its own correction.
 """
 from __future__ import annotations
 
