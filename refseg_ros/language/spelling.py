@@ -6,7 +6,7 @@ degrades with it: on v2 test the expressions with one typo score REC 55 % agains
 and lies one edit (a letter changed, dropped, added, or two neighbours swapped) from exactly one
 word of the grounding vocabulary (:func:`grounding_words`) by that word, in the case it was typed
 in. English is :func:`english_words` (the dictionary of ``pyspellchecker``) and the text encoder's
-own whole words: "saucer" or "plait" stay, although one edit from "sauce" and "plate", and so do
+own whole words: "saucer" or "plait" stay, although one edit from "sauce" and "plant", and so do
 regular plurals of those, words of the vocabulary, and a word near two vocabulary words ("bal":
 "ball" or "bar"?). Speech needs none of this (a recogniser only writes words); ``speech_node``
 has its own correction.
