@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from refseg_ros.language.parser import Action, parse_command, sanitize
+from refseg_ros.language.parser import Action, as_expression, parse_command, sanitize
 
 GROUND_CASES = [
     # (said, expressions)
@@ -270,3 +270,27 @@ def test_no_catalog_noun_is_read_as_many():
     nouns = {n for c in A.CATEGORY_V2.values() for n in (*c.nouns, *(c.held_out_nouns or ()))}
     nouns |= {n for v in NOUNS.values() for n in v}
     assert [n for n in nouns if asks_for_many(f"the {n}") or asks_for_many(f"the small red {n} on the left")] == []
+
+
+@pytest.mark.parametrize("said, read", [
+    ("could you hand me the red mug?", "the red mug"),
+    ("Would you mind fetching the ball left of the duck?", "the ball left of the duck"),
+    ("point at that cup, please", "the cup"),
+    ("grab all of the mugs that aren't red", "all of the mugs that aren't red"),
+    ("the red mug", "the red mug"),
+    # not one object: the text as given, for the model to read whole
+    ("grab the duck and the blue cube", "grab the duck and the blue cube"),
+    ("stop", "stop"),
+    ("", ""),
+    ("pick it up", "pick it up"),
+])
+def test_as_expression_reads_a_request_of_one_object_as_that_object(said, read):
+    assert as_expression(said) == read
+
+
+@pytest.mark.parametrize("said, expected", GROUND_CASES)
+def test_as_expression_changes_nothing_the_parser_already_read(said, expected):
+    """The node parses a command before the predictor strips requests again: parsing its own
+    output must be the identity, or the node would ground something other than it logged."""
+    for expression in expected:
+        assert as_expression(expression) == expression

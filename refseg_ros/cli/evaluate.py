@@ -48,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-spelling", action="store_true",
                         help="read typed typos as they are instead of fixing them to the grounding vocabulary "
                              "(language/spelling.py): the comparison for docs/model.md")
+    parser.add_argument("--no-strip-requests", action="store_true",
+                        help="give the model an expression said as a request ('could you hand me the red mug?') "
+                             "as it is, instead of the object it names as the node's command parser reads it "
+                             "(language/parser.py as_expression): the comparison for docs/model.md")
     parser.add_argument("--knock-out", nargs="+", default=[], choices=("law", "word_attention"),
                         help="switch parts of the language path off at inference to measure what they carry "
                              "(law: generated weights Phi = 0; word_attention: the cross-attention adds "
@@ -87,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
                                                        compose_negations=not args.no_compose,
                                                        check_relations=not args.no_relation_check,
                                                        pick_instances=not args.no_pick,
-                                                       fix_spelling=not args.no_spelling)
+                                                       fix_spelling=not args.no_spelling,
+                                                       strip_requests=not args.no_strip_requests)
         if args.knock_out:
             if backend != "torch":
                 raise ValueError("--knock-out changes the PyTorch model; use it without --backend onnxruntime")
@@ -120,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     metrics["check_relations"] = predictor.check_relations
     metrics["pick_instances"] = predictor.pick_instances
     metrics["fix_spelling"] = predictor.spelling is not None
+    metrics["strip_requests"] = predictor.strip_requests
     metrics["types"] = args.types
     text = json.dumps(metrics, indent=2)
     if args.json_out:

@@ -27,11 +27,12 @@ human-readable ``reason``; the caller keeps its active command and logs the reas
 from __future__ import annotations
 
 import enum
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
 
-__all__ = ["Action", "ParsedCommand", "parse_command", "sanitize"]
+__all__ = ["Action", "ParsedCommand", "as_expression", "parse_command", "sanitize"]
 
 #: Default cap on the raw command length in characters (node parameter ``max_command_chars``).
 DEFAULT_MAX_CHARS = 300
@@ -432,3 +433,16 @@ def parse_command(text: object, max_chars: int = DEFAULT_MAX_CHARS,
                      f"(max_expressions); dropped {expressions[max_expressions:]}")
         expressions = expressions[:max_expressions]
     return ParsedCommand(Action.GROUND, tuple(expressions), notes=tuple(notes))
+
+
+@functools.lru_cache(maxsize=1024)
+def as_expression(text: str) -> str:
+    """The object ``text`` names when it is said as a request of one object, as the node reads a
+    command: "could you hand me the red mug?" -> "the red mug" (:func:`parse_command`). ``text``
+    itself when the parser finds no object, a stop, or several objects ("the duck and the cube":
+    the node grounds those one by one; a single answer cannot). Parsing its own output changes
+    nothing, so an expression the node already parsed reaches the model as it is."""
+    parsed = parse_command(text)
+    if parsed.action is Action.GROUND and len(parsed.expressions) == 1:
+        return parsed.expressions[0]
+    return text

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from refseg_ros.language.parser import as_expression
 from refseg_ros.model.compose import Composition
 from refseg_ros.model.heads import GroundingOutput
 from refseg_ros.model.letterbox import Letterbox, letterbox_images, letterbox_uint8_in_strips
@@ -100,6 +101,10 @@ class GroundingPredictor:
             grounding vocabulary as that word ("the hambuger" -> "the hamburger";
             ``language/spelling.py``); results keep the expression as given. Off (with a warning)
             when ``pyspellchecker`` is not installed.
+        strip_requests: read an expression said as a request of one object as that object, as the
+            node's command parser does ("could you hand me the red mug?" -> "the red mug";
+            ``language.parser.as_expression``), after the typo fix; results keep the expression as
+            given. The node parses commands itself, so there it changes nothing.
 
     ``post`` (a :class:`PostProcess`) holds these; ``predict`` takes another one per call.
     """
@@ -109,7 +114,8 @@ class GroundingPredictor:
                  backend: str = "torch", box_source: str | None = None,
                  mask_components: str | None = None, int8: bool = False,
                  found_threshold: float | None = None, compose_negations: bool = True,
-                 check_relations: bool = True, pick_instances: bool = True, fix_spelling: bool = True) -> None:
+                 check_relations: bool = True, pick_instances: bool = True, fix_spelling: bool = True,
+                 strip_requests: bool = True) -> None:
         from refseg_ros.model.inference import fast_image_features
 
         self.device = torch.device(device)
@@ -140,6 +146,7 @@ class GroundingPredictor:
         self.check_relations = bool(check_relations)
         self.pick_instances = bool(pick_instances)
         self.spelling = _spelling_fixer(self.model) if fix_spelling else None
+        self.strip_requests = bool(strip_requests)
         self.cache_size = int(cache_size)
         self._cache: OrderedDict[str, Command] = OrderedDict()
         self._expressions: tuple[str, ...] = ()
@@ -209,13 +216,15 @@ class GroundingPredictor:
         self._expressions, self._composition = expressions, composition
 
     def _composition_of(self, expressions) -> Composition:
-        if self.spelling is not None:
-            expressions = tuple(self.spelling(e) for e in expressions)
+        expressions = tuple(self.understood(e) for e in expressions)
         return Composition.of(expressions, self.compose_negations, self.check_relations, self.pick_instances)
 
     def understood(self, expression: str) -> str:
-        """``expression`` as the model reads it (typos fixed when ``fix_spelling`` is on)."""
-        return self.spelling(expression) if self.spelling is not None else expression
+        """``expression`` as the model reads it: typos fixed when ``fix_spelling`` is on, then a
+        request around one object stripped when ``strip_requests`` is on."""
+        if self.spelling is not None:
+            expression = self.spelling(expression)
+        return as_expression(expression) if self.strip_requests else expression
 
     def clear_cache(self) -> None:
         self._cache.clear()
@@ -322,7 +331,7 @@ class GroundingPredictor:
 
 def _as_given(results: list[Grounding], expressions) -> list[Grounding]:
     """``results`` named by the expressions as they were given (the post-processing read them as
-    understood, typos fixed: "all the mgus" asks for every mug)."""
+    understood, typos fixed and requests stripped: "grab all the mgus" asks for every mug)."""
     for g, expression in zip(results, expressions, strict=True):
         g.expression = expression
     return results
