@@ -1,5 +1,5 @@
-"""Typed typos read as the vocabulary word they miss (language/spelling.py), and the predictor
-answering a misspelt command as the right one while naming its results as typed."""
+"""Typed typos read as the vocabulary word they miss (language/spelling.py); the predictor's side:
+test_reading.py."""
 from __future__ import annotations
 
 import numpy as np
@@ -57,31 +57,6 @@ def test_without_a_dictionary_only_the_vocabulary_and_given_words_count():
     assert plain("the saucer") == "the saucer"      # known
     assert plain("the sauc and the mgu") == "the sauce and the mug"
     assert plain("the sauces") == "the sauces"      # a plural of a vocabulary word
-
-
-@pytest.mark.slow
-def test_a_misspelt_command_is_grounded_as_the_right_one(shipped_predictor, frames):
-    """Real weights, a frame with three red cubes and four mugs: "all the rde cuebs" gets the
-    answer of "all the red cubes" on the node's path, the one-off path and the batch path, and its
-    results carry the text as typed."""
-    predictor = shipped_predictor
-    image = np.ascontiguousarray(frames[0])
-    typed, right = "all the rde cuebs", "all the red cubes"
-    assert predictor.understood(typed) == right
-    predictor.set_command([typed, "the duck"])
-    streamed = predictor.predict(image)
-    (once,) = predictor.predict_once(image, [typed])
-    (batch,) = predictor.predict_batch([image], [typed])
-    (want,) = predictor.predict_once(image, [right])
-    assert [g.expression for g in streamed] == [typed, "the duck"] and once.expression == batch.expression == typed
-    for got in (streamed[0], once, batch):
-        assert np.array_equal(got.mask, want.mask) and got.score == pytest.approx(want.score, abs=1e-5)
-        assert got.multi and len(got.instances) == len(want.instances) == 3
-    spelling, predictor.spelling = predictor.spelling, None
-    try:
-        assert predictor.understood(typed) == typed
-    finally:
-        predictor.spelling = spelling
 
 
 @pytest.mark.slow
