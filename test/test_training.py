@@ -71,16 +71,24 @@ def test_train_checkpoint_resume_evaluate(tiny_data, tmp_path):
 
 
 def test_ddp_two_processes_gloo_identical_weights(tiny_data, tmp_path):
+    """Two ranks build the (new, variant) feature cache in shards, then train to identical weights."""
     torchrun = VENV_BIN / "torchrun"
     if not torchrun.exists():
         pytest.skip("torchrun not installed")
     run = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    caches = set((tiny_data / "cache").glob("features_*"))
     out = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(VENV_BIN / "refseg"),
                           "train", "--data", str(tiny_data), "--out", str(run), "--epochs", "1",
-                          "--val-split", "", *map(str, TRAIN_ARGS)],
+                          "--augment-variants", "1", "--val-split", "", *map(str, TRAIN_ARGS)],
                          capture_output=True, text=True, timeout=900, env=env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    built = set((tiny_data / "cache").glob("features_*")) - caches
+    assert len(built) == 1, built
+    meta = json.loads((built.pop() / "meta.json").read_text())
+    assert meta["done"] == meta["rows"] == 6 * 2 * 2  # 6 images x (clean + 1 variant) x mirror
+    for k in (1, 2):  # both cores computed their half
+        assert f"computed the features of 3 images (shard {k} of 2)" in out.stderr, out.stderr[-3000:]
     check = json.loads((run / "ddp_check.json").read_text())
     assert check["world_size"] == 2 and check["identical"], check
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

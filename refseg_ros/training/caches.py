@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,6 +23,8 @@ import torch
 from refseg_ros.model.letterbox import letterbox_images
 
 __all__ = ["FeatureCache", "MixedFeatureCache", "TargetCache", "TextCache"]
+
+log = logging.getLogger("refseg.cache")
 
 
 def _cache_key(model, dataset, augment=None) -> str:
@@ -214,6 +217,9 @@ class FeatureCache:
                 pending = []
             bar.update(1)
         bar.close()
+        if todo:
+            log.info("%s: computed the features of %d images (shard %d of %d)", self.dir.name, len(todo),
+                     part + 1, parts)
         model.train(model_was_training)
         if not todo:
             self._record(filled, [])
@@ -358,10 +364,11 @@ class MixedFeatureCache:
     alone already computed. Rows are numbered part after part, each part's as its own cache numbers them.
     """
 
-    def __init__(self, model, dataset, progress: bool = True, augment=None) -> None:
+    def __init__(self, model, dataset, progress: bool = True, augment=None,
+                 shard: tuple[int, int] = (0, 1)) -> None:
         self.image_offsets = np.asarray(dataset.image_offsets, np.int64)
         self.parts = [FeatureCache(model, part, Path(part.root) / "cache", progress=progress, augment=augment,
-                                   mixed_sizes=True) for part in dataset.parts]
+                                   mixed_sizes=True, shard=shard) for part in dataset.parts]
         self.row_offsets = np.cumsum([0] + [len(p.image_paths) * c.rows_per_image
                                             for p, c in zip(dataset.parts, self.parts)]).astype(np.int64)
         self.shapes = self.parts[0].shapes

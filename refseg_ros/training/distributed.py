@@ -47,7 +47,7 @@ def init_distributed(device: torch.device) -> Dist:
     if not dist.is_initialized():
         import datetime
 
-        # rank 0 fills the feature cache while the others wait at a barrier: on a CPU with camera
-        # variants that can outlast the default 30-minute timeout
+        # the ranks fill the feature cache in shards and wait for each other at a barrier: on a
+        # CPU with camera variants that can outlast the default 30-minute timeout
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(hours=6))
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))

@@ -147,24 +147,27 @@ class Trainer:
                 self.scaler = torch.amp.GradScaler("cuda")
         if self.cached:
             cache_root = cache_dir or Path(getattr(train_set, "root", self.run_dir)) / "cache"
-            # Rank 0 fills the shared feature files; the other ranks open them once it is done.
-            if self.dist.world > 1 and not self.dist.main:
+            # Every rank fills its shard of the shared feature files (every world-th image), so a
+            # cache builds on all cores; once all are done each rank reopens the complete files.
+            self.features = self._feature_cache(model, train_set, cache_root, (self.dist.rank, self.dist.world))
+            if self.dist.world > 1:
                 torch.distributed.barrier()
-            # images of several sizes (v2 aspects) are each letterboxed as inference does
-            if hasattr(train_set, "parts"):  # a mixture: each part's own cache, next to its data
-                self.features = MixedFeatureCache(model, train_set, progress=self.progress,
-                                                  augment=cfg.cache_augment())
-            else:
-                self.features = FeatureCache(model, train_set, cache_root, progress=self.progress,
-                                             augment=cfg.cache_augment(), mixed_sizes=True)
-            if self.dist.world > 1 and self.dist.main:
-                torch.distributed.barrier()
+                self.features = self._feature_cache(model, train_set, cache_root, (0, 1))
             self.text = TextCache(model, train_set.expressions, device)
             # which expressions say a colour (for augment_p_clean_colour)
             self.says_colour = np.array([names_colour(e) for e in train_set.expressions], bool)
             self.targets = TargetCache(train_set, progress=self.progress)
         self.epoch = 0
         self.global_step = 0
+
+    def _feature_cache(self, model, train_set, cache_root: Path, shard: tuple[int, int]):
+        """The frozen features of ``train_set``, filling shard ``shard`` of what is missing; images
+        of several sizes (v2 aspects) are each letterboxed as inference does."""
+        if hasattr(train_set, "parts"):  # a mixture: each part's own cache, next to its data
+            return MixedFeatureCache(model, train_set, progress=self.progress, augment=self.cfg.cache_augment(),
+                                     shard=shard)
+        return FeatureCache(model, train_set, cache_root, progress=self.progress,
+                            augment=self.cfg.cache_augment(), mixed_sizes=True, shard=shard)
 
     # -- sampling ------------------------------------------------------------------------------------
     def _epoch_order(self, epoch: int) -> np.ndarray:
