@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 import math
 import sys
 from pathlib import Path
@@ -147,3 +148,31 @@ def test_scoring_with_a_perfect_stand_in(scenes):
     assert summary["overall"]["accuracy"] == 100.0 and summary["overall"]["n"] == len(exprs)
     assert oc.size_bucket((0, 0, 20, 20))[1] == "<15"       # 20 px at 640x480 = 10 px at 320x240
     assert oc.size_bucket((0, 0, 100, 100))[1] == ">=45"
+
+
+def test_a_cached_scene_scores_as_the_rendered_one(scenes, tmp_path):
+    """--scene-cache: a scene saved and loaded again gives the same records as the one rendered."""
+    oc, _, built, _ = scenes
+    scene, render, exprs = built[1]
+
+    class Corner:  # a predictor that answers every expression with one fixed region
+        def predict_once(self, image, texts):
+            mask = np.zeros(image.shape[:2], bool)
+            mask[: image.shape[0] // 2, : image.shape[1] // 2] = True
+            return [SimpleNamespace(box=oc.mask_box(mask), mask=mask, found=len(t) % 2 == 0, score=0.5)
+                    for t in texts]
+
+    path = tmp_path / "scene_0001.npz"
+    oc.save_scene(path, scene, render, exprs)
+    assert not list(tmp_path.glob("*.tmp.npz"))
+    scene2, render2, exprs2 = oc.load_scene(path)
+    assert np.array_equal(render2["rgb"], render["rgb"])
+    assert all(np.array_equal(a, b) for a, b in zip(render2["masks"], render["masks"]))
+    assert [e.text for e in exprs2] == [e.text for e in exprs]
+    fresh = json.loads(json.dumps(oc.score_expressions(Corner(), scene, render, exprs)))
+    assert oc.score_expressions(Corner(), scene2, render2, exprs2) == fresh
+    # the cache is keyed by the tool's own code and the installed models
+    available = oc.available_models()
+    assert oc.scene_cache_dir(tmp_path, 7, available) == oc.scene_cache_dir(tmp_path, 7, set(available))
+    assert oc.scene_cache_dir(tmp_path, 7, available) != oc.scene_cache_dir(tmp_path, 8, available)
+    assert oc.scene_cache_dir(tmp_path, 7, available) != oc.scene_cache_dir(tmp_path, 7, available - {"duck"})

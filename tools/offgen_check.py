@@ -998,6 +998,38 @@ def build_scene(renderer: TableRenderer, index: int, seed: int, available: set[s
     raise RuntimeError(f"scene {index}: no renderable layout in 20 attempts")
 
 
+def scene_cache_dir(root: Path, seed: int, available: set[str]) -> Path:
+    """Where ``--scene-cache`` keeps the scenes of ``seed``: keyed by this file's contents and the
+    installed models, so a change to either renders afresh rather than reusing stale scenes."""
+    import hashlib
+
+    key = hashlib.sha256(Path(__file__).read_bytes() + ",".join(sorted(available)).encode()).hexdigest()[:12]
+    return root / f"seed{seed}_{key}"
+
+
+def save_scene(path: Path, scene: Scene, render: dict, exprs: list[Expression]) -> None:
+    """One built scene as an ``.npz`` (image, visible masks) with its description as JSON text
+    (no pickle); written to a temporary name first, so an interrupted run leaves no torn file."""
+    from dataclasses import asdict
+
+    meta = {"scene": asdict(scene), "depth": render["depth"], "exprs": [asdict(e) for e in exprs]}
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez_compressed(tmp, rgb=render["rgb"], masks=np.stack(render["masks"]),
+                        meta=np.array(json.dumps(meta)))
+    os.replace(tmp, path)
+
+
+def load_scene(path: Path):
+    """(scene, render, expressions) saved by :func:`save_scene`; ``render`` has no ``full``
+    silhouettes (scoring reads only the image and the visible masks)."""
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        render = {"rgb": z["rgb"], "masks": list(z["masks"]), "depth": meta["depth"]}
+    d = meta["scene"]
+    scene = Scene(**{**d, "objects": [Obj(**o) for o in d["objects"]]})
+    return scene, render, [Expression(**e) for e in meta["exprs"]]
+
+
 def out_dir_ok(out: Path) -> bool:
     """Rendered images stay out of git: ``out`` is outside this repository or git ignores it."""
     import subprocess
@@ -1023,10 +1055,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
     ap.add_argument("--no-images", action="store_true", help="do not save scene images")
+    ap.add_argument("--scene-cache", type=Path, default=None,
+                    help="keep each built scene here and reuse it on the next run with the same seed "
+                         "(judging several checkpoints then costs the model's time, not the renderer's)")
     args = ap.parse_args(argv)
     if not out_dir_ok(args.out):
         ap.error(f"--out {args.out} is inside the repository and not ignored by git; "
                  "use a directory outside it (e.g. /work/runs/offgen) or an ignored one (runs/)")
+    if args.scene_cache is not None and not out_dir_ok(args.scene_cache):
+        ap.error(f"--scene-cache {args.scene_cache} is inside the repository and not ignored by git")
 
     import cv2
     import torch
@@ -1044,10 +1081,20 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"note: models not installed, left out: {', '.join(missing)}", file=sys.stderr)
     renderer = TableRenderer(args.out)
-    records, t_render, t_model = [], 0.0, 0.0
+    cache = scene_cache_dir(args.scene_cache, args.seed, available) if args.scene_cache else None
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+    records, t_render, t_model, reused = [], 0.0, 0.0, 0
     for i in tqdm(range(args.scenes), desc="offgen scenes", unit="scene"):
         t0 = time.perf_counter()
-        scene, render, exprs = build_scene(renderer, i, args.seed, available)
+        cached = cache / f"scene_{i:04d}.npz" if cache is not None else None
+        if cached is not None and cached.is_file():
+            scene, render, exprs = load_scene(cached)
+            reused += 1
+        else:
+            scene, render, exprs = build_scene(renderer, i, args.seed, available)
+            if cached is not None:
+                save_scene(cached, scene, render, exprs)
         t1 = time.perf_counter()
         recs = score_expressions(predictor, scene, render, exprs)
         t_render, t_model = t_render + t1 - t0, t_model + time.perf_counter() - t1
@@ -1062,10 +1109,11 @@ def main(argv: list[str] | None = None) -> int:
     renderer.close()
     summary = summarize(records)
     summary["timing"] = {"scenes": args.scenes, "render_s_per_scene": round(t_render / args.scenes, 3),
-                         "model_s_per_scene": round(t_model / args.scenes, 3)}
+                         "model_s_per_scene": round(t_model / args.scenes, 3), "scenes_reused": reused}
     print_tables(summary)
-    print(f"scenes {args.scenes}, expressions {len(records)}; per scene: render+sample "
-          f"{summary['timing']['render_s_per_scene']} s, model {summary['timing']['model_s_per_scene']} s")
+    print(f"scenes {args.scenes} ({reused} from the scene cache), expressions {len(records)}; per scene: "
+          f"render+sample {summary['timing']['render_s_per_scene']} s, "
+          f"model {summary['timing']['model_s_per_scene']} s")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
