@@ -210,3 +210,30 @@ def test_stats_read_v1_indices_camera_from_pose():
     assert st["format_version"] == 1 and st["expressions"] == 2 and st["textured_objects"] == 0
     assert st["distance_m"] == [0.8, 0.8] and st["pitch_deg"] == [50.0, 50.0]
     assert st["hfov_deg"] == [60.0, 60.0] and st["by_type"]["no_target"] == 0
+
+
+def test_varied_paints_keep_their_colour_word():
+    """catalog.vary_paint: every varied paint is still nearest its own catalogue colour (hue,
+    saturation and value as a cone), stays in [0, 1], and amount 0 changes and draws nothing."""
+    import colorsys
+
+    from refseg_ros.data.catalog import COLOURS, vary_paint
+
+    def cone(rgb):
+        h, s, v = colorsys.rgb_to_hsv(*rgb)
+        return np.array([s * v * np.cos(2 * np.pi * h), s * v * np.sin(2 * np.pi * h), v])
+
+    names = list(COLOURS)
+    ref = np.stack([cone(COLOURS[n]) for n in names])
+    rng = np.random.default_rng(0)
+    for name in names:
+        paints = np.array([vary_paint(COLOURS[name], name, rng) for _ in range(500)])
+        assert paints.min() >= 0 and paints.max() <= 1
+        assert np.abs(paints - np.asarray(COLOURS[name])).max() > 0.02, name  # it does vary
+        nearest = np.array(names)[((np.stack([cone(p) for p in paints])[:, None] - ref[None]) ** 2)
+                                  .sum(-1).argmin(1)]
+        assert (nearest == name).mean() >= 0.95, (name, dict(zip(*np.unique(nearest, return_counts=True))))
+    state = np.random.default_rng(1)
+    before = state.bit_generator.state
+    assert vary_paint(COLOURS["red"], "red", state, 0.0) == tuple(COLOURS["red"])
+    assert state.bit_generator.state == before

@@ -123,3 +123,24 @@ def test_stats_command_and_sheet(v2_dir, tmp_path, capsys):
     assert 0.3 <= st["distance_m"][0] <= st["distance_m"][1] <= 2.0
     assert os.path.getsize(sheet) > 1000
     assert main(["data", "stats", "--data", str(tmp_path), "--split", "nope"]) == 1
+
+
+def test_colour_variety_is_recorded_and_changes_only_what_it_should(v2_dir, tmp_path):
+    """--colour-variety: other paints, recorded in the split's params (a resume with another
+    value is refused); 0 renders exactly what the catalogue paints give (the v2_dir fixture)."""
+    from refseg_ros.data.v2.generate import generate_split_v2
+
+    root = str(tmp_path)
+    generate_split_v2(root, "train", 2, seed=5, workers=1, long_side=160, progress=False, colour_variety=1.0)
+    with open(os.path.join(root, "train", "params.json")) as f:
+        assert json.load(f)["colour_variety"] == 1.0
+    with open(os.path.join(v2_dir, "train", "params.json")) as f:
+        assert "colour_variety" not in json.load(f)
+    with pytest.raises(ValueError, match="resuming would mix"):
+        generate_split_v2(root, "train", 3, seed=5, workers=1, long_side=160, progress=False)
+    with pytest.raises(ValueError, match="colour_variety"):
+        generate_split_v2(root, "val", 1, seed=5, workers=1, long_side=160, progress=False, colour_variety=2.0)
+    import cv2
+
+    assert any(not np.array_equal(*(cv2.imread(os.path.join(r, _index(r, "train")["images"][i]["file_name"]))
+                                     for r in (root, v2_dir))) for i in range(2))

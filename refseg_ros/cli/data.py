@@ -66,6 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     v2.add_argument("--workers", type=int, default=2, help="rendering processes (default 2)")
     v2.add_argument("--long-side", type=int, default=320,
                     help="image long side in pixels; aspect 4:3, 16:9 or 3:4 per scene (default 320)")
+    v2.add_argument("--colour-variety", type=float, default=0.0, metavar="A",
+                    help="in [0, 1]: painted objects take other shades their colour word still names "
+                         "(hue +-7 deg, saturation -20 %%, value -10 %% at 1; default 0: the catalogue's "
+                         "paint, as earlier versions rendered)")
     v2.add_argument("--no-progress", action="store_true", help="no progress bar")
     v2.add_argument("--json", action="store_true", help="print the summary as JSON")
     st = sub.add_parser("stats", help="summarise a generated split (v1 or v2)",
@@ -79,13 +83,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _tabletop_v2(args: argparse.Namespace) -> int:
-    if args.scenes < 0 or args.workers < 1 or args.long_side < 64:
-        print("error: --scenes >= 0, --workers >= 1, --long-side >= 64")
+    if args.scenes < 0 or args.workers < 1 or args.long_side < 64 or not 0 <= args.colour_variety <= 1:
+        print("error: --scenes >= 0, --workers >= 1, --long-side >= 64, --colour-variety in [0, 1]")
         return 2
     from refseg_ros.data.v2.generate import generate_split_v2
 
     stats = generate_split_v2(args.out, args.split, args.scenes, args.seed, workers=args.workers,
-                              long_side=args.long_side, progress=not args.no_progress)
+                              long_side=args.long_side, progress=not args.no_progress,
+                              colour_variety=args.colour_variety)
     if args.json:
         print(json.dumps(stats, indent=2))
         return 0

@@ -90,6 +90,32 @@ HELD_OUT_PAIRS: frozenset[tuple[str, str]] = frozenset({
     ("pink", "torus"), ("white", "cylinder"), ("green", "tray"),
 })
 
+#: Achromatic colour words: no hue of their own (:func:`vary_paint` tints them only slightly).
+ACHROMATIC = frozenset({"white", "black"})
+
+
+def vary_paint(rgb, colour: str, rng, amount: float = 1.0) -> tuple[float, float, float]:
+    """Another paint that its colour word still names: at ``amount`` 1 the hue turns by up to
+    +-0.02 of a full turn (about 7 degrees: red, orange and yellow stay apart), saturation drops
+    by up to 20 % and value by up to 10 %; white becomes an off-white with a faint cast, black a near-black.
+    ``amount`` 0 returns ``rgb`` unchanged and draws nothing from ``rng``."""
+    import colorsys
+
+    if amount <= 0:
+        return tuple(float(v) for v in rgb)
+    h, s, v = colorsys.rgb_to_hsv(*(float(c) for c in rgb))
+    if colour in ACHROMATIC:
+        h = float(rng.uniform(0.0, 1.0))
+        s = s + float(rng.uniform(0.0, 0.08)) * amount
+        v = v * (1.0 - float(rng.uniform(-0.5, 0.2)) * amount) if colour == "black" \
+            else v * (1.0 - float(rng.uniform(0.0, 0.2)) * amount)
+    else:
+        h = (h + float(rng.uniform(-0.02, 0.02)) * amount) % 1.0
+        s = s * (1.0 - float(rng.uniform(0.0, 0.2)) * amount)
+        v = v * (1.0 - float(rng.uniform(0.0, 0.1)) * amount)  # darker orange reads as brown
+    return tuple(min(1.0, max(0.0, c)) for c in colorsys.hsv_to_rgb(h, min(1.0, s), min(1.0, v)))
+
+
 COMPOSITIONAL_SPLIT = "compositional"
 STANDARD_SPLITS = ("train", "val", "test", COMPOSITIONAL_SPLIT)
 

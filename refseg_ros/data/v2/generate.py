@@ -93,26 +93,36 @@ def write_scene(root: str, split: str, index: int, scene) -> dict:
 
 
 def _render_and_write(task: tuple) -> int:
-    root, split, index, seed, long_side = task
+    root, split, index, seed, long_side, colour_variety = task
+    from dataclasses import replace
+
     from refseg_ros.data.v2.scene import render_scene_v2
     from refseg_ros.data.v2.splits import rules_for
 
-    scene = render_scene_v2(scene_seed_v2(seed, split, index), rules_for(split), long_side)
+    rules = replace(rules_for(split), colour_variety=colour_variety)
+    scene = render_scene_v2(scene_seed_v2(seed, split, index), rules, long_side)
     write_scene(root, split, index, scene)
     return index
 
 
 def generate_split_v2(root: str, split: str, scenes: int, seed: int, workers: int = 2,
-                      long_side: int = 320, progress: bool = True) -> dict:
-    """Render the missing scenes ``0 .. scenes-1`` of a v2 split and (re)write its index."""
+                      long_side: int = 320, progress: bool = True, colour_variety: float = 0.0) -> dict:
+    """Render the missing scenes ``0 .. scenes-1`` of a v2 split and (re)write its index.
+
+    ``colour_variety`` in [0, 1]: how far painted objects stray from their colour's catalogue
+    paint (``SplitRules.colour_variety``; 0 renders exactly what earlier versions did)."""
+    if not 0.0 <= colour_variety <= 1.0:
+        raise ValueError(f"colour_variety must be in [0, 1]; got {colour_variety}")
     textured = any(a.textured for a in A.available_assets())
     params = {"seed": int(seed), "long_side": int(long_side), "format_version": FORMAT_VERSION,
               "generator_version": GENERATOR_VERSION, "textured_assets": textured}
+    if colour_variety > 0:  # recorded only when used, so earlier splits still resume
+        params["colour_variety"] = float(colour_variety)
     os.makedirs(os.path.join(root, split), exist_ok=True)
     _check_params(root, split, params)
     todo = [i for i in range(scenes)
             if not os.path.exists(os.path.join(root, scene_files(split, i)["record"]))]
-    tasks = [(root, split, i, int(seed), int(long_side)) for i in todo]
+    tasks = [(root, split, i, int(seed), int(long_side), float(colour_variety)) for i in todo]
     seconds = render_tasks(tasks, _render_and_write, single_threaded, workers, f"{split} v2 scenes", progress,
                            chunksize=2)
     index = build_index(root, split, scenes, params)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from refseg_ros.data import geometry
-from refseg_ros.data.catalog import COLOURS, HELD_OUT_PAIRS
+from refseg_ros.data.catalog import COLOURS, HELD_OUT_PAIRS, vary_paint
 from refseg_ros.data.masks import mask_to_box
 from refseg_ros.data.tabletop import (NEAR, TABLE_HALF, TABLE_SCALE, TABLE_TOP, RenderedViews, SceneRejected,
                                       TabletopRenderer, _plain, _read_obj_vertices,
@@ -43,6 +43,16 @@ class SplitRules:
     held_out_cameras: bool = False
     held_out_wording: bool = False
     target_categories: tuple[str, ...] = ()  # only expressions naming these (categories split)
+    # how far painted objects stray from their colour's catalogue paint (0: never, as before;
+    # 1: catalog.vary_paint's full range)
+    colour_variety: float = 0.0
+
+
+def _paint(colour: str, rng: np.random.Generator, variety: float) -> tuple[float, float, float]:
+    """The RGB an object of ``colour`` is painted with: the catalogue's, a little lighter or
+    darker, and with ``variety`` > 0 another paint the word still names (``vary_paint``)."""
+    rgb = tuple(np.clip(np.asarray(COLOURS[colour]) * rng.uniform(0.94, 1.04), 0, 1))
+    return vary_paint(rgb, colour, rng, variety) if variety > 0 else rgb
 
 
 @dataclass
@@ -181,8 +191,7 @@ class TabletopV2Renderer(TabletopRenderer):
             elif a.extent is None:  # a real-size model without its texture: painted
                 allowed = [c for c in palette if (c, o["category"]) not in HELD_OUT_PAIRS]
                 o["colour"] = (allowed or ["white"])[int(rng.integers(len(allowed or [0])))]
-                o["rgb"] = tuple(np.clip(np.asarray(COLOURS[o["colour"]])
-                                         * rng.uniform(0.94, 1.04), 0, 1))
+                o["rgb"] = _paint(o["colour"], rng, rules.colour_variety)
                 o["size"], o["scale"] = None, float(rng.uniform(0.9, 1.1))
             else:
                 if "colour" not in o:
@@ -191,8 +200,7 @@ class TabletopV2Renderer(TabletopRenderer):
                     allowed = allowed or [c for c in COLOURS if (c, o["category"]) not in
                                           HELD_OUT_PAIRS]
                     o["colour"] = allowed[int(rng.integers(len(allowed)))]
-                o["rgb"] = tuple(np.clip(np.asarray(COLOURS[o["colour"]])
-                                         * rng.uniform(0.94, 1.04), 0, 1))
+                o["rgb"] = _paint(o["colour"], rng, rules.colour_variety)
                 o["size"] = "large" if rng.random() < 0.5 else "small"
                 o["scale"] = a.extent * (1.0 if o["size"] == "large" else 0.72) \
                     * float(rng.uniform(0.95, 1.05))
