@@ -104,8 +104,10 @@ def test_init_fine_tunes_from_a_checkpoint(tiny_data, tmp_path):
             "--val-split", "", *TRAIN_ARGS)
     start = base / "checkpoints" / "last.safetensors"
     ft = tmp_path / "ft"
-    _refseg("train", "--data", tiny_data, "--out", ft, "--epochs", 1, "--init", start, "--lr", 1e-9,
-            "--val-split", "", *TRAIN_ARGS)
+    run_file = tmp_path / "ft.yaml"  # the same options from a --run-file, --out on the command line
+    run_file.write_text(f"data: {tiny_data}\nepochs: 1\ninit: {start}\nlr: 1e-9\nval_split: ''\n"
+                        "epoch_samples: 8\nbatch_size: 4\nval_samples: 4\nno_progress: true\nthreads: 1\n")
+    _refseg("train", "--run-file", run_file, "--out", ft)
     meta = json.loads((ft / "checkpoints" / "last.json").read_text())
     assert meta["overrides"] == {"word_attention": True}  # the options came with the weights
     assert meta["extra"]["global_step"] == 2  # a fresh schedule, not the base run's
@@ -115,6 +117,7 @@ def test_init_fine_tunes_from_a_checkpoint(tiny_data, tmp_path):
     assert max(float((before[k].float() - after[k].float()).abs().max()) for k in before) < 1e-4
     run = json.loads((ft / "run.json").read_text())
     assert run["init"] == str(start)
+    assert run["run_file"] == {"path": str(run_file), "text": run_file.read_text()}
     assert meta["extra"]["init"]["path"] == str(start) and meta["extra"]["init"]["epoch"] == 1
 
     bad = subprocess.run([str(VENV_BIN / "refseg"), "train", "--data", str(tiny_data), "--out", str(tmp_path / "x"),

@@ -40,6 +40,58 @@ def open_dataset(args: argparse.Namespace, split: str | None = None, augment=Non
     return ReferDataset(args.data, args.refer_dataset, split, split_by=args.refer_splitby, augment=augment)
 
 
+RUN_FILE = "--run-file"
+
+
+def expand_run_file(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """``argv`` with the options of a ``--run-file FILE`` written out, for subcommands that take one.
+
+    FILE is a YAML mapping of the subcommand's options, keys as the long option names with ``_``
+    or ``-`` (``epoch_samples: 10000``); a list repeats its option (``mix:``), ``true`` sets a
+    flag, ``false``/``null`` leaves it out. The file's options go right after the subcommand name,
+    so every option on the command line overrides them (a repeatable one, such as ``--mix``, adds
+    to the file's). ``--run-file FILE`` itself stays in ``argv`` so the command can record it.
+    """
+    if RUN_FILE not in argv and not any(a.startswith(RUN_FILE + "=") for a in argv):
+        return argv
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    index = next((i for i, a in enumerate(argv) if sub is not None and a in sub.choices), None)
+    if index is None or RUN_FILE not in sub.choices[argv[index]]._option_string_actions:
+        return argv  # argparse names the unknown option
+    command, options = argv[index], sub.choices[argv[index]]._option_string_actions
+    paths = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == RUN_FILE] + \
+        [a.split("=", 1)[1] for a in argv if a.startswith(RUN_FILE + "=")]
+    if len(paths) != 1:
+        raise SystemExit(f"refseg {command}: give {RUN_FILE} once (got {len(paths)})")
+    path = paths[0]
+    try:
+        values = yaml.safe_load(open(path, encoding="utf-8").read())
+    except OSError as exc:
+        raise SystemExit(f"refseg {command}: {RUN_FILE} {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise SystemExit(f"refseg {command}: {RUN_FILE} {path} is not valid YAML: {exc}") from None
+    if not isinstance(values, dict):
+        raise SystemExit(f"refseg {command}: {RUN_FILE} {path} must hold a mapping of options (key: value)")
+    tokens: list[str] = []
+    for key, value in values.items():
+        option = "--" + str(key).replace("_", "-")
+        action = options.get(option)
+        if action is None or option in (RUN_FILE, "--help"):
+            raise SystemExit(f"refseg {command}: {RUN_FILE} {path}: {key!r} is not an option of refseg {command} "
+                             f"(see refseg {command} --help)")
+        flag = action.nargs == 0  # store_true and the like
+        for item in value if isinstance(value, list) else [value]:
+            if item is None or item is False:
+                continue
+            if flag:
+                if item is not True:
+                    raise SystemExit(f"refseg {command}: {RUN_FILE} {path}: {key} is a flag: true or false")
+                tokens.append(option)
+            else:
+                tokens += [option, str(item)]
+    return argv[:index + 1] + tokens + argv[index + 1:]
+
+
 def parse_overrides(items: list[str] | None) -> dict:
     """``["law=false", "depth=6"]`` -> ``{"law": False, "depth": 6}`` (values parsed as YAML)."""
     out = {}

@@ -16,6 +16,10 @@ HELP = "train a model (AdamW, warm-up + step schedule, checkpoints every epoch, 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run-file", type=Path, default=None, metavar="YAML",
+                        help="this command's options from a YAML file (e.g. config/train/stage11b.yaml: keys "
+                             "as the options' names, a list repeats an option, true sets a flag); options on "
+                             "the command line override it, and --mix/--set given there add to its lists")
     parser.add_argument("--preset", default="tabletop", help="model preset and training recipe (default tabletop)")
     add_dataset_arguments(parser, split_default="train")
     parser.add_argument("--mix", action="append", default=[], metavar="FORMAT:DIR[:TYPES]",
@@ -110,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "run.json").write_text(json.dumps(
-            {"argv": sys.argv, "preset": args.preset, "init": str(args.init) if args.init else None,
+            {"argv": sys.argv, "run_file": _run_file_record(args.run_file), "preset": args.preset, "init": str(args.init) if args.init else None,
              "model_overrides": model.overrides, "train_config": cfg.to_dict(), "world_size": dist.world},
             indent=2, default=str))
     try:
@@ -170,6 +174,13 @@ def _training_set(args: argparse.Namespace):
     mixed = MixedDataset(parts, names)
     print("training on " + ", ".join(f"{n} ({len(p)} expressions)" for n, p in zip(names, parts)), file=sys.stderr)
     return mixed
+
+
+def _run_file_record(path: Path | None) -> dict | None:
+    """The --run-file as the run used it: its path and its text (the file may change later)."""
+    if path is None:
+        return None
+    return {"path": str(path), "text": path.read_text(encoding="utf-8")}
 
 
 def _init_meta(init: Path | None) -> dict:
