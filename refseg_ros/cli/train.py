@@ -115,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "run.json").write_text(json.dumps(
             {"argv": sys.argv, "run_file": _run_file_record(args.run_file), "preset": args.preset,
-             "init": str(args.init) if args.init else None, "model_overrides": model.overrides, "train_config": cfg.to_dict(), "world_size": dist.world},
+             "init": str(args.init) if args.init else None, "model_overrides": model.overrides,
+             "train_config": cfg.to_dict(), "world_size": dist.world},
             indent=2, default=str))
     try:
         train_set = _training_set(args)
