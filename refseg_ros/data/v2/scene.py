@@ -51,8 +51,7 @@ class SplitRules:
 def _paint(colour: str, rng: np.random.Generator, variety: float) -> tuple[float, float, float]:
     """The RGB an object of ``colour`` is painted with: the catalogue's, a little lighter or
     darker, and with ``variety`` > 0 another paint the word still names (``vary_paint``)."""
-    rgb = tuple(np.clip(np.asarray(COLOURS[colour]) * rng.uniform(0.94, 1.04), 0, 1))
-    return vary_paint(rgb, colour, rng, variety) if variety > 0 else rgb
+    return vary_paint(np.clip(np.asarray(COLOURS[colour]) * rng.uniform(0.94, 1.04), 0, 1), colour, rng, variety)
 
 
 @dataclass
