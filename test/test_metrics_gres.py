@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 
+from refseg_ros.language.semantics import RELATIONS
 from refseg_ros.training.metrics import GroundingMetrics, answer_intersection_union
 
 H, W = 4, 4
@@ -40,9 +41,11 @@ def test_mixed_split_exact_values_overall_and_per_type():
     gt_c = _mask(slice(0, 1), slice(0, 4))                                    # 4 px
     gt_e = _mask(slice(2, 4), slice(0, 2)) | _mask(slice(2, 4), slice(3, 4))  # two targets, 6 px
     # A: no target, answered none                      -> IoU 1, I 0, U 0
-    m.update(BOX, np.zeros(4), _mask(0, 0), EMPTY, "no_target", found=False, n_targets=0)
+    m.update(BOX, np.zeros(4), _mask(0, 0), EMPTY, "no_target", found=False, n_targets=0,
+             reason="absent_colour")
     # B: no target, answered with 3 pixels             -> IoU 0, I 0, U 3
-    m.update(BOX, np.zeros(4), _mask(slice(3, 4), slice(0, 3)), EMPTY, "no_target", found=True, n_targets=0)
+    m.update(BOX, np.zeros(4), _mask(slice(3, 4), slice(0, 3)), EMPTY, "no_target", found=True, n_targets=0,
+             reason="relation:next_to")
     # C: one target, found, twice its size             -> IoU 0.5, I 4, U 8; box exact
     m.update(BOX, BOX, _mask(slice(0, 2), slice(0, 4)), gt_c, "attribute", found=True, n_targets=1)
     # D: one target, exact mask but not found          -> IoU 0, I 0, U 4; REC/RES still see the mask
@@ -70,6 +73,9 @@ def test_mixed_split_exact_values_overall_and_per_type():
     assert multi["n"] == 0 and "res_miou" not in multi and "n_acc" not in multi
     assert multi["t_acc"] == pytest.approx(100.0)
     assert multi["giou"] == pytest.approx(75.0) and multi["ciou"] == pytest.approx(75.0)
+    # no-target expressions by why nothing is meant
+    assert s["no_target_by_reason"] == {"absent_colour": {"n": 1, "n_acc": 100.0},
+                                        "relation:next_to": {"n": 1, "n_acc": 0.0}}
 
 
 def test_all_empty_answers():
@@ -128,6 +134,9 @@ def test_refseg_eval_tabletop_v2_end_to_end(tmp_path):
         assert 0.0 <= v2[key] <= 100.0
     if counts.count(0):
         assert 0.0 <= v2["n_acc"] <= 100.0 and "n_acc" in v2["by_type"]["no_target"]
+        by_reason = v2["no_target_by_reason"]
+        assert sum(r["n"] for r in by_reason.values()) == counts.count(0)
+        assert set(by_reason) <= {"absent_category", "absent_colour"} | {f"relation:{n}" for n in RELATIONS}
     assert v2["format"] == "tabletop-v2" and 0.0 <= v2["found_threshold"] <= 1.0
     v1_types = TabletopRefDataset(root, "test").types
     for kind in set(v1_types):

@@ -73,7 +73,7 @@ def evaluate(predictor, dataset, batch_size: int = 16, max_samples: int | None =
         model_time += time.perf_counter() - t0
         for s, p in zip(samples, preds):
             metrics.update(p.box, s["box"], p.mask, s["mask"].astype(bool), s.get("type", "all"),
-                           found=p.found, n_targets=target_count(s))
+                           found=p.found, n_targets=target_count(s), reason=s.get("reason"))
             if records is not None:
                 records.append({"type": s.get("type", "all"), "n_targets": target_count(s), "score": float(p.score),
                                 "found": bool(p.found), "target_pixels": int(s["mask"].astype(bool).sum()),

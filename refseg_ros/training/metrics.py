@@ -108,11 +108,13 @@ class GroundingMetrics:
     def __init__(self) -> None:
         self._all = _Tally()
         self._by_type: dict[str, _Tally] = defaultdict(_Tally)
+        self._by_reason: dict[str, _Tally] = defaultdict(_Tally)
 
     def update(self, pred_box, gt_box, pred_mask, gt_mask, expr_type: str = "all", found: bool = True,
-               n_targets: int = 1) -> tuple[float, float]:
+               n_targets: int = 1, reason: str | None = None) -> tuple[float, float]:
         """Add one expression: the predicted box, mask and found flag against the ground truth
-        (for several targets, their union mask; for none, an empty mask and any box).
+        (for several targets, their union mask; for none, an empty mask and any box). ``reason``:
+        why an expression has no target ("absent_category", ...), tallied in ``no_target_by_reason``.
         Returns its (box IoU, mask IoU) for a single target, else (nan, answer IoU)."""
         if n_targets < 0:
             raise ValueError(f"n_targets must be >= 0; got {n_targets}")
@@ -123,7 +125,10 @@ class GroundingMetrics:
             biou = box_iou_xyxy(pred_box, gt_box)
             inter, union = mask_intersection_union(pred_mask, gt_mask)
             miou = inter / union if union else 1.0
-        for tally in (self._all, self._by_type[expr_type]):
+        tallies = [self._all, self._by_type[expr_type]]
+        if n_targets == 0 and reason:
+            tallies.append(self._by_reason[reason])
+        for tally in tallies:
             if n_targets == 1:
                 tally.box_iou.append(biou)
                 tally.mask_iou.append(miou)
@@ -146,4 +151,7 @@ class GroundingMetrics:
     def compute(self) -> dict:
         out = self._all.summary()
         out["by_type"] = {t: tally.summary() for t, tally in sorted(self._by_type.items())}
+        if self._by_reason:
+            out["no_target_by_reason"] = {r: {"n": tally.no_target, "n_acc": tally.summary()["n_acc"]}
+                                          for r, tally in sorted(self._by_reason.items())}
         return out

@@ -70,9 +70,23 @@ class TabletopV2Dataset(ExpressionDataset):
                   "type": kind, "ref_id": int(expr_id), "image_id": self._image_id(image_idx),
                   "targets": ids, "target_masks": masks, "target_boxes": boxes,
                   "no_target": not ids}
+        if not ids:
+            sample["reason"] = no_target_reason(self.records[expr_id])
         if self.augment is not None:
             sample = self.augment(sample)
         return sample
 
     def camera_info(self, image_index: int) -> dict:
         return self.images[image_index]["camera_info"]
+
+
+def no_target_reason(record: dict) -> str | None:
+    """Why an expression record has no target: its structure's ``reason`` ("absent_category",
+    "absent_colour"; a relation that holds for nothing as "relation:<name>", e.g.
+    "relation:next_to"), or None when it does not say."""
+    structure = record.get("structure") or {}
+    reason = structure.get("reason")
+    if reason == "relation":
+        name = ((structure.get("form") or {}).get("relation") or {}).get("name")
+        return f"relation:{name}" if name else reason
+    return reason
