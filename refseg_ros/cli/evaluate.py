@@ -1,6 +1,7 @@
 """`refseg eval`: REC Prec@0.5 and RES mIoU / oIoU / Prec@X on single-target expressions, and
 n_acc / t_acc / gIoU / cIoU on every expression (no, one or several targets), overall and per
-expression type; REC Prec@0.5 by target size at the model input (``by_target_size``: sqrt of the
+expression type (on v2 data also n_acc per reason a no-target expression has none,
+``no_target_by_reason``); REC Prec@0.5 by target size at the model input (``by_target_size``: sqrt of the
 target box's area in model-input pixels, buckets <15, 15-30, 30-45, >=45; ``--size-reference``
 buckets by the size at another input instead, so runs at two ``--input-size`` compare object for
 object)."""
