@@ -5,7 +5,7 @@
   fp16 files next to the data (shared by runs, resumable);
 * :class:`TextCache`: the frozen text encoder's token features per distinct expression (and its
   left/right-swapped twin, for mirrored images), computed on first use;
-* :class:`TargetCache`: every target's box and bit-packed mask, decoded once.
+* :class:`TargetCache`: every target's box and mask (the bits of its bounding rectangle), decoded once.
 
 A step then runs only the trainable part of the model on gathered rows (``Trainer._cached_batch``).
 """
@@ -289,7 +289,9 @@ class TextCache:
 
 
 class TargetCache:
-    """Every target's box and bit-packed mask at its image's resolution (masks decoded once).
+    """Every target's box and mask at its image's resolution, decoded once. A mask is kept as the
+    bits of its bounding rectangle (its cells above zero), so memory follows the targets' sizes,
+    not the images': 424,000 targets of 320x240 images take about 0.2 GB, not 4 GB.
 
     Args:
         dataset: exposes ``target_keys``, ``target(key, h, w)`` and ``image_index``.
@@ -314,21 +316,40 @@ class TargetCache:
             hw = image_sizes(dataset)[image_of]
         self.target_hw = hw
         self.hw = (int(hw[0, 0]), int(hw[0, 1])) if len(hw) and (hw == hw[0]).all() else None
-        nbytes = (hw[:, 0] * hw[:, 1] + 7) // 8
-        self.offsets = np.concatenate([[0], np.cumsum(nbytes)]).astype(np.int64)
-        self.bits = np.zeros(int(self.offsets[-1]), np.uint8)
+        #: per target: the mask's bounding rectangle (y0, x0, height, width) in its image
+        self.crops = np.zeros((len(unique), 4), np.int32)
         self.boxes = np.zeros((len(unique), 4), np.float32)
+        packed = []
         for i, k in enumerate(tqdm(unique, desc="decoding target masks", disable=not progress)):
             h, w = (int(v) for v in hw[i])
             box, mask = dataset.target(k, h, w)
             self.boxes[i] = box
-            self.bits[self.offsets[i]:self.offsets[i + 1]] = np.packbits(mask.astype(bool).ravel())
+            mask = np.asarray(mask).astype(bool)
+            rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+            if len(rows):
+                y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+                self.crops[i] = (y0, x0, y1 - y0, x1 - x0)
+                packed.append(np.packbits(mask[y0:y1, x0:x1].ravel()))
+            else:
+                packed.append(np.zeros(0, np.uint8))
+        self.offsets = np.concatenate([[0], np.cumsum([len(b) for b in packed])]).astype(np.int64)
+        self.bits = np.concatenate(packed) if packed else np.zeros(0, np.uint8)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory of the boxes and masks, in bytes."""
+        return int(self.bits.nbytes + self.offsets.nbytes + self.crops.nbytes + self.boxes.nbytes
+                   + self.target_hw.nbytes + self.sample_row.nbytes)
 
     def _target(self, row: int, flipped: bool) -> tuple[np.ndarray, np.ndarray]:
         from refseg_ros.data.augment import hflip_box
 
         h, w = (int(v) for v in self.target_hw[row])
-        mask = np.unpackbits(self.bits[self.offsets[row]:self.offsets[row + 1]], count=h * w).reshape(h, w)
+        y0, x0, ch, cw = (int(v) for v in self.crops[row])
+        mask = np.zeros((h, w), np.uint8)
+        if ch and cw:
+            crop = np.unpackbits(self.bits[self.offsets[row]:self.offsets[row + 1]], count=ch * cw)
+            mask[y0:y0 + ch, x0:x0 + cw] = crop.reshape(ch, cw)
         box = self.boxes[row].copy()
         if flipped:
             mask = np.ascontiguousarray(mask[:, ::-1])

@@ -7,13 +7,12 @@ keys: ``targets`` (annotation ids), ``target_masks`` ``uint8 (K, H, W)``, ``targ
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Callable, Iterable
 
 import numpy as np
 
-from refseg_ros.data.dataset import ExpressionDataset
+from refseg_ros.data.dataset import ExpressionDataset, load_index
 from refseg_ros.data.masks import segmentation_to_mask, xywh_to_xyxy
 
 
@@ -26,8 +25,7 @@ class TabletopV2Dataset(ExpressionDataset):
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path} not found: generate it with `refseg data "
                                     f"tabletop-v2 --out {self.root} --split {split} --scenes N`")
-        with open(path) as f:
-            index = json.load(f)
+        index = load_index(path)
         if index["info"].get("format_version") != 2:
             raise ValueError(f"{path} is not a tabletop v2 index")
         self.info, self.images = index["info"], index["images"]
