@@ -193,3 +193,26 @@ def test_any_word_salad_gives_none_or_two_parts():
         neg = split_negation(text)
         assert neg is None or (neg.keep.split()[-1] not in ("the", "every", "of", "and")
                                and neg.drop.split()[-1] not in ("the", "every", "of", "and")), (text, neg)
+
+
+def test_a_speck_of_the_keep_part_outside_the_drop_part_is_not_an_answer():
+    """"The cube that is not red" with every cube red: the keep part's objects all lie in the drop
+    part, and a speck of a few cells left outside it (smaller than any instance the
+    post-processing would keep) is dropped too, so nothing is left; an object-sized part stays."""
+    import torch
+
+    from refseg_ros.model.compose import OUTSIDE_LOGIT, _without_dropped
+    from refseg_ros.model.postprocess import INSTANCE_MIN_SHARE
+
+    keep = torch.full((1, 40, 40), -5.0)
+    drop = torch.full((1, 40, 40), -5.0)
+    for y, x in ((2, 2), (2, 20), (25, 5)):  # three 10x10 cubes, all red
+        keep[0, y:y + 10, x:x + 10] = 5.0
+        drop[0, y:y + 10, x:x + 10] = 5.0
+    keep[0, 30:32, 30:32] = 5.0  # a 4-cell speck, not in the drop part
+    assert 4 < INSTANCE_MIN_SHARE * 100
+    out = _without_dropped(keep, drop, 0.0)
+    assert not (out > 0).any() and (out[keep > 0] == OUTSIDE_LOGIT).all()
+    keep[0, 30:38, 30:38] = 5.0  # an object-sized part outside the drop part stays, logits unchanged
+    out = _without_dropped(keep, drop, 0.0)
+    assert (out > 0).sum() == 64 and torch.equal(out[0, 30:38, 30:38], keep[0, 30:38, 30:38])

@@ -167,13 +167,17 @@ class Composition:
 
 def _without_dropped(keep: torch.Tensor, drop: torch.Tensor, t: float) -> torch.Tensor:
     """The ``(1, h, w)`` keep logits with every connected part of ``keep > t`` that lies at least
-    :data:`DROP_SHARE` in ``drop > t`` set to :data:`OUTSIDE_LOGIT`."""
+    :data:`DROP_SHARE` in ``drop > t`` set to :data:`OUTSIDE_LOGIT`, and every part too small to
+    be one of the keep part's objects (under :data:`INSTANCE_MIN_SHARE` of its largest part, as
+    the post-processing's instances): a speck left over must not become the answer."""
     import cv2
 
     count, labels = cv2.connectedComponents((keep[0] > t).cpu().numpy().astype(np.uint8), connectivity=8)
     cells = np.bincount(labels.ravel(), minlength=count)
     inside = np.bincount(labels[(drop[0] > t).cpu().numpy()], minlength=count)
     gone = inside >= DROP_SHARE * cells
+    if count > 1:
+        gone |= cells < INSTANCE_MIN_SHARE * cells[1:].max()
     gone[0] = False  # label 0: the cells outside every part
     where = torch.from_numpy(gone[labels]).to(keep.device)
     return torch.where(where, torch.full_like(keep, OUTSIDE_LOGIT), keep)
