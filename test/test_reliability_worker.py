@@ -45,7 +45,7 @@ class FakePredictor:
     def set_command(self, expressions) -> None:
         self.expressions = tuple(expressions)
 
-    def predict(self, rgb, post):
+    def predict(self, rgb, post, depth=None):
         self.calls += 1
         self.entered.set()
         if self.gate is not None:

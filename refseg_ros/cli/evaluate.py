@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="take the model's answer for left/right relations as it is, without checking "
                              "that the relation holds for some object of its head or moving a wrong-side "
                              "answer to the one object on the named side (model/compose.py)")
+    parser.add_argument("--depth", action="store_true",
+                        help="give the predictor each image's depth image and intrinsics (v2 data), as the node "
+                             "does with use_depth: 'in front of'/'behind' relations checked along the table "
+                             "(model/ground_plane.py)")
     parser.add_argument("--no-pick", action="store_true",
                         help="let the model read ordinals and nearest-to-a-landmark expressions whole instead "
                              "of picking among the head's objects by position (model/compose.py)")
@@ -105,12 +109,15 @@ def run(args: argparse.Namespace) -> int:
             predictor.model.run_at(args.input_size)
             predictor.clear_cache()
         dataset = open_dataset(args, types=args.types)
+        if args.depth and not hasattr(dataset, "depth_frame"):
+            raise ValueError("--depth needs data with depth images and intrinsics (--format tabletop-v2)")
     except (FileNotFoundError, CheckpointError, ValueError) as exc:
         print(f"refseg eval: {exc}", file=sys.stderr)
         return 1
     records: list[dict] = []
     metrics = evaluate(predictor, dataset, batch_size=args.batch_size, max_samples=args.max_samples,
-                       progress=not args.no_progress, per_frame=args.backend is not None, records=records)
+                       progress=not args.no_progress, per_frame=args.backend is not None, records=records,
+                       depth=args.depth)
     reference = args.size_reference or predictor.model.input_size
     metrics["by_target_size"] = by_target_size(records, reference)
     metrics["input_size"] = list(predictor.model.input_size)
@@ -124,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     metrics["knock_out"] = sorted(args.knock_out)
     metrics["compose_negations"] = predictor.compose_negations
     metrics["check_relations"] = predictor.check_relations
+    metrics["depth"] = bool(args.depth)
     metrics["pick_instances"] = predictor.pick_instances
     metrics["fix_spelling"] = predictor.spelling is not None
     metrics["strip_requests"] = predictor.strip_requests

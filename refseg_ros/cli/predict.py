@@ -27,11 +27,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--found-threshold", type=float, default=None,
                         help="score at or above which an expression is found, in [0, 1] (default: the "
                              "checkpoint's, as the node's found_threshold default)")
+    parser.add_argument("--depth", type=Path, default=None,
+                        help="the image's depth (16-bit PNG in millimetres, registered to the image; any "
+                             "size covering the same view): 'in front of'/'behind' are then checked along "
+                             "the table, as the node does with use_depth (needs --camera-k)")
+    parser.add_argument("--camera-k", type=_camera_k, default=None, metavar="FX,FY,CX,CY",
+                        help="pinhole intrinsics of the colour image, in pixels (CameraInfo K's fx, fy, cx, cy)")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     parser.add_argument("--max-image-pixels", type=int, default=MAX_IMAGE_PIXELS,
                         help=f"refuse images of more pixels (width x height, read from the file's header "
                              f"before decoding; default {MAX_IMAGE_PIXELS}, the node's max_image_pixels)")
     add_runtime_arguments(parser)
+
+
+def _camera_k(text: str) -> tuple[float, float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected FX,FY,CX,CY (numbers), not {text!r}") from None
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"expected 4 values FX,FY,CX,CY, not {len(values)}")
+    return values
+
+
+def read_depth(path: Path, camera_k, image_size: tuple[int, int], max_pixels: int):
+    """``path`` (16-bit PNG, millimetres) as a ``model.ground_plane.DepthFrame`` with ``camera_k``
+    (fx, fy, cx, cy of the ``image_size`` colour image) scaled to its size. ValueError says why not."""
+    import cv2
+
+    from refseg_ros.data.geometry import mm_to_depth
+    from refseg_ros.model.ground_plane import DepthFrame
+    from refseg_ros.ros.geometry import Intrinsics
+
+    if camera_k is None:
+        raise ValueError("--depth needs the colour image's intrinsics: --camera-k FX,FY,CX,CY")
+    if path.stat().st_size > 8 * max_pixels + (1 << 20):
+        raise ValueError(f"{path} is too big for a depth image of at most {max_pixels} pixels")
+    depth = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if depth is None or depth.ndim != 2 or depth.dtype != "uint16":
+        raise ValueError(f"{path}: expected a single-channel 16-bit PNG of millimetres"
+                         + ("" if depth is None else f", got {depth.dtype} of shape {depth.shape}"))
+    k = Intrinsics(*camera_k, *image_size)
+    problem = k.problem()
+    if problem:
+        raise ValueError(f"--camera-k: {problem}")
+    k = k.scaled_to(depth.shape[1], depth.shape[0])
+    return DepthFrame(mm_to_depth(depth), k.fx, k.fy, k.cx, k.cy)
 
 
 def read_image(path: Path, max_pixels: int):
@@ -76,6 +117,8 @@ def _other_format_size(path: Path) -> tuple[int, int]:
 def run(args: argparse.Namespace) -> int:
     try:  # before the model is imported or loaded: a refused image costs nothing
         bgr = read_image(args.image, args.max_image_pixels)
+        depth = None if args.depth is None else read_depth(args.depth, args.camera_k, (bgr.shape[1], bgr.shape[0]),
+                                                           args.max_image_pixels)
     except (OSError, ValueError) as exc:
         print(f"refseg predict: {exc}", file=sys.stderr)
         return 1
@@ -103,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     predictor.set_command(expressions)
-    results = predictor.predict(rgb, predictor.post.with_(found_threshold=args.found_threshold))
+    results = predictor.predict(rgb, predictor.post.with_(found_threshold=args.found_threshold), depth)
     rows = [{"expression": a.expression, "found": a.found, "score": round(a.score, 4),
              "box": [round(v, 1) for v in a.box] if a.found else None,
              "mask_pixels": int(a.mask.sum()) if a.found and a.mask is not None else 0,

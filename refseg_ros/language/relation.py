@@ -1,4 +1,4 @@
-"""Left/right relations split into the objects to check: "the mug left of the duck" -> every mug, the duck.
+"""Relations split into the objects to check: "the mug left of the duck" -> every mug, the duck.
 
 The model grounds "the mug left of the duck" well when there is such a mug (single-target REC
 73 % on tabletop v2 test), but when every mug is on the duck's right it still answers with a
@@ -13,9 +13,11 @@ do not matter): "left of", "to the left of", "on the left of", "to left of", "on
 and the same with "right". Words between the head and the relation that describe neither
 ("sitting", "just", "that is") are skipped.
 
-Only left and right: "in front of" and "behind" were measured too (from the rows where the objects
-stand, in the image) and cost more correct answers than they saved (docs/model.md); "next to"
-needs distances on the table. Nor is anything split whose head or landmark is more than a short
+"In front of" and "behind" ("in front of", "behind", "in back of") are split only when asked for
+(``names`` with :data:`DEPTH_RELATIONS`): they are checked with a depth image, along the table
+(:mod:`refseg_ros.model.ground_plane`); from the colour image alone (the rows where the objects
+stand) they cost more correct answers than they saved (docs/model.md). "Next to" needs distances
+between objects on the table and is not split. Nor is anything split whose head or landmark is more than a short
 noun phrase ("the mug on the left left of the duck", "left of the duck and the cup"), or whose
 head is "object"/"thing": the model reads those whole, as before.
 """
@@ -26,10 +28,12 @@ from dataclasses import dataclass
 
 from refseg_ros.language.negation import all_of, close_to, head_words, words_of
 
-__all__ = ["OTHER_FORMS", "RELATIONS", "RelationCheck", "TAIL_WORDS", "landmark_phrase", "side_of", "split_relation"]
+__all__ = ["DEPTH_RELATIONS", "OTHER_FORMS", "RELATIONS", "RelationCheck", "TAIL_WORDS", "landmark_phrase", "side_of", "split_relation"]
 
-#: The relations this module splits (``refseg_ros.language.semantics.RELATIONS`` names).
+#: The relations this module splits by default (``refseg_ros.language.semantics.RELATIONS`` names).
 RELATIONS = ("left_of", "right_of")
+#: The relations it splits when asked to: checked along the table, with a depth image.
+DEPTH_RELATIONS = ("in_front_of", "behind")
 
 #: Word sequences of a relation, longest first where one contains another.
 _PHRASES = (
@@ -37,6 +41,7 @@ _PHRASES = (
     (("to", "the", "right", "of"), "right_of"), (("on", "the", "right", "of"), "right_of"),
     (("to", "left", "of"), "left_of"), (("to", "right", "of"), "right_of"),
     (("left", "of"), "left_of"), (("right", "of"), "right_of"),
+    (("in", "front", "of"), "in_front_of"), (("in", "back", "of"), "behind"), (("behind",), "behind"),
 )
 #: Words of a phrase matched up to one typo (the short ones must be exact), except words one typo
 #: away from them that mean something else ("the light of the lamp", "the eight of hearts").
@@ -131,9 +136,9 @@ def landmark_phrase(words: list[str], not_in=frozenset(_NOT_IN_LANDMARK)) -> str
 
 
 @functools.lru_cache(maxsize=1024)
-def split_relation(text: str) -> RelationCheck | None:
+def split_relation(text: str, names: tuple[str, ...] = RELATIONS) -> RelationCheck | None:
     """The parts of "<head> <relation> <landmark>" to ground, or None when ``text`` is not one this
-    module can split (see the module docstring)."""
+    module can split or its relation is not one of ``names`` (see the module docstring)."""
     words = words_of(str(text))
     while words and words[-1] in TAIL_WORDS:
         words = words[:-1]
@@ -148,6 +153,8 @@ def split_relation(text: str) -> RelationCheck | None:
             return None
         start, end, name = found
         before, after = words[:start], words[end:]
+    if name not in names:
+        return None
     while before and before[-1] in _FILLER:
         before = before[:-1]
     head = head_words(before)

@@ -23,6 +23,12 @@ presence logit is set to :data:`NOT_THERE_LOGIT`, so it is answered "not found".
 relation holds for some object but the model's answer lies on the wrong side of the landmark and
 exactly one of the head's objects is on the named side, that object becomes the answer
 (:func:`relation_part`; its mask and box, as a pick below). Otherwise the model's answer stands.
+"In front of" and "behind" are checked and picked the same way when the frame comes with a depth
+image (``Composition.of(..., depth=True)`` and a ``ground`` grid per expression in
+:meth:`Composition.combine`): an object's place is its median distance along the table from the
+camera (:mod:`refseg_ros.model.ground_plane`), in front = nearer by more than
+:data:`FRONT_MARGIN_M`. Cells without depth say nothing: an object without any is taken to satisfy
+the relation, so the model's answer stands.
 
 Ordinals and nearest/farthest-to-a-landmark expressions
 (:func:`refseg_ros.language.selection.split_selection`) are picked the same way: every object of
@@ -45,7 +51,7 @@ import numpy as np
 import torch
 
 from refseg_ros.language.negation import split_negation
-from refseg_ros.language.relation import RELATIONS, split_relation
+from refseg_ros.language.relation import DEPTH_RELATIONS, RELATIONS, split_relation
 from refseg_ros.language.selection import Selection, split_selection
 from refseg_ros.model.heads import GroundingOutput
 from refseg_ros.model.postprocess import INSTANCE_MIN_SHARE, largest_component, mask_box
@@ -54,6 +60,9 @@ from refseg_ros.model.postprocess import INSTANCE_MIN_SHARE, largest_component, 
 #: landmark's centre for "left of"/"right of" to hold (0: any distance; chosen on v2 val, where
 #: larger margins turned more correct answers into "not found" than they caught absent ones).
 SIDE_MARGIN = 0.0
+#: How much nearer the camera (metres, along the table) an object's median must be than the
+#: landmark's for "in front of" to hold (and farther for "behind"); chosen on v2 val (docs/model.md).
+FRONT_MARGIN_M = 0.0
 #: The presence logit of an expression whose relation fails for every object (probability ~5e-5).
 NOT_THERE_LOGIT = -10.0
 #: The mask logit given to every cell outside a picked part.
@@ -75,7 +84,8 @@ class Composition:
     expressions: tuple[str, ...]
     model_expressions: tuple[str, ...]
     drop_rows: tuple[int, ...]
-    #: per expression: (relation, row of the head's objects, row of the landmark), or None
+    #: per expression: (relation, row of the head's objects, row of the landmark), or None; "in
+    #: front of"/"behind" only in a composition made for frames with depth
     relation_rows: tuple[tuple[str, int, int] | None, ...] = ()
     #: per extra row (after the expressions): the expression whose image it is about
     extra_sources: tuple[int, ...] = ()
@@ -83,9 +93,12 @@ class Composition:
     selection_rows: tuple[tuple[Selection, int, int] | None, ...] = ()
 
     @classmethod
-    def of(cls, expressions, enabled: bool = True, relations: bool = True, pick: bool = True) -> "Composition":
-        """``enabled``: compose negations; ``relations``: check left/right relations; ``pick``: pick
+    def of(cls, expressions, enabled: bool = True, relations: bool = True, pick: bool = True,
+           depth: bool = False) -> "Composition":
+        """``enabled``: compose negations; ``relations``: check left/right relations, and with
+        ``depth`` (frames that come with a depth image) "in front of"/"behind" too; ``pick``: pick
         ordinals and nearest/farthest-to-a-landmark among the head's objects."""
+        names = RELATIONS + DEPTH_RELATIONS if depth else RELATIONS
         expressions = tuple(str(e) for e in expressions)
         keep, extra, sources, drops, checks, picks = list(expressions), [], [], [], [], []
         n = len(expressions)
@@ -97,7 +110,7 @@ class Composition:
 
         for j, expr in enumerate(expressions):
             neg = split_negation(expr) if enabled else None
-            rel = split_relation(expr) if relations and neg is None else None
+            rel = split_relation(expr, names) if relations and neg is None else None
             if neg is not None:
                 keep[j] = neg.keep
             drops.append(add(j, neg.drop) if neg is not None else -1)
@@ -115,9 +128,12 @@ class Composition:
         """``source_rows()[i]``: the expression whose image model row ``i`` belongs to."""
         return list(range(len(self.expressions))) + list(self.extra_sources)
 
-    def combine(self, out: GroundingOutput, mask_threshold: float = 0.5) -> GroundingOutput:
+    def combine(self, out: GroundingOutput, mask_threshold: float = 0.5, ground=None) -> GroundingOutput:
         """The model's output for ``model_expressions`` -> one row per expression; the masks are
-        composed at ``mask_threshold`` (the post-processing's probability threshold)."""
+        composed at ``mask_threshold`` (the post-processing's probability threshold). ``ground``:
+        per expression, the distances along the table of its image's mask cells
+        (:func:`refseg_ros.model.ground_plane.ground_distance_grid`, the mask grid's shape) or None;
+        without one, "in front of"/"behind" are left to the model."""
         if not self.composed:
             return out
         p = min(max(float(mask_threshold), 1e-6), 1 - 1e-6)
@@ -140,12 +156,15 @@ class Composition:
             if check is None or presence is None:
                 continue
             name, head, landmark = check
+            grid = ground[j] if ground is not None else None
+            if name in DEPTH_RELATIONS and grid is None:
+                continue
             cells = (out.mask_logits[[j, head, landmark], 0] > t).cpu().numpy()
-            if relation_fails(name, cells[1], cells[2], answer=cells[0]):
+            if relation_fails(name, cells[1], cells[2], answer=cells[0], ground=grid):
                 presence[j] = torch.minimum(presence[j], torch.tensor(NOT_THERE_LOGIT, dtype=presence.dtype,
                                                                         device=presence.device))
                 continue
-            part = relation_part(name, cells[1], cells[2], answer=cells[0])
+            part = relation_part(name, cells[1], cells[2], answer=cells[0], ground=grid)
             if part is not None:
                 _take_part(mask, box, j, out.mask_logits[head], part, _grown(part))
         for j, chosen in enumerate(self.selection_rows):
@@ -248,31 +267,56 @@ def _centre(part: np.ndarray) -> float:
     return float(np.nonzero(part)[1].mean()) + 0.5
 
 
-def relation_part(name: str, head: np.ndarray, landmark: np.ndarray, answer: np.ndarray) -> np.ndarray | None:
+def _beyond(name: str, part: np.ndarray, landmark: np.ndarray, ground: np.ndarray | None) -> float:
+    """How far ``part`` lies on the named side of ``landmark`` (cells of the mask grid for left/right,
+    metres along the table for front/behind; negative: the other side; NaN: no depth on either)."""
+    if name in ("left_of", "right_of"):
+        side = 1.0 if name == "left_of" else -1.0  # left of: the landmark's centre is right of the object's
+        return side * (_centre(landmark) - _centre(part))
+    if ground is None:
+        raise ValueError(f"{name!r} is checked along the table: it needs a ground grid")
+    part_d, landmark_d = _distance(ground, part), _distance(ground, landmark)
+    return landmark_d - part_d if name == "in_front_of" else part_d - landmark_d
+
+
+def _distance(ground: np.ndarray, part: np.ndarray) -> float:
+    """Median distance along the table of a part's cells that have one (NaN when none has)."""
+    values = ground[part]
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if values.size else math.nan
+
+
+def _margin(name: str, width: int, side_margin: float) -> float:
+    return FRONT_MARGIN_M if name in DEPTH_RELATIONS else side_margin * width
+
+
+def relation_part(name: str, head: np.ndarray, landmark: np.ndarray, answer: np.ndarray,
+                  ground: np.ndarray | None = None) -> np.ndarray | None:
     """For "<head> <name> <landmark>" whose model ``answer`` (its largest part, the landmark's cells
-    left out) is not on the named side of the landmark's centre: the head's object that is, when
-    exactly one is (bool ``(h, w)`` maps as :func:`relation_fails`). None when the answer already is
-    on that side, or no object or several are: then the model's answer stands."""
-    if name not in RELATIONS:
+    left out) is not on the named side of the landmark: the head's object that is, when exactly
+    one is (bool ``(h, w)`` maps and ``ground`` as :func:`relation_fails`). None when the answer
+    already is on that side (or cannot be placed), or no object or several are: then the model's
+    answer stands."""
+    if name not in RELATIONS + DEPTH_RELATIONS:
         raise ValueError(f"unknown relation {name!r}")
     lm = largest_component(landmark)
     if not lm.any():
         return None
-    side, lm_u = (1.0 if name == "left_of" else -1.0), _centre(lm)
     own = largest_component(answer & ~lm)
-    if own.any() and side * (lm_u - _centre(own)) > 0:
+    if own.any() and not _beyond(name, own, lm, ground) <= 0:  # on the named side, or not placed
         return None
-    parts = [p for p in _parts(head & ~lm) if side * (lm_u - _centre(p)) > 0]
+    parts = [p for p in _parts(head & ~lm) if _beyond(name, p, lm, ground) > 0]
     return parts[0] if len(parts) == 1 else None
 
 
 def relation_fails(name: str, head: np.ndarray, landmark: np.ndarray, answer: np.ndarray | None = None,
-                   side_margin: float = SIDE_MARGIN) -> bool:
+                   side_margin: float = SIDE_MARGIN, ground: np.ndarray | None = None) -> bool:
     """True when "<head> <name> <landmark>" fails for every object of ``head`` and for the model's
     own ``answer`` (its largest part), from bool ``(h, w)`` maps of every object of the head and of
     the landmark (its largest part). False when the head or the landmark map is empty: then
-    nothing is known, and the model's answer stands."""
-    if name not in RELATIONS:
+    nothing is known, and the model's answer stands. "In front of"/"behind" need ``ground`` (the
+    cells' distances along the table, NaN without depth); an object without depth satisfies them."""
+    if name not in RELATIONS + DEPTH_RELATIONS:
         raise ValueError(f"unknown relation {name!r}")
     lm = largest_component(landmark)
     objects = _parts(head & ~lm) if lm.any() else []
@@ -280,6 +324,5 @@ def relation_fails(name: str, head: np.ndarray, landmark: np.ndarray, answer: np
         return False
     if answer is not None and (answer & ~lm).any():
         objects.append(largest_component(answer & ~lm))
-    side = 1.0 if name == "left_of" else -1.0  # left of: the landmark's centre is right of the object's
-    lm_u, w = _centre(lm), head.shape[1]
-    return all(side * (lm_u - _centre(part)) < side_margin * w for part in objects)
+    margin = _margin(name, head.shape[1], side_margin)
+    return all(_beyond(name, part, lm, ground) < margin for part in objects)

@@ -24,7 +24,9 @@ import numpy as np
 import torch
 
 from refseg_ros.language.parser import as_expression
+from refseg_ros.language.relation import DEPTH_RELATIONS
 from refseg_ros.model.compose import Composition
+from refseg_ros.model.ground_plane import DepthFrame, ground_distance_grid
 from refseg_ros.model.heads import GroundingOutput
 from refseg_ros.model.letterbox import Letterbox, letterbox_images, letterbox_uint8_in_strips
 from refseg_ros.model.postprocess import Grounding, PostProcess
@@ -93,7 +95,9 @@ class GroundingPredictor:
         check_relations: answer "not found" for a left/right relation ("the mug left of the duck")
             that fails for every object of its head and for the model's own answer, and answer
             the one object on the named side when the model's answer is on the other
-            (``model/compose.py``); False: the model's answer alone.
+            (``model/compose.py``); with a depth image (``predict(..., depth=)``) the same for
+            "in front of" and "behind", along the table (``model/ground_plane.py``); False: the
+            model's answer alone.
         pick_instances: ground "the second mug from the left" and "the mug closest to the duck"
             by picking among every mug by position (``model/compose.py``); False: the model reads
             them whole.
@@ -152,6 +156,9 @@ class GroundingPredictor:
         self._expressions: tuple[str, ...] = ()
         self._composition = Composition.of(())
         self._active: Command | None = None
+        # the active command for frames with depth ("in front of"/"behind" checked too), made on
+        # the first such frame
+        self._depth_active: tuple[Composition, Command | None] | None = None
 
     @property
     def box_source(self) -> str:
@@ -214,10 +221,12 @@ class GroundingPredictor:
         composition = self._composition_of(expressions)
         self._active = self._folded(composition.model_expressions) if expressions else None
         self._expressions, self._composition = expressions, composition
+        self._depth_active = None
 
-    def _composition_of(self, expressions) -> Composition:
+    def _composition_of(self, expressions, depth: bool = False) -> Composition:
         expressions = tuple(self.understood(e) for e in expressions)
-        return Composition.of(expressions, self.compose_negations, self.check_relations, self.pick_instances)
+        return Composition.of(expressions, self.compose_negations, self.check_relations, self.pick_instances,
+                              depth=depth)
 
     def understood(self, expression: str) -> str:
         """``expression`` as the model reads it: typos fixed when ``fix_spelling`` is on, then a
@@ -263,48 +272,92 @@ class GroundingPredictor:
                 features = {k: v.index_select(0, image_rows) for k, v in features.items()}
             return self.model.ground(features, command)
 
+    def _with_depth(self, composition: Composition, expressions, depth: DepthFrame | None):
+        """The composition for a frame: with "in front of"/"behind" checked when the frame has
+        ``depth`` and the command has such relations; else ``composition`` (None: unchanged)."""
+        if depth is None or not self.check_relations:
+            return None
+        deep = self._composition_of(expressions, depth=True)
+        return deep if deep.relation_rows != composition.relation_rows else None
+
+    @staticmethod
+    def _ground(composition: Composition, out, boxes: list[Letterbox], image_of: list[int],
+                depths: list) -> list | None:
+        """Per expression of ``composition``: its image's distances along the table on the mask
+        grid (``model/ground_plane.py``), only where a depth relation needs them; None if none does."""
+        need = {j for j, check in enumerate(composition.relation_rows)
+                if check is not None and check[0] in DEPTH_RELATIONS and depths[image_of[j]] is not None}
+        if not need:
+            return None
+        grid_size = tuple(out.mask_logits.shape[-2:])
+        grids: dict[int, np.ndarray | None] = {}
+        ground = [None] * len(composition.expressions)
+        for j in sorted(need):
+            r = image_of[j]
+            if r not in grids:
+                b = boxes[r]
+                grids[r] = ground_distance_grid(depths[r], b.image_size, b.input_size, b.resized_size, grid_size)
+            ground[j] = grids[r]
+        return ground
+
     @torch.inference_mode()
-    def predict(self, image_rgb: np.ndarray, post: PostProcess | None = None) -> list[Grounding]:
+    def predict(self, image_rgb: np.ndarray, post: PostProcess | None = None,
+                depth: DepthFrame | None = None) -> list[Grounding]:
         """All active expressions on one ``np.uint8 (H, W, 3)`` RGB image, in one batch.
 
-        ``post``: the post-processing for this call (default: :attr:`post`).
+        ``post``: the post-processing for this call (default: :attr:`post`). ``depth``: the frame's
+        depth image with its intrinsics (``model.ground_plane.DepthFrame``), which lets "in front
+        of"/"behind" be checked along the table (``check_relations``); None: without.
         """
         if self._active is None:
             return []
+        composition, command = self._composition, self._active
+        if depth is not None and self.check_relations:
+            if self._depth_active is None:
+                deep = self._with_depth(composition, self._expressions, depth)
+                self._depth_active = (deep, self._folded(deep.model_expressions)) if deep is not None else (None, None)
+            if self._depth_active[0] is not None:
+                composition, command = self._depth_active
         canvas, box = self._letterbox(image_rgb)
         post = post or self.post
-        out = self._composition.combine(self._run(canvas, self._active), post.mask_threshold)
-        return _as_given(post(out.box, out.mask_logits, box, list(self._composition.expressions), out.presence),
+        raw = self._run(canvas, command)
+        ground = self._ground(composition, raw, [box], [0] * len(composition.expressions), [depth])
+        out = composition.combine(raw, post.mask_threshold, ground)
+        return _as_given(post(out.box, out.mask_logits, box, list(composition.expressions), out.presence),
                          self._expressions)
 
     @torch.inference_mode()
     def predict_once(self, image_rgb: np.ndarray, expressions: list[str] | tuple[str, ...],
-                     post: PostProcess | None = None) -> list[Grounding]:
+                     post: PostProcess | None = None, depth: DepthFrame | None = None) -> list[Grounding]:
         """``expressions`` on one image, like ``set_command`` + ``predict``, without changing the
         active command (a one-off request next to a running stream). Uses the expression cache."""
         expressions = tuple(str(e) for e in expressions)
         if not expressions:
             return []
         if expressions == self._expressions and self._active is not None:
-            return self.predict(image_rgb, post)
+            return self.predict(image_rgb, post, depth)
         canvas, box = self._letterbox(image_rgb)
-        composition = self._composition_of(expressions)
+        composition = self._composition_of(expressions, depth=depth is not None)
         post = post or self.post
-        out = composition.combine(self._run(canvas, self._folded(composition.model_expressions)), post.mask_threshold)
+        raw = self._run(canvas, self._folded(composition.model_expressions))
+        out = composition.combine(raw, post.mask_threshold,
+                                  self._ground(composition, raw, [box], [0] * len(expressions), [depth]))
         return _as_given(post(out.box, out.mask_logits, box, list(composition.expressions), out.presence),
                          expressions)
 
     @torch.inference_mode()
     def predict_batch(self, images: list[np.ndarray], expressions: list[str],
-                      post: PostProcess | None = None) -> list[Grounding]:
-        """One expression per image (evaluation): ``images[i]`` with ``expressions[i]``, any sizes.
+                      post: PostProcess | None = None, depths: list[DepthFrame | None] | None = None) -> list[Grounding]:
+        """One expression per image (evaluation): ``images[i]`` with ``expressions[i]``, any sizes;
+        ``depths[i]``: that image's depth (as ``predict``), or None.
 
         The same array object given several times (several expressions about one image) runs
         through the CNN once. Does not change the active command; uses (and fills) the expression
         cache.
         """
-        if len(images) != len(expressions):
-            raise ValueError(f"{len(images)} images but {len(expressions)} expressions")
+        if len(images) != len(expressions) or (depths is not None and len(depths) != len(images)):
+            raise ValueError(f"{len(images)} images but {len(expressions)} expressions"
+                             + (f" and {len(depths)} depth images" if depths is not None else ""))
         if not images:
             return []
         row_of: dict[int, int] = {}
@@ -316,12 +369,19 @@ class GroundingPredictor:
         rows = [row_of[id(img)] for img in images]
         boxed = [self._letterbox(img) for img in distinct]
         canvas = torch.cat([c for c, _ in boxed])
-        composition = self._composition_of(expressions)
+        with_depth = depths is not None and any(d is not None for d in depths)
+        composition = self._composition_of(expressions, depth=with_depth)
         model_rows = [rows[j] for j in composition.source_rows()]
         image_rows = None if model_rows == list(range(len(distinct))) else torch.tensor(model_rows, device=self.device)
         post = post or self.post
-        out = composition.combine(self._run(canvas, self._commands(list(composition.model_expressions)), image_rows),
-                                  post.mask_threshold)
+        raw = self._run(canvas, self._commands(list(composition.model_expressions)), image_rows)
+        ground = None
+        if with_depth:
+            depth_of = [None] * len(distinct)
+            for r, d in zip(rows, depths):
+                depth_of[r] = depth_of[r] if d is None else d
+            ground = self._ground(composition, raw, [b for _, b in boxed], rows, depth_of)
+        out = composition.combine(raw, post.mask_threshold, ground)
         results = []
         for i, r in enumerate(rows):
             results += post(out.box[i:i + 1], out.mask_logits[i:i + 1], boxed[r][1], [composition.expressions[i]],

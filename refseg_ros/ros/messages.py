@@ -88,6 +88,17 @@ class DepthView:
             return cls(problem=f"camera_info: {problem}")
         return cls(depth, intrinsics)
 
+    def frame(self):
+        """The depth as the predictor takes it (``model.ground_plane.DepthFrame``: intrinsics of the
+        depth image's own size), or None without depth."""
+        from refseg_ros.model.ground_plane import DepthFrame
+
+        if self.depth_m is None or self.intrinsics is None or self.depth_m.ndim != 2 or self.depth_m.size == 0:
+            return None
+        h, w = self.depth_m.shape
+        k = self.intrinsics.scaled_to(w, h)
+        return DepthFrame(self.depth_m, k.fx, k.fy, k.cx, k.cy)
+
 
 def match_depth(matcher, stamp_ns: int, slop_s: float, wait, stopped, max_pixels: int = MAX_IMAGE_PIXELS) -> DepthView:
     """The depth (and camera_info) for the colour frame stamped ``stamp_ns``, from ``matcher``.

@@ -67,7 +67,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("check_relations", True,
               "Answer 'not found' for 'the X left/right of the Y' when no X is on that side of the Y, and the "
               "one X on that side when the model's answer is on the other (every X and the Y from two more "
-              "model runs, docs/model.md); False: the model's answer alone."),
+              "model runs, docs/model.md); with use_depth the same for 'in front of'/'behind', along the "
+              "table; False: the model's answer alone."),
     ParamSpec("pick_instances", True,
               "Ground 'the second X from the left' and 'the X closest to the Y' by picking among every X by "
               "position (every X, and the Y, from one or two more model runs, docs/model.md); False: the model "
@@ -106,7 +107,8 @@ PARAMS: tuple[ParamSpec, ...] = (
               choices=RELIABILITY_CHOICES),
     ParamSpec("use_depth", False,
               "Subscribe to depth (16UC1 mm or 32FC1 m, registered to the colour image) and camera_info "
-              "and publish 3D positions, markers and target."),
+              "and publish 3D positions, markers and target; 'in front of'/'behind' relations are then "
+              "checked along the table (with check_relations)."),
     ParamSpec("sync_slop", 0.05, "Largest stamp difference (s) between a colour image and its depth/camera_info.",
               range=(0.0, 5.0), dynamic=True),
     ParamSpec("sync_queue_size", 10, "Depth and camera_info messages buffered for synchronisation.",

@@ -91,8 +91,10 @@ class GroundingWorker:
             predictor = self.predictor
         return expression if predictor is None else predictor.understood(expression)
 
-    def ground(self, rgb: np.ndarray, expressions: tuple[str, ...], stream: bool):
-        """Results for ``expressions`` on ``rgb``: the stream's active command (``stream``) or a one-off."""
+    def ground(self, rgb: np.ndarray, expressions: tuple[str, ...], stream: bool, depth=None):
+        """Results for ``expressions`` on ``rgb``: the stream's active command (``stream``) or a
+        one-off; ``depth`` (``model.ground_plane.DepthFrame`` or None): the frame's depth, with
+        which "in front of"/"behind" are checked along the table."""
         with self._refs:
             predictor, post = self.predictor, self.post
         if predictor is None:
@@ -100,8 +102,8 @@ class GroundingWorker:
         with self._model:
             if stream:
                 predictor.set_command(expressions)  # no work when the command is unchanged
-                return predictor.predict(rgb, post)
-            return predictor.predict_once(rgb, expressions, post)
+                return predictor.predict(rgb, post, depth)
+            return predictor.predict_once(rgb, expressions, post, depth)
 
     def max_pixels(self) -> int:
         """The largest colour or depth image grounded (``max_image_pixels``)."""
@@ -220,7 +222,7 @@ class GroundingWorker:
                                   max_pixels=self.max_pixels())
             if depth.problem:
                 self.warn(f"3D positions unavailable: {depth.problem}", None)
-        results = self.ground(rgb, cmd.expressions, stream=True)
+        results = self.ground(rgb, cmd.expressions, stream=True, depth=depth.frame() if depth is not None else None)
         pubs = self.pubs
         if not self._current(job, epoch):
             return False  # deactivated, cleaned up, or the command changed or was stopped meanwhile

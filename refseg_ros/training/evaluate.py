@@ -22,30 +22,34 @@ def target_count(sample: dict) -> int:
     return 1 if targets is None else len(targets)
 
 
-def predict_per_frame(predictor, images: list, expressions: list[str]) -> list:
+def predict_per_frame(predictor, images: list, expressions: list[str], depths: list | None = None) -> list:
     """What the node does: per image, ``set_command`` with all of its expressions (one batch),
     then ``predict`` (the folded command; onnxruntime when that is the predictor's backend).
-    ``images[i]`` with ``expressions[i]``; expressions about one image share its array object."""
+    ``images[i]`` with ``expressions[i]`` (and ``depths[i]``, or None); expressions about one image
+    share its array object."""
     by_image: dict[int, list[int]] = {}
     for i, img in enumerate(images):
         by_image.setdefault(id(img), []).append(i)
     preds: list = [None] * len(images)
     for rows in by_image.values():
         predictor.set_command([expressions[i] for i in rows])
-        for i, p in zip(rows, predictor.predict(images[rows[0]]), strict=True):
+        depth = depths[rows[0]] if depths is not None else None
+        for i, p in zip(rows, predictor.predict(images[rows[0]], depth=depth), strict=True):
             preds[i] = p
     return preds
 
 
 def evaluate(predictor, dataset, batch_size: int = 16, max_samples: int | None = None,
              progress: bool = True, desc: str = "eval", per_frame: bool = False,
-             records: list | None = None) -> dict:
+             records: list | None = None, depth: bool = False) -> dict:
     """Grounding metrics of ``predictor`` (a ``GroundingPredictor``) on ``dataset``, in percent:
     REC/RES on single-target expressions, n_acc/t_acc/gIoU/cIoU on all (``training/metrics.py``),
     with a result's ``found`` flag as the answer "something" or "none".
 
     ``per_frame``: predict as the node does (:func:`predict_per_frame`) instead of
     ``predict_batch`` (one unfolded batch of expressions over several images, as in training).
+    ``depth``: give the predictor each image's depth (``dataset.depth_frame``, v2 data), as the node
+    with ``use_depth`` does ("in front of"/"behind" checked along the table).
     Returns the ``GroundingMetrics`` summary plus ``images_per_s`` (model + post-processing
     throughput, data loading excluded). ``records``: a list that receives one dict per expression
     (``type``, ``n_targets``, ``score``, ``found``, ``target_pixels``, ``box``, ``target_box``,
@@ -53,6 +57,8 @@ def evaluate(predictor, dataset, batch_size: int = 16, max_samples: int | None =
     """
     from tqdm import tqdm
 
+    if depth and not hasattr(dataset, "depth_frame"):
+        raise ValueError("this dataset has no depth images (depth: v2 data)")
     metrics = GroundingMetrics()
     indices = subset_indices(len(dataset), max_samples)
     model_time = 0.0
@@ -64,12 +70,21 @@ def evaluate(predictor, dataset, batch_size: int = 16, max_samples: int | None =
         for s in samples:
             if s.get("image_id") is not None:
                 s["image"] = shared.setdefault(s["image_id"], s["image"])
+        depths = None
+        if depth:  # one DepthFrame per image, shared by its expressions
+            frames: dict = {}
+            depths = []
+            for i in indices[start:start + batch_size]:
+                k = int(dataset.image_index[int(i)])
+                if k not in frames:
+                    frames[k] = dataset.depth_frame(k)
+                depths.append(frames[k])
         t0 = time.perf_counter()
         images, expressions = [s["image"] for s in samples], [s["expression"] for s in samples]
         if per_frame:
-            preds = predict_per_frame(predictor, images, expressions)
+            preds = predict_per_frame(predictor, images, expressions, depths)
         else:
-            preds = predictor.predict_batch(images, expressions)
+            preds = predictor.predict_batch(images, expressions, depths=depths)
         model_time += time.perf_counter() - t0
         for s, p in zip(samples, preds):
             metrics.update(p.box, s["box"], p.mask, s["mask"].astype(bool), s.get("type", "all"),

@@ -77,6 +77,20 @@ class TabletopV2Dataset(ExpressionDataset):
     def camera_info(self, image_index: int) -> dict:
         return self.images[image_index]["camera_info"]
 
+    def depth_frame(self, image_index: int):
+        """The image's depth (metres) with its intrinsics, as the node gets them from a camera
+        (``model.ground_plane.DepthFrame``)."""
+        import cv2
+
+        from refseg_ros.data.geometry import mm_to_depth
+        from refseg_ros.model.ground_plane import DepthFrame
+
+        path = os.path.join(self.root, self.images[image_index]["depth_file"])
+        depth = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+        if depth is None:
+            raise FileNotFoundError(path)
+        return DepthFrame.from_k(mm_to_depth(depth), self.camera_info(image_index)["K"])
+
 
 def no_target_reason(record: dict) -> str | None:
     """Why an expression record has no target: its structure's ``reason`` ("absent_category",
