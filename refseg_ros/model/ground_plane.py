@@ -31,6 +31,8 @@ MIN_PLANE_SHARE = 0.2
 MIN_POINTS = 50
 #: Candidate planes tried (a fixed seed: the same frame always gives the same plane).
 RANSAC_TRIES = 96
+#: Points a candidate is scored on (a random subset of the grid's; the chosen plane is refitted on all).
+SCORE_POINTS = 1000
 
 
 @dataclass(frozen=True)
@@ -69,21 +71,23 @@ def table_normal(points: np.ndarray, seed: int = 0) -> np.ndarray | None:
     if len(points) < MIN_POINTS:
         return None
     rng = np.random.default_rng(seed)
-    best, best_count = None, 0
-    for _ in range(RANSAC_TRIES):
-        a, b, c = points[rng.choice(len(points), 3, replace=False)]
-        n = np.cross(b - a, c - a)
-        norm = np.linalg.norm(n)
-        if norm < 1e-9:
-            continue
-        n /= norm
-        count = int((np.abs((points - a) @ n) < PLANE_TOLERANCE_M).sum())
-        if count > best_count:
-            best, best_count = (n, a), count
-    if best is None or best_count < MIN_PLANE_SHARE * len(points):
+    # every candidate at once, scored on at most SCORE_POINTS of the points
+    sample = points[rng.choice(len(points), SCORE_POINTS, replace=False)] if len(points) > SCORE_POINTS else points
+    a, b, c = (points[rng.integers(0, len(points), RANSAC_TRIES)] for _ in range(3))
+    normals = np.cross(b - a, c - a)
+    norms = np.linalg.norm(normals, axis=1)
+    ok = norms > 1e-9
+    if not ok.any():
         return None
-    n, a = best
+    normals, a = normals[ok] / norms[ok, None], a[ok]
+    counts = (np.abs(sample @ normals.T - (a * normals).sum(1)) < PLANE_TOLERANCE_M).sum(0)
+    k = int(np.argmax(counts))
+    if counts[k] < MIN_PLANE_SHARE * len(sample):
+        return None
+    n, a = normals[k], a[k]
     inliers = points[np.abs((points - a) @ n) < PLANE_TOLERANCE_M]
+    if len(inliers) < 3:
+        return None
     centred = inliers - inliers.mean(0)
     n = np.linalg.svd(centred, full_matrices=False)[2][-1]  # least-squares refit on the inliers
     if float(inliers.mean(0) @ n) > 0:  # the camera (the origin) on the positive side
