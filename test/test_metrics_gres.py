@@ -144,6 +144,16 @@ def test_refseg_eval_tabletop_v2_end_to_end(tmp_path):
 
     assert main(["eval", "--format", "tabletop-v2", *common, "--found-threshold", "2"]) == 1
 
+    # with each image's depth: the same expressions; only relations (checked along the table) may differ
+    deep = tmp_path / "depth.json"
+    assert main(["eval", "--format", "tabletop-v2", *common, "--depth", "--json", str(deep)]) == 0
+    deep = json.loads(deep.read_text())
+    assert deep["depth"] is True and v2["depth"] is False and deep["n_expressions"] == v2["n_expressions"]
+    for kind in set(v2["by_type"]) - {"relation", "no_target"}:
+        assert deep["by_type"][kind] == v2["by_type"][kind], kind
+    # data without depth images: refused with the reason
+    assert main(["eval", "--format", "tabletop", *common, "--depth"]) == 1
+
     # a resolution study: the same expressions at twice the input, bucketed at the trained input or at its own
     assert v2["input_size"] == v2["size_reference"] == [320, 240]
     at, own = tmp_path / "at640.json", tmp_path / "own640.json"
