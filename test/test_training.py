@@ -134,3 +134,29 @@ def test_init_fine_tunes_from_a_checkpoint(tiny_data, tmp_path):
     new = set(after) - set(before)
     assert new and all(k.startswith("head.presence.") for k in new) and set(before) <= set(after)
     assert max(float((before[k].float() - after[k].float()).abs().max()) for k in before) < 1e-4
+
+
+def test_train_only_changes_nothing_else(tiny_data, tmp_path):
+    """--train-only head.presence: the found/not-found output learns, every other weight (boxes,
+    masks, the generated weights) comes out bit for bit as it went in; a prefix naming nothing is refused."""
+    from safetensors.torch import load_file
+
+    base = tmp_path / "base"
+    _refseg("train", "--data", tiny_data, "--out", base, "--epochs", 1, "--set", "presence_head=true",
+            "--val-split", "", *TRAIN_ARGS)
+    start = base / "checkpoints" / "last.safetensors"
+    only = tmp_path / "only"
+    _refseg("train", "--data", tiny_data, "--out", only, "--epochs", 1, "--init", start, "--lr", 1e-2,
+            "--train-only", "head.presence", "--val-split", "", *TRAIN_ARGS)
+    before, after = load_file(str(start)), load_file(str(only / "checkpoints" / "last.safetensors"))
+    assert before.keys() == after.keys()
+    changed = {k for k in before if not (before[k] == after[k]).all()}
+    assert changed and all(k.startswith("head.presence.") for k in changed), sorted(changed)[:5]
+    run = json.loads((only / "run.json").read_text())
+    assert run["train_config"]["train_only"] == ["head.presence"]
+
+    bad = subprocess.run([str(VENV_BIN / "refseg"), "train", "--data", str(tiny_data), "--out", str(tmp_path / "x"),
+                          "--init", str(start), "--train-only", "head.nothing", "--val-split", "", *map(str, TRAIN_ARGS)],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "refseg train: train_only ['head.nothing']" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--augment-clean-colour", type=float, default=None, metavar="P",
                         help="with --augment-variants: probability in [0, 1] that a sample whose expression says a "
                              "colour word takes the clean image (default: the preset's, as any sample; 1: always)")
+    parser.add_argument("--train-only", action="append", default=None, metavar="PREFIX",
+                        help="train only the parameters whose names start with PREFIX (repeatable; e.g. "
+                             "head.presence: the found/not-found output alone, boxes and masks unchanged)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--no-progress", action="store_true")
     add_runtime_arguments(parser)
@@ -85,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     dist = init_distributed(device)
     cfg = load_train_config(args.preset, batch_size=args.batch_size, lr=args.lr, cache_features=args.cache_features,
                             num_workers=args.workers, seed=args.seed, augment_variants=args.augment_variants,
-                            augment_p_clean_colour=args.augment_clean_colour)
+                            augment_p_clean_colour=args.augment_clean_colour,
+                            train_only=tuple(args.train_only) if args.train_only else None)
     torch.manual_seed(cfg.seed)
     run_dir: Path = args.out
     last = run_dir / "checkpoints" / "last.safetensors"
@@ -128,9 +132,12 @@ def run(args: argparse.Namespace) -> int:
             val_set = open_dataset(args, split=args.val_split)
         except FileNotFoundError as exc:
             print(f"no validation: {exc}", file=sys.stderr)
-    trainer = Trainer(model, train_set, cfg, run_dir, device, dist=dist, val_set=val_set,
-                      val_samples=args.val_samples, epoch_samples=args.epoch_samples,
-                      progress=not args.no_progress, meta=_init_meta(args.init))
+    try:
+        trainer = Trainer(model, train_set, cfg, run_dir, device, dist=dist, val_set=val_set,
+                          val_samples=args.val_samples, epoch_samples=args.epoch_samples,
+                          progress=not args.no_progress, meta=_init_meta(args.init))
+    except ValueError as exc:  # options that do not fit this model or data
+        raise SystemExit(f"refseg train: {exc}") from None
     if not trainer.cached:  # the online path augments samples as they are loaded
         from refseg_ros.data.augment import Augment
 

@@ -45,9 +45,14 @@ class TrainConfig:
     augment_shot_noise: float = 0.004      # variance per unit of signal
     augment_p_jpeg: float = 0.5
     augment_jpeg_quality: tuple[int, int] = (30, 90)
+    # Train only the parameters whose names start with one of these (e.g. "head.presence": a new
+    # found/not-found output on a grounding that stays bit for bit as it was); empty: all that are
+    # trainable.
+    train_only: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.milestones = tuple(float(m) for m in self.milestones)
+        self.train_only = tuple(str(p) for p in self.train_only)
         self.augment_exposure = tuple(float(v) for v in self.augment_exposure)
         self.augment_jpeg_quality = tuple(int(v) for v in self.augment_jpeg_quality)
         self.cache_augment()  # validates the ranges now rather than when the cache is built

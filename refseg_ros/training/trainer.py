@@ -39,6 +39,20 @@ log = logging.getLogger("refseg.train")
 
 
 # ---- optimisation ----------------------------------------------------------------------------------
+def train_only(model, prefixes) -> int:
+    """Freeze every parameter whose name starts with none of ``prefixes`` (those already frozen stay
+    so); returns how many tensors still train. ValueError when none would."""
+    prefixes = tuple(prefixes)
+    count = 0
+    for name, p in model.named_parameters():
+        keep = p.requires_grad and name.startswith(prefixes)
+        p.requires_grad_(keep)
+        count += keep
+    if not count:
+        raise ValueError(f"train_only {list(prefixes)}: no trainable parameter of the model starts with these")
+    return count
+
+
 def parameter_groups(model, cfg: TrainConfig) -> list[dict]:
     """Pretrained backbones (text encoder, CNN / ViT) at ``lr * backbone_lr_factor``, the rest at ``lr``."""
     pretrained_prefixes = tuple(f"{p}." for p in model.pinned_modules())
@@ -123,6 +137,8 @@ class Trainer:
         self.progress = progress and self.dist.main
         self.criterion = GroundingLoss.from_config(model.cfg)
         self.model.to(device)
+        if cfg.train_only:
+            log.info("training only %s (%d tensors)", ", ".join(cfg.train_only), train_only(model, cfg.train_only))
         frozen_cnn = not any(p.requires_grad for m in model.pinned_modules().values() for p in m.parameters())
         want_cache = cfg.cache_features == "on" or (cfg.cache_features == "auto" and device.type == "cpu")
         self.cached = want_cache and frozen_cnn and hasattr(train_set, "image_paths")
