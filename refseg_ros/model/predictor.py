@@ -157,8 +157,8 @@ class GroundingPredictor:
         self._composition = Composition.of(())
         self._active: Command | None = None
         # the active command for frames with depth ("in front of"/"behind" checked too), made on
-        # the first such frame
-        self._depth_active: tuple[Composition, Command | None] | None = None
+        # the first such frame; (None, None) when depth changes nothing for it
+        self._depth_active: tuple[Composition | None, Command | None] | None = None
 
     @property
     def box_source(self) -> str:
@@ -272,10 +272,10 @@ class GroundingPredictor:
                 features = {k: v.index_select(0, image_rows) for k, v in features.items()}
             return self.model.ground(features, command)
 
-    def _with_depth(self, composition: Composition, expressions, depth: DepthFrame | None):
-        """The composition for a frame: with "in front of"/"behind" checked when the frame has
-        ``depth`` and the command has such relations; else ``composition`` (None: unchanged)."""
-        if depth is None or not self.check_relations:
+    def _depth_composition(self, composition: Composition, expressions) -> Composition | None:
+        """``expressions`` composed for a frame with depth ("in front of"/"behind" checked too), or
+        None when that adds nothing to ``composition`` (no such relation, or no checks at all)."""
+        if not self.check_relations:
             return None
         deep = self._composition_of(expressions, depth=True)
         return deep if deep.relation_rows != composition.relation_rows else None
@@ -312,9 +312,9 @@ class GroundingPredictor:
         if self._active is None:
             return []
         composition, command = self._composition, self._active
-        if depth is not None and self.check_relations:
+        if depth is not None:
             if self._depth_active is None:
-                deep = self._with_depth(composition, self._expressions, depth)
+                deep = self._depth_composition(composition, self._expressions)
                 self._depth_active = (deep, self._folded(deep.model_expressions)) if deep is not None else (None, None)
             if self._depth_active[0] is not None:
                 composition, command = self._depth_active
@@ -379,7 +379,8 @@ class GroundingPredictor:
         if with_depth:
             depth_of = [None] * len(distinct)
             for r, d in zip(rows, depths):
-                depth_of[r] = depth_of[r] if d is None else d
+                if d is not None:
+                    depth_of[r] = d
             ground = self._ground(composition, raw, [b for _, b in boxed], rows, depth_of)
         out = composition.combine(raw, post.mask_threshold, ground)
         results = []
