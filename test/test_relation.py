@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from refseg_ros.language.relation import RelationCheck, split_relation
+from refseg_ros.language.relation import DEPTH_RELATIONS, RELATIONS, RelationCheck, split_relation
 from refseg_ros.model.compose import Composition, relation_fails, relation_part
 from refseg_ros.model.heads import GroundingOutput
 
@@ -40,8 +40,10 @@ def test_other_expressions_are_not_split(text):
     assert split_relation(text) is None
 
 
-def test_every_generated_left_right_relation_splits():
-    """Every left/right template, both sides (train and held-out), with the generator's request wrappers."""
+@pytest.mark.parametrize("names, templates", [(RELATIONS, 8), (DEPTH_RELATIONS, 6)])
+def test_every_generated_relation_of_a_kind_splits(names, templates):
+    """Every left/right (and, split when the frame has depth, front/behind) template, both
+    relations, train and held-out, with the generator's request wrappers."""
     from refseg_ros.data.v2 import assets as A
     from refseg_ros.data.v2 import wording
 
@@ -52,15 +54,15 @@ def test_every_generated_left_right_relation_splits():
         cat, other = cats[i % len(cats)], cats[(i * 7 + 3) % len(cats)]
         if other == cat:
             continue
-        held_out, name = bool(i % 2), ("left_of", "right_of")[(i // 2) % 2]
+        held_out, name = bool(i % 2), names[(i // 2) % 2]
         s = {"type": "relation", "head": {"category": cat}, "relation": {"name": name, "landmark": {"category": other}}}
         clean, template = wording.realise(s, rng, held_out)
         seen.add(template)
-        check = split_relation(wording._pick(wording.WRAPPERS, rng, held_out).format(e=clean))
+        check = split_relation(wording._pick(wording.WRAPPERS, rng, held_out).format(e=clean), RELATIONS + names)
         assert check is not None and check.name == name, clean
         assert check.head.startswith("all the ") and check.landmark.startswith("the "), (clean, check)
         assert check.landmark[4:] in clean, (clean, check)
-    assert len(seen) == 8  # every left/right template was said
+    assert len(seen) == templates  # every template of the two relations was said
 
 
 def _maps(h: int = 10, w: int = 20, **parts) -> dict[str, np.ndarray]:
