@@ -38,7 +38,8 @@ def test_node_with_depth_says_nothing_is_in_front(ros_env):
             t0 = time.monotonic()
 
             def fresh():
-                return [a for _, a in client.results_for(text, t0) if client.sent.get(stamp_ns(a.header.stamp), 0) >= t0]
+                return [a for _, a in client.results_for(text, t0)
+                        if client.sent.get(stamp_ns(a.header.stamp), 0) >= t0]
             assert client.stream_until([scene.image], fresh, 60, rate_hz=5.0,
                                        depth=(scene.depth_mm, np.asarray(scene.camera_info["K"]).reshape(3, 3))), \
                 node.log()[-3000:]

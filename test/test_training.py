@@ -156,7 +156,8 @@ def test_train_only_changes_nothing_else(tiny_data, tmp_path):
     assert run["train_config"]["train_only"] == ["head.presence"]
 
     bad = subprocess.run([str(VENV_BIN / "refseg"), "train", "--data", str(tiny_data), "--out", str(tmp_path / "x"),
-                          "--init", str(start), "--train-only", "head.nothing", "--val-split", "", *map(str, TRAIN_ARGS)],
+                          "--init", str(start), "--train-only", "head.nothing", "--val-split", "",
+                          *map(str, TRAIN_ARGS)],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "refseg train: train_only ['head.nothing']" in bad.stderr
     assert "Traceback" not in bad.stderr

@@ -17,9 +17,9 @@ and the same with "right". Words between the head and the relation that describe
 (``names`` with :data:`DEPTH_RELATIONS`): they are checked with a depth image, along the table
 (:mod:`refseg_ros.model.ground_plane`); from the colour image alone (the rows where the objects
 stand) they cost more correct answers than they saved (docs/model.md). "Next to" needs distances
-between objects on the table and is not split. Nor is anything split whose head or landmark is more than a short
-noun phrase ("the mug on the left left of the duck", "left of the duck and the cup"), or whose
-head is "object"/"thing": the model reads those whole, as before.
+between objects on the table and is not split. Nor is anything split whose head or landmark is
+more than a short noun phrase ("the mug on the left left of the duck", "left of the duck and the
+cup"), or whose head is "object"/"thing": the model reads those whole, as before.
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 from refseg_ros.language.negation import all_of, close_to, head_words, words_of
 
-__all__ = ["DEPTH_RELATIONS", "OTHER_FORMS", "RELATIONS", "RelationCheck", "TAIL_WORDS", "landmark_phrase", "side_of", "split_relation"]
+__all__ = ["DEPTH_RELATIONS", "OTHER_FORMS", "RELATIONS", "RelationCheck", "TAIL_WORDS", "landmark_phrase", "side_of",
+           "split_relation"]
 
 #: The relations this module splits by default (``refseg_ros.language.semantics.RELATIONS`` names).
 RELATIONS = ("left_of", "right_of")

@@ -347,7 +347,8 @@ class GroundingPredictor:
 
     @torch.inference_mode()
     def predict_batch(self, images: list[np.ndarray], expressions: list[str],
-                      post: PostProcess | None = None, depths: list[DepthFrame | None] | None = None) -> list[Grounding]:
+                      post: PostProcess | None = None,
+                      depths: list[DepthFrame | None] | None = None) -> list[Grounding]:
         """One expression per image (evaluation): ``images[i]`` with ``expressions[i]``, any sizes;
         ``depths[i]``: that image's depth (as ``predict``), or None.
 
