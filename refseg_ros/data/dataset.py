@@ -124,6 +124,18 @@ class ExpressionDataset(_TorchDataset):
         return sample
 
 
+def read_depth(path: str) -> np.ndarray:
+    """A generated split's depth PNG (uint16 millimetres) as ``float32 (H, W)`` metres (0 = invalid)."""
+    import cv2
+
+    from refseg_ros.data.geometry import mm_to_depth
+
+    depth = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if depth is None:
+        raise FileNotFoundError(path)
+    return mm_to_depth(depth)
+
+
 class TabletopRefDataset(ExpressionDataset):
     """The generated tabletop data (``refseg data tabletop``), one sample per expression.
 
@@ -183,12 +195,4 @@ class TabletopRefDataset(ExpressionDataset):
 
     def load_depth(self, image_index: int) -> np.ndarray:
         """``float32 (H, W)`` depth in metres (0 = invalid) of an image."""
-        import cv2
-
-        from refseg_ros.data.geometry import mm_to_depth
-
-        path = os.path.join(self.root, self.images[image_index]["depth_file"])
-        depth = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-        if depth is None:
-            raise FileNotFoundError(path)
-        return mm_to_depth(depth)
+        return read_depth(os.path.join(self.root, self.images[image_index]["depth_file"]))

@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from refseg_ros.data.dataset import ExpressionDataset, load_index
+from refseg_ros.data.dataset import ExpressionDataset, load_index, read_depth
 from refseg_ros.data.masks import segmentation_to_mask, xywh_to_xyxy
 
 
@@ -80,16 +80,10 @@ class TabletopV2Dataset(ExpressionDataset):
     def depth_frame(self, image_index: int):
         """The image's depth (metres) with its intrinsics, as the node gets them from a camera
         (``model.ground_plane.DepthFrame``)."""
-        import cv2
-
-        from refseg_ros.data.geometry import mm_to_depth
         from refseg_ros.model.ground_plane import DepthFrame
 
-        path = os.path.join(self.root, self.images[image_index]["depth_file"])
-        depth = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-        if depth is None:
-            raise FileNotFoundError(path)
-        return DepthFrame.from_k(mm_to_depth(depth), self.camera_info(image_index)["K"])
+        depth = read_depth(os.path.join(self.root, self.images[image_index]["depth_file"]))
+        return DepthFrame.from_k(depth, self.camera_info(image_index)["K"])
 
 
 def no_target_reason(record: dict) -> str | None:
