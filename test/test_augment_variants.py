@@ -109,7 +109,7 @@ def test_train_config_defaults_keep_todays_cache_and_map_every_range():
 
 def test_cache_key_changes_with_variants_seed_and_every_range_but_not_p_clean():
     model = SimpleNamespace(cfg=SimpleNamespace(backbone="mobilenetv2", input_size=[320, 240],
-                                                pixel_mean=[0.5] * 3, pixel_std=[0.25] * 3))
+                                                pixel_mean=[0.5] * 3, pixel_std=[0.25] * 3, cnn_scale=1))
     data = SimpleNamespace(image_paths=["a.png", "b.png"])
     base = _cache_key(model, data)
     assert _cache_key(model, data, CachedVariants(count=0)) == base  # today's caches stay valid

@@ -34,6 +34,7 @@ import torch
 from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
+from torch.nn import functional as F
 
 from refseg_ros.model.config import ModelConfig
 from refseg_ros.model.law import AdaptiveLinear, LowRankBasis, adaptation, make_adaptive
@@ -168,6 +169,7 @@ class MobileNetV2ViT(LanguageAwareBackbone):
             net.load_state_dict(torch.load(mobilenet_v2_path(), map_location="cpu", weights_only=True))
         self.cnn = net.features[:14]
         self.cnn_trainable = cfg.cnn_trainable
+        self.cnn_scale = cfg.cnn_scale
         self.cnn.requires_grad_(cfg.cnn_trainable)
         if not cfg.cnn_trainable:
             self.cnn.eval()
@@ -191,17 +193,23 @@ class MobileNetV2ViT(LanguageAwareBackbone):
     def image_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """The frozen part: ``{"s4": (B, 24, H/4, W/4), "s8": (B, 32, ..), "s16": (B, 96, ..)}``."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.cnn_trainable):
-            return self.run_stages(self.cnn, images)
+            return self.run_stages(self.cnn, images, self.cnn_scale)
 
     @classmethod
-    def run_stages(cls, cnn: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``cnn`` (``self.cnn`` or an inference copy of it, e.g. BatchNorm folded) by ``STAGES``."""
+    def run_stages(cls, cnn: nn.Module, images: torch.Tensor, scale: int = 1) -> dict[str, torch.Tensor]:
+        """``cnn`` (``self.cnn`` or an inference copy of it, e.g. BatchNorm folded) by ``STAGES``.
+
+        ``scale`` > 1 (``cnn_scale``): the CNN runs on ``images`` upsampled that many times and each
+        stage's output is average-pooled back, so the shapes are those of ``scale`` 1.
+        """
         out = {}
         x = images
+        if scale != 1:
+            x = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
         for start, stop, name, _ in cls.STAGES:
             for layer in cnn[start:stop]:
                 x = layer(x)
-            out[name] = x
+            out[name] = x if scale == 1 else F.avg_pool2d(x, scale)
         return out
 
     def _stem(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -98,6 +98,11 @@ class ModelConfig:
     # peak; its sigmoid is the result's score. Trained with ``loss_presence`` (binary cross-entropy).
     presence_head: bool = False
     loss_presence: float = 1.0
+    # mobilenetv2_vit only: the CNN sees the letterboxed input upsampled ``cnn_scale`` times
+    # (bilinear) and each stage's output is average-pooled back by as much, so every feature map
+    # keeps its shape (and a feature cache its size) while small objects cover more of the CNN's
+    # ImageNet-sized receptive fields. 1 = the input as it is (every checkpoint before it).
+    cnn_scale: int = 1
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes carried into checkpoints
 
     def __post_init__(self) -> None:
@@ -124,6 +129,10 @@ class ModelConfig:
             raise ValueError("max_tokens must leave room for [CLS], one word and [SEP]")
         if min(self.text_layers, self.box_mlp_dim, self.deconv_width) < 0:
             raise ValueError("text_layers, box_mlp_dim and deconv_width must be >= 0 (0 = the default)")
+        if not isinstance(self.cnn_scale, int) or isinstance(self.cnn_scale, bool) or not 1 <= self.cnn_scale <= 4:
+            raise ValueError(f"cnn_scale must be an integer in [1, 4]; got {self.cnn_scale!r}")
+        if self.cnn_scale != 1 and self.backbone != "mobilenetv2_vit":
+            raise ValueError("cnn_scale applies to the mobilenetv2_vit backbone only")
         if any(not 0 <= i < self.depth for i in self.global_blocks):
             raise ValueError(f"global_blocks {self.global_blocks} outside 0..{self.depth - 1}")
 

@@ -54,6 +54,7 @@ class FastImageFeatures(nn.Module):
         super().__init__()
         backbone = model.backbone
         self.stages = type(backbone)
+        self.scale = backbone.cnn_scale
         cnn = fold_batchnorm(copy.deepcopy(backbone.cnn).eval())
         self.cnn = cnn.to(memory_format=torch.channels_last).requires_grad_(False)
         self.normalize = model.normalize
@@ -63,7 +64,7 @@ class FastImageFeatures(nn.Module):
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, H, W); got {tuple(images.shape)}")
         x = self.normalize(images).contiguous(memory_format=torch.channels_last)
-        return self.stages.run_stages(self.cnn, x)
+        return self.stages.run_stages(self.cnn, x, self.scale)
 
 
 def fast_image_features(model: nn.Module):

@@ -33,8 +33,11 @@ def _cache_key(model, dataset, augment=None) -> str:
     Without variants the key is what it was before variants existed, so those caches stay valid.
     """
     h = hashlib.sha256()
-    h.update(json.dumps({"backbone": model.cfg.backbone, "input_size": model.cfg.input_size,
-                         "mean": model.cfg.pixel_mean, "std": model.cfg.pixel_std}).encode())
+    frozen = {"backbone": model.cfg.backbone, "input_size": model.cfg.input_size,
+              "mean": model.cfg.pixel_mean, "std": model.cfg.pixel_std}
+    if model.cfg.cnn_scale != 1:   # only then: the caches made before the option stay valid
+        frozen["cnn_scale"] = model.cfg.cnn_scale
+    h.update(json.dumps(frozen).encode())
     for path in dataset.image_paths:
         h.update(path.encode())
     if augment is not None and augment.count > 0:
