@@ -2,23 +2,20 @@
 letterbox grid, the classifier, the command line on a rendered v2 split)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-TOOL = Path(__file__).resolve().parent.parent / "tools" / "kind_probe.py"
+from helpers.paths import TOOLS, load_tool
+
+TOOL = TOOLS / "kind_probe.py"
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("kind_probe", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("kind_probe")
 
 
 def test_mask_weights_follow_the_letterbox():

@@ -1,22 +1,19 @@
 """tools/offgen_thresholds.py: the found-threshold sweep over off-generator records, on hand-made cases."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-TOOL = Path(__file__).resolve().parent.parent / "tools" / "offgen_thresholds.py"
+from helpers.paths import TOOLS, load_tool
+
+TOOL = TOOLS / "offgen_thresholds.py"
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("offgen_thresholds", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("offgen_thresholds")
 
 
 GT = [10.0, 10.0, 30.0, 30.0]

@@ -171,12 +171,9 @@ def test_presence_head_folded_unfolded_and_onnx_agree(tmp_path):
 
 
 def test_expected_calibration_error():
-    import importlib.util
-    from pathlib import Path
+    from helpers.paths import load_tool
 
-    spec = importlib.util.spec_from_file_location("calibration", Path(__file__).parents[1] / "tools" / "calibration.py")
-    calibration = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(calibration)
+    calibration = load_tool("calibration")
     rng = np.random.default_rng(0)
     scores = rng.random(20000)
     calibrated = rng.random(20000) < scores

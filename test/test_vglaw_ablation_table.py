@@ -1,18 +1,9 @@
 """tools/ablation_table.py builds the experiment's tables from the eval JSONs that exist."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-TOOLS = Path(__file__).resolve().parent.parent / "tools"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers.paths import load_tool as _load
 
 
 def _metrics(prec: float, miou: float) -> dict:
