@@ -135,3 +135,4 @@ def test_absent_objects_are_absent_and_share_the_images(parts):
 class _Model:  # what the feature-cache key reads of a model
     class cfg:
         backbone, input_size, pixel_mean, pixel_std = "mobilenetv2", (320, 240), (0.5,), (0.5,)
+        cnn_scale = 1
