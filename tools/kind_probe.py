@@ -55,7 +55,7 @@ def object_features(model, dataset, max_images: int, progress: bool = True) -> d
     images = dataset.images[:max_images]
     if progress:
         from tqdm import tqdm
-        images = tqdm(images, desc=f"features (cnn_scale {model.cfg.cnn_scale})", unit="image")
+        images = tqdm(images, desc=f"features (cnn_scale {model.backbone.cnn_scale})", unit="image")
     for i, record in enumerate(images):
         rgb = dataset.load_image(i)
         h, w = rgb.shape[:2]
@@ -156,8 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"data": args.data, "fit_split": args.fit_split, "score_split": args.score_split,
               "probe": args.probe, "checkpoint": args.checkpoint or "shipped", "scales": {}}
     for scale in args.cnn_scale:
-        model.cfg.cnn_scale = scale            # only the CNN's input changes; the weights are the same
-        model.backbone.cnn_scale = scale
+        model.backbone.cnn_scale = scale       # only the CNN's input changes; the weights are the same
         fit = object_features(model, fit_data, args.max_images[0], not args.no_progress)
         score = object_features(model, score_data, args.max_images[1], not args.no_progress)
         rows = {}

@@ -22,13 +22,15 @@ import importlib.util
 import json
 import sys
 from collections import defaultdict
+from functools import lru_cache
 from pathlib import Path
 
 DEFAULT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
+@lru_cache(maxsize=1)
 def _box_iou():
-    """``box_iou`` of the check itself (one definition of a right box)."""
+    """``box_iou`` of the check itself (one definition of a right box), loaded once."""
     path = Path(__file__).resolve().parent / "offgen_check.py"
     spec = importlib.util.spec_from_file_location("offgen_check", path)
     module = importlib.util.module_from_spec(spec)
